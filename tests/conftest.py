@@ -1,0 +1,81 @@
+"""Shared fixtures: a fresh workspace, the CLI in a subprocess, the public data beside the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def workspace_dir(tmp_path: Path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def cli(workspace_dir: Path):
+    """Run `python -m core ARGS` in a subprocess against the test's workspace."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> CliResult:
+        full_env = {
+            **os.environ,
+            "PRISM_WORKSPACE": str(workspace_dir),
+            "HF_HUB_OFFLINE": "1",
+            **(env or {}),
+        }
+        p = subprocess.run(
+            [sys.executable, "-m", "core", *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            timeout=300,
+        )
+        return CliResult(p.returncode, p.stdout, p.stderr)
+
+    return run
+
+
+def assert_user_error(result: CliResult, *needles: str) -> str:
+    """Exit 2, exactly one stderr line starting 'error:' that contains each needle, no traceback."""
+    assert result.code == 2, (result.code, result.err)
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside the repository")
+    return SHARED_DATA
