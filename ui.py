@@ -110,7 +110,7 @@ def show_report(report: Report | dict[str, Any]) -> None:
         st.dataframe(
             {"": ["prompt", "response"][: len(stats)], **_transpose(stats)},
             hide_index=True,
-            use_container_width=False,
+            width="content",
         )
     if r["skipped"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in r["skip_reasons"].items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 @contextmanager
 def progress_bar(desc: str, unit: str = "") -> Iterator[ProgressFn]:
-    """A tqdm bar on stderr, shown only when the work lasts over a second."""
+    """A tqdm bar on a terminal's stderr, shown only when the work lasts over a second."""
     from tqdm import tqdm
 
     bar = tqdm(
@@ -42,6 +43,10 @@ def progress_bar(desc: str, unit: str = "") -> Iterator[ProgressFn]:
         mininterval=0.5,
         leave=False,
         file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        # a terminal that reports a 0 x 0 size would hide the bar: fall back to 80 x 24
+        ncols=shutil.get_terminal_size().columns,
+        nrows=shutil.get_terminal_size().lines,
     )
     try:
 

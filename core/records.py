@@ -414,6 +414,8 @@ def _first_repeat(hashes: array) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(h, kind="stable")
     sorted_h = h[order]
     same = sorted_h[1:] == sorted_h[:-1]
+    if not same.any():
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     later = order[1:][same]
     # the first occurrence of each repeated value: walk back over its run
     starts = np.flatnonzero(np.r_[True, sorted_h[1:] != sorted_h[:-1]])

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from core.errors import UserError
 from core.records import Mapping, preview, stage
 from core.sources import open_source
 
@@ -64,7 +65,10 @@ if not spec:
 else:
     # --- 2. field mapping with a live preview ---------------------------------------------
     st.subheader("2. Fields")
-    detected = ui.attempt(lambda: first_rows(spec, split, subset, Mapping(), mtime(spec)))
+    try:  # what the file holds, with the mapping detected from common field names
+        detected, detect_error = first_rows(spec, split, subset, Mapping(), mtime(spec)), None
+    except UserError as e:
+        detected, detect_error = None, str(e)
     guess = detected[1].mapping if detected else {}
     if detected:
         st.caption("Fields in the file: " + ", ".join(f"`{f}`" for f in detected[1].fields))
@@ -93,7 +97,11 @@ else:
         "Id field (optional)", placeholder=guess.get("id") or "row numbers", key="map_id"
     )
     mapping = ui.attempt(lambda: Mapping(**{k: v or guess.get(k) for k, v in typed.items()}))
-    result = mapping and ui.attempt(lambda: first_rows(spec, split, subset, mapping, mtime(spec)))
+    result = None
+    if mapping and not mapping.complete:  # nothing detected and nothing typed yet
+        st.error(detect_error, icon=":material/error:")
+    elif mapping:
+        result = ui.attempt(lambda: first_rows(spec, split, subset, mapping, mtime(spec)))
     if result:
         records, report = result
         st.caption(f"Mapping: {Mapping(**report.mapping).describe()}")

@@ -72,7 +72,9 @@ def test_binary_garbage(cli, tmp_path, seeded):
 def test_wrong_encoding_rows_are_named_and_encoding_flag_fixes_them(cli, tmp_path):
     path = tmp_path / "latin.jsonl"
     rows = [*GOOD, {"question": "Café crème?", "answer": "très bien"}]
-    path.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1"))
+    path.write_bytes(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
+    )
     r = cli("validate", str(path), "--json")
     assert r.code == 0 and r.json["kept"] == 5
     assert r.json["skips"] == [
@@ -89,8 +91,12 @@ def test_wrong_encoding_rows_are_named_and_encoding_flag_fixes_them(cli, tmp_pat
 def test_all_rows_in_a_wrong_encoding_fail(cli, tmp_path):
     path = tmp_path / "latin.jsonl"
     rows = [{"question": f"Café {i}?", "answer": "é"} for i in range(3)]
-    path.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1"))
-    assert_user_error(cli("import", str(path)), str(path), "all 3 rows were skipped", "line 1", "UTF-8")
+    path.write_bytes(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
+    )
+    assert_user_error(
+        cli("import", str(path)), str(path), "all 3 rows were skipped", "line 1", "UTF-8"
+    )
 
 
 def test_utf16_with_bom_reads(cli, tmp_path):
@@ -116,10 +122,17 @@ def test_header_only_csv_has_no_rows(cli, tmp_path):
 def test_missing_fields(cli, tmp_path, seeded):
     path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1}] * 3)
     assert_user_error(
-        cli("import", str(path)), str(path), "line 1", "no prompt field found among: text, label", "--prompt"
+        cli("import", str(path)),
+        str(path),
+        "line 1",
+        "no prompt field found among: text, label",
+        "--prompt",
     )
     line = assert_user_error(cli("import", str(path), "--prompt", "text", "--response", "answer"))
-    assert "all 3 rows were skipped" in line and "line 1: field 'answer' not found (fields: text, label)" in line
+    assert (
+        "all 3 rows were skipped" in line
+        and "line 1: field 'answer' not found (fields: text, label)" in line
+    )
     seeded()
 
 
@@ -142,7 +155,12 @@ def test_duplicate_ids(cli, tmp_path, seeded):
     rows = [{"uid": f"u{i % 3}", **r} for i, r in enumerate(GOOD)]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     assert_user_error(
-        cli("import", str(path), "--id", "uid"), str(path), "line 4", "duplicate id 'u0'", "field 'uid'", "line 1"
+        cli("import", str(path), "--id", "uid"),
+        str(path),
+        "line 4",
+        "duplicate id 'u0'",
+        "field 'uid'",
+        "line 1",
     )
     seeded()
 
@@ -153,7 +171,9 @@ def test_a_50_mb_single_line(cli, tmp_path, seeded):
         f.write('{"question": "')
         f.write("x" * (50 * 2**20))
         f.write('", "answer": "1"}\n')
-    line = assert_user_error(cli("import", str(path)), str(path), "line 1", "over the 16 MB limit per row")
+    line = assert_user_error(
+        cli("import", str(path)), str(path), "line 1", "over the 16 MB limit per row"
+    )
     assert "50.0 MB" in line
     seeded()
 
@@ -196,7 +216,9 @@ def test_missing_file_and_bad_usage(cli, tmp_path):
 
 def test_bad_template(cli, tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", GOOD)
-    assert_user_error(cli("validate", str(path), "--prompt", "{question", "--response", "answer"), "template")
+    assert_user_error(
+        cli("validate", str(path), "--prompt", "{question", "--response", "answer"), "template"
+    )
 
 
 def test_bad_dataset_names_and_taken_names(cli, tmp_path, seeded):
@@ -221,7 +243,9 @@ def test_corrupt_catalogue(cli, tmp_path):
 
 def test_no_traceback_for_a_directory_given_as_file(cli, tmp_path):
     (tmp_path / "folder").mkdir()
-    assert_user_error(cli("import", str(tmp_path / "folder")), "not a Hugging Face save_to_disk folder")
+    assert_user_error(
+        cli("import", str(tmp_path / "folder")), "not a Hugging Face save_to_disk folder"
+    )
 
 
 def test_parquet_garbage(cli, tmp_path):

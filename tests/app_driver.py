@@ -1,0 +1,86 @@
+"""Drive the app's pages through streamlit's AppTest, as a user would click them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+
+
+class App:
+    """The whole app (app.py with its navigation) on a given workspace.
+
+    AppTest drops the sidebar from its element tree after `switch_page`, so tests that
+    look at the sidebar use the default page (Data), which needs no switch.
+    """
+
+    def __init__(self, workspace: Path, page: str | None = None):
+        os.environ["PRISM_WORKSPACE"] = str(workspace)
+        self.at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        self.at.run()
+        if page:
+            self.at.switch_page(page).run()
+        self.check()
+
+    def check(self) -> None:
+        assert not self.at.exception, [e.message for e in self.at.exception]
+
+    def run(self) -> App:
+        self.at.run()
+        self.check()
+        return self
+
+    def errors(self) -> list[str]:
+        return [e.value for e in self.at.error]
+
+
+class DataPage(App):
+    def __init__(self, workspace: Path):
+        super().__init__(workspace)  # the default page
+
+    def use_path(self, path: Path | str, split: str | None = None) -> None:
+        self.at.segmented_control(key="source_kind").set_value("Path on the server")
+        self.run()
+        self.at.text_input(key="source_path").set_value(str(path))
+        if split:
+            self.at.text_input(key="source_split").set_value(split)
+        self.run()
+
+    def upload(self, name: str, data: bytes) -> None:
+        self.at.segmented_control(key="source_kind").set_value("Upload a file")
+        self.run()
+        self.at.file_uploader[0].set_value((name, data, "application/octet-stream"))
+        self.run()
+
+    def map(self, **fields: str) -> None:
+        for key, value in fields.items():
+            self.at.text_input(key=f"map_{key}").set_value(value)
+        self.run()
+
+    def preview(self) -> pd.DataFrame:
+        frames = [d.value for d in self.at.dataframe if "prompt" in d.value.columns]
+        assert frames, f"no preview; errors: {self.errors()}"
+        return frames[0]
+
+    def button(self, label: str):
+        return next(b for b in self.at.button if b.label == label)
+
+    def import_as(self, name: str, replace: bool = False) -> None:
+        self.at.text_input(key=next(k for k in self._keys() if k.startswith("name_"))).set_value(
+            name
+        )
+        if replace:
+            self.at.checkbox(key="import_replace").check()
+        self.button("Import").click()
+        self.run()
+
+    def datasets(self) -> dict[str, int]:
+        frames = [d.value for d in self.at.dataframe if "imported" in d.value.columns]
+        return dict(zip(frames[0]["name"], frames[0]["rows"], strict=True)) if frames else {}
+
+    def _keys(self) -> list[str]:
+        return [w.key for w in self.at.text_input if w.key]

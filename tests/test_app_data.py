@@ -1,0 +1,118 @@
+"""The Data page through streamlit's AppTest: demo on first start, upload, mapping, report, import."""
+
+from __future__ import annotations
+
+import json
+
+from core.workspace import Workspace
+from tests.app_driver import App, DataPage
+
+ROWS = [
+    {"question": f"What is {i} squared?", "answer": f"{i * i}", "level": i % 3} for i in range(8)
+]
+JSONL = "".join(json.dumps(r) + "\n" for r in ROWS).encode()
+
+
+def test_first_start_shows_the_demo(tmp_path):
+    app = App(tmp_path / "ws")
+    assert app.at.sidebar.selectbox(key="sidebar_active").value == "demo"
+    page = DataPage(tmp_path / "ws")
+    assert page.datasets() == {"demo": 360}
+    assert [t.value for t in page.at.title] == ["Data"]
+
+
+def test_deleted_demo_stays_deleted(tmp_path):
+    App(tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    ws.delete_dataset("demo")
+    page = DataPage(tmp_path / "ws")
+    assert page.datasets() == {}
+
+
+def test_upload_preview_and_import(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.upload("squares.jsonl", JSONL)
+    preview = page.preview()
+    assert list(preview["prompt"][:2]) == ["What is 0 squared?", "What is 1 squared?"]
+    assert any(
+        "Fields in the file: `question`, `answer`, `level`" in c.value for c in page.at.caption
+    )
+    page.import_as("squares")
+    assert page.datasets() == {"demo": 360, "squares": 8}
+    assert any("Imported 8 rows as **squares**" in s.value for s in page.at.success)
+    info = Workspace(tmp_path / "ws").dataset("squares")
+    assert info.source == "squares.jsonl"  # the uploaded name, not where the server kept it
+    # the new dataset is the active one (AppTest drops the sidebar after st.rerun; read the state)
+    assert Workspace(tmp_path / "ws").get_meta("active_dataset") == "squares"
+
+
+def test_template_mapping_updates_the_preview(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.upload("squares.csv", b"q,a,n\nWhat is two,2,1\nWhat is three,3,2\n")
+    page.map(prompt="{q}? (#{n})", response="a")
+    assert list(page.preview()["prompt"]) == ["What is two? (#1)", "What is three? (#2)"]
+    assert any("prompt <- {q}? (#{n}), response <- a" in c.value for c in page.at.caption)
+
+
+def test_chat_messages_mapping(tmp_path):
+    rows = [
+        {"chat": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    ]
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    page = DataPage(tmp_path / "ws")
+    page.use_path(path)
+    assert page.errors() and "no prompt field found among: chat" in page.errors()[0]
+    page.at.toggle[0].set_value(True)
+    page.run()
+    page.map(messages="chat")
+    assert list(page.preview()["response"]) == ["hello"]
+
+
+def test_validate_shows_the_report_with_skips(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        JSONL.decode() + "{broken\n" + json.dumps({"question": "", "answer": "x"}) + "\n"
+    )
+    page = DataPage(tmp_path / "ws")
+    page.use_path(path)
+    page.button("Validate the whole file").click()
+    page.run()
+    metrics = {m.label: m.value for m in page.at.metric}
+    assert metrics == {"Rows read": "10", "Kept": "8", "Skipped": "2", "Exact duplicates": "0"}
+    assert "2 rows skipped" in page.at.warning[0].value
+    skips = next(d.value for d in page.at.dataframe if "reason" in d.value.columns)
+    assert list(skips["where"]) == ["line 9", "line 10"]
+    assert Workspace(tmp_path / "ws").datasets()[0].name == "demo"  # validating imports nothing
+
+
+def test_bad_source_shows_an_error_not_a_traceback(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.use_path(tmp_path / "missing.jsonl")
+    assert page.errors() == [f"{tmp_path / 'missing.jsonl'}: no such file or folder"]
+    page.upload("junk.jsonl", bytes(range(256)) * 10)
+    assert "looks like a binary file" in page.errors()[0]
+
+
+def test_taken_name_is_refused_and_nothing_changes(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.upload("demo.jsonl", JSONL)
+    page.import_as("demo")
+    assert any("'demo' exists" in e for e in page.errors())
+    assert page.datasets() == {"demo": 360}
+    page.import_as("demo", replace=True)
+    assert page.datasets() == {"demo": 8}
+
+
+def test_rename_and_delete(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.at.text_input(key="manage_new_name").set_value("renamed")
+    page.run()
+    page.button("Rename").click()
+    page.run()
+    assert page.datasets() == {"renamed": 360}
+    page.at.checkbox(key="manage_confirm").check()
+    page.run()
+    page.button("Delete").click()
+    page.run()
+    assert page.datasets() == {}
