@@ -51,7 +51,7 @@ def sidebar(ws: Workspace) -> DatasetInfo | None:
         if choice != current:
             ws.set_meta(ACTIVE_KEY, choice)
         info = ws.dataset(choice)
-        st.caption(f"{info.rows:,} rows · from `{Path(info.source).name}`")
+        st.caption(f"{info.rows:,} rows · from {info.source}")
         with st.expander("Switch workspace"):
             new_root = st.text_input("Folder", value=str(ws.root), key="workspace_input")
             if st.button("Open", key="workspace_open") and new_root != str(ws.root):

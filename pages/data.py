@@ -111,6 +111,11 @@ else:
             ),
             hide_index=True,
         )
+        with st.expander("The first record in full"):
+            st.caption("Prompt")
+            st.text(records[0].prompt)
+            st.caption("Response")
+            st.text(records[0].response)
         if report.skips:
             st.warning(
                 "In the first rows: "
