@@ -40,7 +40,10 @@ if kind == "Upload a file":
     upload = st.file_uploader(
         f"JSONL, JSON, CSV/TSV or Parquet (optionally .gz), up to {cap} MB",
         type=["jsonl", "ndjson", "json", "csv", "tsv", "txt", "parquet", "gz"],
-        help=f"Larger than {cap} MB? Put the file on the server and use 'Path on the server'.",
+    )
+    st.caption(
+        f"A file over {cap} MB is refused by the uploader (it shows a red mark and nothing is "
+        "read): copy it to the server and use **Path on the server**, which has no size limit."
     )
     if upload is not None:
         spec = str(ui.save_upload(ws, upload.name, upload.getvalue()))
