@@ -31,14 +31,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 @contextmanager
-def progress_bar(desc: str, unit: str = "") -> Iterator[ProgressFn]:
-    """A tqdm bar on a terminal's stderr, shown only when the work lasts over a second."""
+def progress_bar(desc: str, unit: str = "", unit_scale: bool = True) -> Iterator[ProgressFn]:
+    """A tqdm bar on a terminal's stderr (rate and ETA), shown when work lasts over a second."""
     from tqdm import tqdm
 
     bar = tqdm(
         desc=desc,
         unit=unit,
-        unit_scale=True,
+        unit_scale=unit_scale,
         delay=1.0,
         mininterval=0.5,
         leave=False,
@@ -151,6 +151,73 @@ def cmd_delete(args: argparse.Namespace) -> Result:
     return {"deleted": args.name}, [f"deleted {args.name!r}"]
 
 
+def feature_request(args: argparse.Namespace):
+    """(ProxySpec, FeatureConfig, Runtime) from the feature options shared by several verbs."""
+    from core.config import FeatureConfig, ProxySpec, Runtime
+
+    proxy = ProxySpec(args.proxy, args.revision, args.trust_remote_code)
+    config = FeatureConfig(args.method, args.dim, args.rank, args.seed, args.max_length)
+    runtime = Runtime(args.device, args.batch_size, args.token_budget, args.chunk_rows)
+    return proxy, config, runtime
+
+
+def features_for(args: argparse.Namespace, ws, name: str):
+    """The dataset's features for the verb's options: cached, or computed with a progress bar."""
+    from core.features import compute_features
+
+    proxy, config, runtime = feature_request(args)
+    with progress_bar(f"features of {name}", unit="sample", unit_scale=False) as bar:
+        fs = compute_features(
+            ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
+        )
+    if warning := fs.facts.get("warning"):
+        print(f"warning: {warning}", file=sys.stderr)
+    return fs
+
+
+def cmd_embed(args: argparse.Namespace) -> Result:
+    import numpy as np
+
+    out = Path(args.out) if args.out else None
+    if out and not out.parent.is_dir():
+        raise UserError(f"{out}: cannot write the features (no folder {out.parent})")
+    ws = _workspace(args)
+    fs = features_for(args, ws, args.name)
+    data = {
+        "dataset": args.name,
+        "rows": fs.rows,
+        "dim": fs.dim,
+        "method": fs.config.method,
+        "proxy": fs.proxy,
+        "cached": fs.cached,
+        "key": fs.key,
+        "truncated": fs.facts.get("truncated", 0),
+        "seconds": fs.facts.get("seconds"),
+        "samples_per_second": fs.facts.get("samples_per_second"),
+        "warnings": [fs.facts["warning"]] if fs.facts.get("warning") else [],
+    }
+    lines = [
+        f"{fs.rows} x {fs.dim} {fs.config.method} features of {args.name!r} with proxy {fs.proxy}"
+        + (" (from the cache)" if fs.cached else f" in {fs.facts.get('seconds')} s"),
+    ]
+    if data["truncated"]:
+        lines.append(
+            f"{data['truncated']} samples were cut to --max-length {fs.config.max_length} tokens"
+        )
+    if out:
+        tmp = out.with_name(out.name + ".part")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, fs.matrix())
+            tmp.replace(out)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"{out}: cannot write the features ({e.strerror})") from e
+        data["out"] = str(out)
+        lines.append(f"wrote {out} ({fs.rows} x {fs.dim} float32, dataset row order)")
+    return data, lines
+
+
 def cmd_demo(args: argparse.Namespace) -> Result:
     from core import demo
 
@@ -165,6 +232,9 @@ def cmd_demo(args: argparse.Namespace) -> Result:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.config import DEFAULT_PROXY, FeatureConfig
+
+    defaults = FeatureConfig()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--workspace", metavar="DIR", help="workspace folder (default: $PRISM_WORKSPACE or ./cache)"
@@ -217,6 +287,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new")
     p = verb("delete", cmd_delete, "delete a dataset")
     p.add_argument("name")
+    features = argparse.ArgumentParser(add_help=False)
+    g = features.add_argument_group("gradient features")
+    g.add_argument(
+        "--proxy",
+        default=DEFAULT_PROXY,
+        help="hub name, local folder, or tiny-random (default: %(default)s)",
+    )
+    g.add_argument("--revision", help="pin the proxy to a hub revision (branch, tag or commit)")
+    g.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a proxy's own code to run"
+    )
+    g.add_argument("--method", choices=["factorized", "exact"], default="factorized")
+    g.add_argument(
+        "--dim", type=int, default=defaults.dim, help="feature dimensions (default: %(default)s)"
+    )
+    g.add_argument(
+        "--rank",
+        type=int,
+        default=defaults.rank,
+        help="per-layer sketch rank (default: %(default)s)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=defaults.seed, help="projection seed (default: %(default)s)"
+    )
+    g.add_argument(
+        "--max-length",
+        type=int,
+        default=defaults.max_length,
+        help="tokens per sample (default: %(default)s)",
+    )
+    g.add_argument("--batch-size", type=int, help="at most this many samples per batch")
+    g.add_argument("--token-budget", type=int, help="at most this many padded tokens per batch")
+    g.add_argument(
+        "--chunk-rows", type=int, default=256, help="rows per stored chunk (default: %(default)s)"
+    )
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+
+    p = verb(
+        "embed",
+        cmd_embed,
+        "compute (or fetch from the cache) a dataset's gradient features",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--out", metavar="FILE.npy", help="also write the N x dim float32 matrix, in row order"
+    )
     p = verb("demo", cmd_demo, "import the built-in demo dataset (or write it to --out)")
     p.add_argument(
         "--out", metavar="FILE.jsonl", help="write the demo problems to this file instead"
@@ -251,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(data, ensure_ascii=False, default=str))
     else:
         print("\n".join(lines))
+    for warning in data.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

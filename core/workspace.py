@@ -1,9 +1,9 @@
 """The workspace: a folder with a SQLite catalogue and the bulk data beside it.
 
 Layout:
-    workspace.sqlite        the catalogue (WAL mode): datasets, meta (later: features, maps,
-                            selections, runs)
+    workspace.sqlite        the catalogue (WAL mode): datasets, feature sets, meta
     datasets/<id>/records.parquet   each dataset's normalised records
+    datasets/<id>/features/<key>/   its gradient feature sets (see core/features.py)
     tmp/<id>/               work in progress, owned by a live process (file `owner`)
 
 Every change is atomic. An import stages its records under tmp/, then, holding the
@@ -51,6 +51,21 @@ _MIGRATIONS = [
         created_at  TEXT NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    """
+    CREATE TABLE feature_sets (
+        key         TEXT PRIMARY KEY,
+        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        proxy       TEXT NOT NULL,
+        identity    TEXT NOT NULL,
+        config      TEXT NOT NULL,
+        rows        INTEGER NOT NULL,
+        dim         INTEGER NOT NULL,
+        complete    INTEGER NOT NULL DEFAULT 0,
+        facts       TEXT NOT NULL DEFAULT '{}',
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX feature_sets_dataset ON feature_sets(dataset_id);
     """,
 ]
 
@@ -106,20 +121,23 @@ class Workspace:
     # --- the catalogue -----------------------------------------------------------------
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the catalogue (autocommit; use `transaction` to write)."""
         db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 60000")
+            db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA synchronous = NORMAL")
             yield db
         finally:
             db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A transaction holding the write lock from its start; committed on success."""
-        with self._connect() as db:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction holding the write lock from its start; committed on success, else
+        rolled back."""
+        with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -129,10 +147,10 @@ class Workspace:
             db.execute("COMMIT")
 
     def _migrate(self) -> None:
-        with self._connect() as db:
+        with self.connect() as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode = WAL")
-        with self._write() as db:
+        with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for i, script in enumerate(_MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
@@ -140,12 +158,12 @@ class Workspace:
                 db.execute(f"PRAGMA user_version = {i}")
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        with self._connect() as db:
+        with self.connect() as db:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- datasets ------------------------------------------------------------------------
@@ -158,13 +176,13 @@ class Workspace:
 
     def datasets(self) -> list[DatasetInfo]:
         """All datasets, by name."""
-        with self._connect() as db:
+        with self.connect() as db:
             rows = db.execute("SELECT * FROM datasets ORDER BY name").fetchall()
         return [self._info(r) for r in rows]
 
     def dataset(self, name: str) -> DatasetInfo:
         """One dataset by name; UserError listing the names when there is none."""
-        with self._connect() as db:
+        with self.connect() as db:
             row = db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
         if row is None:
             names = ", ".join(d.name for d in self.datasets()) or "none yet"
@@ -172,7 +190,7 @@ class Workspace:
         return self._info(row)
 
     def has_dataset(self, name: str) -> bool:
-        with self._connect() as db:
+        with self.connect() as db:
             return (
                 db.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone() is not None
             )
@@ -209,7 +227,7 @@ class Workspace:
             )
             dataset_id = tmp.name
             final = self.root / "datasets" / dataset_id
-            with self._write() as db:
+            with self.transaction() as db:
                 old = db.execute("SELECT id FROM datasets WHERE name = ?", (name,)).fetchone()
                 if old and not replace:
                     raise UserError(
@@ -241,7 +259,7 @@ class Workspace:
         """Rename `old` to `new`; returns the renamed dataset."""
         check_name(new)
         self.dataset(old)
-        with self._write() as db:
+        with self.transaction() as db:
             if db.execute("SELECT 1 FROM datasets WHERE name = ?", (new,)).fetchone():
                 raise UserError(f"a dataset named {new!r} exists; choose another name")
             db.execute("UPDATE datasets SET name = ? WHERE name = ?", (new, old))
@@ -250,7 +268,7 @@ class Workspace:
     def delete_dataset(self, name: str) -> DatasetInfo:
         """Remove a dataset and its files; returns what was deleted."""
         info = self.dataset(name)
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM datasets WHERE id = ?", (info.id,))
         shutil.rmtree(info.path.parent, ignore_errors=True)
         return info
@@ -276,11 +294,11 @@ class Workspace:
         folders = {p.name for p in (self.root / "datasets").iterdir()}
         if not folders:
             return
-        with self._connect() as db:
+        with self.connect() as db:
             known = {r[0] for r in db.execute("SELECT id FROM datasets")}
         if folders - known:
             # recheck under the write lock: an import moves its folder in under that lock
-            with self._write() as db:
+            with self.transaction() as db:
                 known = {r[0] for r in db.execute("SELECT id FROM datasets")}
                 for orphan in folders - known:
                     shutil.rmtree(self.root / "datasets" / orphan, ignore_errors=True)

@@ -1,0 +1,52 @@
+"""What to compute, as plain frozen data (no torch import): the proxy, the feature settings,
+and how to run. Everything in `ProxySpec` and `FeatureConfig` is part of a feature set's
+cache key; `Runtime` changes speed, not numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PROXY = "Qwen/Qwen2.5-0.5B-Instruct"
+FEATURES_VERSION = 1  # bump when the features' numbers change for the same settings
+METHODS = ("factorized", "exact")
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """Which proxy model: a hub name (optionally at a revision), a local folder, or tiny-random."""
+
+    name: str = DEFAULT_PROXY
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The feature settings (PAPER.md section 2; SPEC section 4)."""
+
+    method: str = "factorized"
+    dim: int = 1024
+    rank: int = 128  # K, the per-side sketch size of each weight matrix (factorized only)
+    seed: int = 0
+    max_length: int = 512
+
+    def key_fields(self) -> dict[str, object]:
+        fields = {
+            "method": self.method,
+            "dim": self.dim,
+            "seed": self.seed,
+            "max_length": self.max_length,
+        }
+        if self.method == "factorized":
+            fields["rank"] = self.rank
+        return {**fields, "version": FEATURES_VERSION}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to compute: the device, batch limits and the rows per stored chunk."""
+
+    device: str = "auto"
+    batch_size: int | None = None  # at most this many samples per batch
+    token_budget: int | None = None  # at most this many padded tokens per batch
+    chunk_rows: int = 256

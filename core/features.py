@@ -1,0 +1,395 @@
+"""Feature sets: gradient features of a dataset, computed once, stored in chunks, resumable.
+
+A feature set is keyed by everything that changes its numbers (SPEC section 3): the
+dataset's fingerprint, the proxy's identity (name and revision, or a hash of its files),
+the method, dims, rank, seed, max length and the code version. Same key, same numbers:
+never computed twice.
+
+On disk, `datasets/<dataset id>/features/<key>/` holds `manifest.json` and one
+`chunk-NNNNN.npy` (float32, rows x dim) per `chunk_rows` rows in dataset order. Each chunk
+is written to a temporary name and renamed, then recorded in the manifest (rewritten the
+same way) with its size and CRC-32. A run that is killed resumes from the chunks the
+manifest lists; a chunk that is missing, short or fails its checksum is computed again.
+Chunks are computed the same way every time, so a resumed run ends with features
+identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from core.config import FeatureConfig, ProxySpec, Runtime
+from core.errors import UserError
+from core.gradients import collate, featurizer
+from core.progress import ProgressFn, no_progress
+from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity
+from core.workspace import DatasetInfo, Workspace
+
+TOKEN_BUDGET = {"cpu": 4096, "cuda": 32768}
+MAX_BATCH = 64
+
+
+def feature_key(dataset: DatasetInfo, proxy: ProxySpec, config: FeatureConfig) -> str:
+    identity = proxy_identity(proxy.name, proxy.revision)
+    fields = {"data": dataset.fingerprint, "proxy": identity, **config.key_fields()}
+    return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+@dataclass
+class FeatureSet:
+    """A stored feature set (complete or not) and its manifest."""
+
+    key: str
+    folder: Path
+    rows: int
+    dim: int
+    chunk_rows: int
+    proxy: str
+    config: FeatureConfig
+    chunks: dict[int, dict[str, int]] = field(default_factory=dict)
+    complete: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # answered from the cache, nothing computed
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.rows // self.chunk_rows)
+
+    def chunk_path(self, index: int) -> Path:
+        return self.folder / f"chunk-{index:05d}.npy"
+
+    def chunk_is_valid(self, index: int) -> bool:
+        """Listed in the manifest, the right size, and its checksum matches."""
+        entry = self.chunks.get(index)
+        path = self.chunk_path(index)
+        if entry is None or not path.exists() or path.stat().st_size != entry["bytes"]:
+            return False
+        return _crc(path) == entry["crc32"]
+
+    def load_chunk(self, index: int) -> np.ndarray:
+        if not self.chunk_is_valid(index):
+            raise UserError(
+                f"feature chunk {self.chunk_path(index)} is missing or damaged; compute the features again"
+            )
+        return np.load(self.chunk_path(index))
+
+    def iter_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows x dim float32 array) per chunk, in dataset order."""
+        for index in range(self.n_chunks):
+            yield index * self.chunk_rows, self.load_chunk(index)
+
+    def matrix(self) -> np.ndarray:
+        """All features, N x dim float32, in dataset row order."""
+        if not self.complete:
+            raise UserError("these features are not complete yet; compute them first")
+        return np.concatenate([chunk for _, chunk in self.iter_chunks()])
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "rows": self.rows,
+            "dim": self.dim,
+            "dtype": "float32",
+            "chunk_rows": self.chunk_rows,
+            "proxy": self.proxy,
+            "config": asdict(self.config),
+            "chunks": {str(k): v for k, v in sorted(self.chunks.items())},
+            "complete": self.complete,
+            "facts": self.facts,
+        }
+
+    def save_manifest(self) -> None:
+        _atomic_write(self.folder / "manifest.json", json.dumps(self.manifest(), indent=1).encode())
+
+    def write_chunk(self, index: int, values: np.ndarray, *, truncated: int = 0) -> None:
+        """Store rows [index * chunk_rows, ...) atomically; `truncated` counts cut samples."""
+        path = self.chunk_path(index)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, values.astype(np.float32, copy=False))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        size = path.stat().st_size
+        self.chunks[index] = {
+            "rows": len(values),
+            "bytes": size,
+            "crc32": _crc(path),
+            "truncated": truncated,
+        }
+        self.save_manifest()
+
+
+def _crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _open_set(
+    folder: Path,
+    key: str,
+    dataset: DatasetInfo,
+    proxy: ProxySpec,
+    config: FeatureConfig,
+    chunk_rows: int,
+) -> FeatureSet:
+    """The feature set in `folder`, from its manifest if there is one, else a new empty one."""
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+        fs = FeatureSet(
+            key,
+            folder,
+            m["rows"],
+            m["dim"],
+            m["chunk_rows"],
+            m["proxy"],
+            config,
+            {int(k): v for k, v in m["chunks"].items()},
+            m["complete"],
+            m["facts"],
+        )
+        if fs.rows == dataset.rows and fs.dim == config.dim:
+            return fs
+    except (OSError, ValueError, KeyError):
+        pass  # no manifest yet, or an unreadable one: start over
+    return FeatureSet(key, folder, dataset.rows, config.dim, chunk_rows, proxy.name, config)
+
+
+def find_features(
+    ws: Workspace,
+    dataset: str,
+    *,
+    proxy: ProxySpec = ProxySpec(),
+    config: FeatureConfig = FeatureConfig(),
+) -> FeatureSet | None:
+    """The complete, intact feature set for these settings, or None. Loads no model."""
+    info = ws.dataset(dataset)
+    key = feature_key(info, proxy, config)
+    folder = info.path.parent / "features" / key
+    if not (folder / "manifest.json").exists():
+        return None
+    fs = _open_set(folder, key, info, proxy, config, Runtime().chunk_rows)
+    if not fs.complete or not all(fs.chunk_is_valid(i) for i in range(fs.n_chunks)):
+        return None
+    fs.cached = True
+    return fs
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    with open(folder / "lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise UserError(
+                "these features are being computed by another process right now; wait for it to finish"
+            ) from e
+        yield
+
+
+def compute_features(
+    ws: Workspace,
+    dataset: str,
+    *,
+    proxy: ProxySpec = ProxySpec(),
+    config: FeatureConfig = FeatureConfig(),
+    runtime: Runtime = Runtime(),
+    on_progress: ProgressFn = no_progress,
+) -> FeatureSet:
+    """The dataset's features for these settings: from the cache, or computed (resuming).
+
+    `on_progress(rows done, rows)` is called after each batch; it may raise Cancelled,
+    which keeps every chunk finished so far.
+    """
+    _check(config, runtime)
+    if cached := find_features(ws, dataset, proxy=proxy, config=config):
+        on_progress(cached.rows, cached.rows)
+        return cached
+    info = ws.dataset(dataset)
+    key = feature_key(info, proxy, config)
+    folder = info.path.parent / "features" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder):
+        fs = _open_set(folder, key, info, proxy, config, runtime.chunk_rows)
+        todo = [i for i in range(fs.n_chunks) if not fs.chunk_is_valid(i)]
+        _register(ws, info, fs, proxy)
+        done = sum(fs.chunks[i]["rows"] for i in range(fs.n_chunks) if i not in todo)
+        on_progress(done, fs.rows)
+        started, computed = time.perf_counter(), 0
+        p = load_proxy(
+            proxy.name,
+            revision=proxy.revision,
+            trust_remote_code=proxy.trust_remote_code,
+            device=runtime.device,
+        )
+        features = featurizer(p.model, config)
+        budget = runtime.token_budget or TOKEN_BUDGET[p.device.type]
+        max_batch = min(runtime.batch_size or MAX_BATCH, features.max_batch or MAX_BATCH)
+        for index, (prompts, responses, messages) in _chunks(info.path, fs.chunk_rows):
+            if index not in todo:
+                continue
+            encoded = [
+                p.encode(
+                    pr, re, messages=json.loads(m) if m else None, max_length=config.max_length
+                )
+                for pr, re, m in zip(prompts, responses, messages, strict=True)
+            ]
+            values = _run_chunk(
+                features,
+                encoded,
+                p,
+                budget,
+                max_batch,
+                lambda n, start=done: on_progress(start + n, fs.rows),
+            )
+            fs.write_chunk(index, values, truncated=sum(e.truncated for e in encoded))
+            computed += len(encoded)
+            done += len(encoded)
+            on_progress(done, fs.rows)
+        seconds = time.perf_counter() - started
+        fs.complete = True
+        fs.facts = {
+            **proxy_facts(p),
+            "truncated": sum(c.get("truncated", 0) for c in fs.chunks.values()),
+            "max_length": config.max_length,
+            "uncovered_parameters": getattr(features, "uncovered", []),
+            "computed_rows": computed,
+            "seconds": round(seconds, 2),
+            "samples_per_second": round(computed / seconds, 2) if seconds and computed else None,
+        }
+        fs.save_manifest()
+        _register(ws, info, fs, proxy)
+    return fs
+
+
+def _check(config: FeatureConfig, runtime: Runtime) -> None:
+    if config.method not in ("factorized", "exact"):
+        raise UserError(f"method {config.method!r}: use factorized or exact")
+    for label, value, low in (
+        ("dim", config.dim, 1),
+        ("rank", config.rank, 1),
+        ("max length", config.max_length, 8),
+        ("chunk rows", runtime.chunk_rows, 1),
+    ):
+        if value < low:
+            raise UserError(f"{label} must be at least {low}, not {value}")
+    if runtime.batch_size is not None and runtime.batch_size < 1:
+        raise UserError("batch size must be at least 1")
+
+
+def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:
+    with ws.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                fs.key,
+                info.id,
+                proxy.name,
+                proxy_identity(proxy.name, proxy.revision),
+                json.dumps(asdict(fs.config)),
+                fs.rows,
+                fs.dim,
+                int(fs.complete),
+                json.dumps(fs.facts),
+                time.strftime("%Y-%m-%dT%H:%M:%S"),
+            ),
+        )
+
+
+def _chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, tuple[list, list, list]]]:
+    """(chunk index, (prompts, responses, messages)) in dataset order."""
+    pf = pq.ParquetFile(path)
+    for index, batch in enumerate(
+        pf.iter_batches(batch_size=chunk_rows, columns=["prompt", "response", "messages"])
+    ):
+        yield (
+            index,
+            (batch.column(0).to_pylist(), batch.column(1).to_pylist(), batch.column(2).to_pylist()),
+        )
+
+
+def _run_chunk(
+    features,
+    encoded: list[Encoded],
+    proxy,
+    budget: int,
+    max_batch: int,
+    on_rows: Callable[[int], None],
+) -> np.ndarray:
+    """Features of one chunk in its row order: length-sorted batches within a token budget.
+    `on_rows(n)` is told the rows done so far after each batch."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+    out = np.zeros((len(encoded), features.config.dim), dtype=np.float32)
+    batches, current = [], []
+    for i in order:
+        longest = len(encoded[i].ids)
+        if current and ((len(current) + 1) * longest > budget or len(current) >= max_batch):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    done = 0
+    for rows in batches:
+        for part, values in _with_oom_retry(features, [encoded[i] for i in rows], rows, proxy):
+            out[part] = values
+            done += len(part)
+            on_rows(done)
+    return out
+
+
+def _with_oom_retry(
+    features, samples: list[Encoded], rows: list[int], proxy
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Run a batch; when the device runs out of memory, halve it and go on."""
+    try:
+        batch = collate(samples, pad_id=_pad_id(proxy.tokenizer)).to(proxy.device)
+        values = features(batch).float().cpu().numpy()
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not isinstance(e, torch.OutOfMemoryError) and "allocate memory" not in str(e):
+            raise
+        if proxy.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(samples) == 1:
+            raise UserError(
+                f"one sample of {len(samples[0].ids)} tokens does not fit in the device's memory; "
+                "lower --max-length"
+            ) from e
+        half = len(samples) // 2
+        yield from _with_oom_retry(features, samples[:half], rows[:half], proxy)
+        yield from _with_oom_retry(features, samples[half:], rows[half:], proxy)
+        return
+    yield rows, values
+
+
+def _pad_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return candidate
+    return 0

@@ -1,0 +1,273 @@
+"""Feature sets in the workspace: cached, keyed, chunked, resumed after SIGKILL, repaired."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import FeatureConfig, ProxySpec, Runtime
+from core.demo import demo_rows
+from core.errors import UserError
+from core.features import _exclusive, compute_features, find_features
+from core.proxy import load_proxy, tiny_random
+from core.workspace import Workspace
+from tests.conftest import REPO, assert_user_error, write_jsonl
+
+TINY = ProxySpec("tiny-random")
+
+
+def demo_file(path: Path, n: int) -> Path:
+    return write_jsonl(
+        path, [{"question": r["question"], "answer": r["answer"]} for r in demo_rows(n)]
+    )
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    ws.import_dataset(demo_file(tmp_path / "d.jsonl", 40), name="d")
+    return ws
+
+
+def test_computed_once_then_from_the_cache(ws):
+    calls = []
+    first = compute_features(
+        ws,
+        "d",
+        proxy=TINY,
+        runtime=Runtime(chunk_rows=16),
+        on_progress=lambda d, t: calls.append(d),
+    )
+    assert not first.cached and first.complete and first.rows == 40 and first.dim == 1024
+    assert calls[-1] == 40 and calls == sorted(calls)  # progress only goes up
+    second = compute_features(ws, "d", proxy=TINY)
+    assert second.cached and second.key == first.key
+    assert np.array_equal(first.matrix(), second.matrix())
+    assert second.facts["warning"].startswith("'tiny-random' is a tiny random model")
+
+
+def test_key_follows_every_setting(ws, tmp_path):
+    base = compute_features(ws, "d", proxy=TINY, config=FeatureConfig(dim=64))
+    for config in (
+        FeatureConfig(dim=32),
+        FeatureConfig(dim=64, seed=1),
+        FeatureConfig(dim=64, rank=16),
+        FeatureConfig(dim=64, max_length=64),
+        FeatureConfig(dim=64, method="exact"),
+    ):
+        assert find_features(ws, "d", proxy=TINY, config=config) is None
+        other = compute_features(ws, "d", proxy=TINY, config=config)
+        assert other.key != base.key
+    ws.import_dataset(demo_file(tmp_path / "e.jsonl", 41), name="e")  # different content
+    assert find_features(ws, "e", proxy=TINY, config=FeatureConfig(dim=64)) is None
+    ws.rename_dataset("d", "renamed")  # same content: still found
+    assert find_features(ws, "renamed", proxy=TINY, config=FeatureConfig(dim=64)).key == base.key
+
+
+def test_truncations_are_counted(ws):
+    fs = compute_features(ws, "d", proxy=TINY, config=FeatureConfig(dim=32, max_length=48))
+    assert fs.facts["truncated"] > 10
+    assert (
+        compute_features(ws, "d", proxy=TINY, config=FeatureConfig(dim=32)).facts["truncated"] == 0
+    )
+
+
+def test_corrupt_chunk_is_detected_and_recomputed(ws):
+    config = FeatureConfig(dim=64)
+    fs = compute_features(ws, "d", proxy=TINY, config=config, runtime=Runtime(chunk_rows=16))
+    good = fs.matrix()
+    chunk = fs.chunk_path(1)
+    data = bytearray(chunk.read_bytes())
+    data[-7] ^= 0xFF  # flip bits inside the values, size unchanged
+    chunk.write_bytes(bytes(data))
+    assert find_features(ws, "d", proxy=TINY, config=config) is None
+    with pytest.raises(UserError, match="damaged"):
+        fs.load_chunk(1)
+    again = compute_features(ws, "d", proxy=TINY, config=config, runtime=Runtime(chunk_rows=16))
+    assert again.facts["computed_rows"] == 16  # only the damaged chunk
+    assert np.array_equal(again.matrix(), good)
+
+
+def test_a_run_in_progress_elsewhere_is_refused(ws):
+    config = FeatureConfig(dim=32)
+    compute_features(ws, "d", proxy=TINY, config=config)
+    fs = find_features(ws, "d", proxy=TINY, config=config)
+    fs.complete = False
+    fs.save_manifest()
+    with _exclusive(fs.folder), pytest.raises(UserError, match="another process"):
+        compute_features(ws, "d", proxy=TINY, config=config)
+
+
+def test_sigkill_midway_then_resume_gives_identical_features(tmp_path):
+    """Kill `embed` after a few chunks; the rerun finishes with exactly the uninterrupted result."""
+    data = demo_file(tmp_path / "d.jsonl", 360)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in ("killed", "whole"):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "core",
+                "import",
+                str(data),
+                "--name",
+                "d",
+                "--workspace",
+                str(tmp_path / name),
+            ],
+            check=True,
+            env=env,
+            cwd=REPO,
+        )
+    embed = [
+        sys.executable,
+        "-m",
+        "core",
+        "embed",
+        "d",
+        "--proxy",
+        "tiny-random",
+        "--chunk-rows",
+        "8",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [*embed, "--workspace", str(tmp_path / "killed")],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    manifests = tmp_path / "killed" / "datasets"
+    deadline, listed = time.time() + 120, 0
+    while time.time() < deadline and listed < 5:
+        for m in manifests.glob("*/features/*/manifest.json"):
+            with contextlib.suppress(ValueError, OSError):  # caught mid-rename
+                listed = len(json.loads(m.read_text())["chunks"])
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 5 <= listed < 45, "the kill did not land midway"
+    resumed = subprocess.run(
+        [*embed, "--workspace", str(tmp_path / "killed"), "--out", str(tmp_path / "a.npy")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["rows"] == 360
+    whole = subprocess.run(
+        [*embed, "--workspace", str(tmp_path / "whole"), "--out", str(tmp_path / "b.npy")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert whole.returncode == 0, whole.stderr
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.shape == (360, 1024) and np.array_equal(a, b)
+    ws = Workspace(tmp_path / "killed")
+    fs = find_features(ws, "d", proxy=TINY)
+    assert fs.facts["computed_rows"] < 360  # the rerun did not start over
+    assert (
+        sorted(fs.chunks) == list(range(45)) and sum(c["rows"] for c in fs.chunks.values()) == 360
+    )
+
+
+def test_embed_cli(cli, tmp_path):
+    assert cli("import", str(demo_file(tmp_path / "d.jsonl", 30)), "--name", "d").code == 0
+    r = cli(
+        "embed",
+        "d",
+        "--proxy",
+        "tiny-random",
+        "--dim",
+        "64",
+        "--json",
+        "--out",
+        str(tmp_path / "f.npy"),
+    )
+    assert r.code == 0, r.err
+    assert {k: r.json[k] for k in ("rows", "dim", "method", "proxy", "cached")} == {
+        "rows": 30,
+        "dim": 64,
+        "method": "factorized",
+        "proxy": "tiny-random",
+        "cached": False,
+    }
+    assert "warning: 'tiny-random' is a tiny random model" in r.err
+    matrix = np.load(tmp_path / "f.npy")
+    assert matrix.shape == (30, 64) and matrix.dtype == np.float32
+    again = cli("embed", "d", "--proxy", "tiny-random", "--dim", "64", "--json")
+    assert again.json["cached"] is True and again.json["key"] == r.json["key"]
+    human = cli("embed", "d", "--proxy", "tiny-random", "--dim", "64")
+    assert "from the cache" in human.out
+    # rows come back in dataset order: row i is the features of row i alone
+    first = (tmp_path / "d.jsonl").read_text().splitlines()[0]
+    (tmp_path / "one.jsonl").write_text(first + "\n")
+    assert cli("import", str(tmp_path / "one.jsonl"), "--name", "one").code == 0
+    cli("embed", "one", "--proxy", "tiny-random", "--dim", "64", "--out", str(tmp_path / "one.npy"))
+    assert np.allclose(np.load(tmp_path / "one.npy")[0], matrix[0], rtol=1e-4, atol=1e-6)
+
+
+def test_embed_cli_errors(cli, tmp_path):
+    assert cli("import", str(demo_file(tmp_path / "d.jsonl", 5)), "--name", "d").code == 0
+    assert_user_error(cli("embed", "nope", "--proxy", "tiny-random"), "no dataset named 'nope'")
+    assert_user_error(
+        cli("embed", "d", "--proxy", "no-such-org/no-such-model"), "cannot be loaded", "tiny-random"
+    )
+    assert_user_error(
+        cli("embed", "d", "--proxy", "tiny-random", "--dim", "0"), "dim must be at least 1"
+    )
+    assert_user_error(
+        cli("embed", "d", "--proxy", "tiny-random", "--device", "cuda"), "no CUDA GPU"
+    )
+    assert_user_error(
+        cli("embed", "d", "--proxy", "tiny-random", "--method", "magic"), "invalid choice"
+    )
+    assert_user_error(
+        cli("embed", "d", "--proxy", "tiny-random", "--out", str(tmp_path / "no" / "x.npy")),
+        "cannot write",
+    )
+
+
+def test_local_folder_proxy_equals_the_same_weights(ws, tmp_path):
+    model, tokenizer = tiny_random("qwen2")
+    folder = tmp_path / "my-proxy"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    proxy = load_proxy(str(folder))
+    assert not proxy.is_random and str(folder.resolve()) in proxy.identity
+    config = FeatureConfig(dim=64)
+    from_folder = compute_features(ws, "d", proxy=ProxySpec(str(folder)), config=config)
+    from_builder = compute_features(ws, "d", proxy=TINY, config=config)
+    assert from_folder.key != from_builder.key
+    assert np.allclose(from_folder.matrix(), from_builder.matrix(), rtol=1e-4, atol=1e-6)
+
+
+def test_proxy_errors_say_what_to_do(tmp_path):
+    with pytest.raises(
+        UserError, match=r"cannot be loaded.*local model folder.*HF_HUB_OFFLINE.*tiny-random"
+    ):
+        load_proxy("no-such-org/no-such-model")
+    from transformers import ViTConfig
+
+    ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
+        tmp_path / "vit"
+    )
+    with pytest.raises(UserError, match=r"not a causal language model \(vit\)"):
+        load_proxy(str(tmp_path / "vit"))
+    model, _ = tiny_random()
+    model.save_pretrained(tmp_path / "notok")
+    with pytest.raises(UserError, match="no usable tokenizer"):
+        load_proxy(str(tmp_path / "notok"))
