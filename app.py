@@ -9,6 +9,7 @@ ws = ui.workspace()
 page = st.navigation(
     [
         st.Page("pages/data.py", title="Data", icon=":material/database:", default=True),
+        st.Page("pages/features.py", title="Features", icon=":material/scatter_plot:"),
     ]
 )
 ui.sidebar(ws)

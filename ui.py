@@ -7,7 +7,9 @@ computation lives in this module.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +18,15 @@ from typing import Any
 import streamlit as st
 
 from core import demo
+from core.config import DEFAULT_PROXY, METHODS, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
 from core.progress import ProgressFn
+from core.proxy import TINY_PROXIES
 from core.records import Report
 from core.workspace import DatasetInfo, Workspace, resolve_root
 
 ACTIVE_KEY = "active_dataset"
+SETTINGS_KEY = "feature_settings"
 
 
 @st.cache_resource(show_spinner="Opening the workspace...")
@@ -37,21 +42,52 @@ def workspace() -> Workspace:
     return _open_workspace(root)
 
 
-def sidebar(ws: Workspace) -> DatasetInfo | None:
-    """The workspace folder and the active dataset picker; returns the active dataset."""
+def active_dataset(ws: Workspace) -> DatasetInfo | None:
+    """The dataset the curator works on (kept in the workspace, so a refresh keeps it)."""
+    names = [d.name for d in ws.datasets()]
+    if not names:
+        return None
+    current = ws.get_meta(ACTIVE_KEY)
+    return ws.dataset(current if current in names else names[0])
+
+
+def set_active(ws: Workspace, name: str) -> None:
+    ws.set_meta(ACTIVE_KEY, name)
+    st.session_state.pop("sidebar_active", None)
+
+
+def feature_request(ws: Workspace) -> tuple[ProxySpec, FeatureConfig, Runtime]:
+    """The proxy, feature settings and device chosen in the sidebar (kept in the workspace)."""
+    saved = json.loads(ws.get_meta(SETTINGS_KEY) or "{}")
+    proxy = ProxySpec(saved.get("proxy", DEFAULT_PROXY), saved.get("revision") or None)
+    defaults = FeatureConfig()
+    config = FeatureConfig(
+        saved.get("method", defaults.method),
+        int(saved.get("dim", defaults.dim)),
+        int(saved.get("rank", defaults.rank)),
+        int(saved.get("seed", defaults.seed)),
+        int(saved.get("max_length", defaults.max_length)),
+    )
+    return proxy, config, Runtime(device=saved.get("device", "auto"))
+
+
+def sidebar(ws: Workspace) -> None:
+    """The workspace, the active dataset, and the proxy / method / device for features."""
     with st.sidebar:
         st.caption(f"Workspace: `{ws.root.resolve()}`")
-        names = [d.name for d in ws.datasets()]
-        if not names:
+        info = active_dataset(ws)
+        if info is None:
             st.info("No datasets yet: import one on the Data page.")
-            return None
-        current = ws.get_meta(ACTIVE_KEY)
-        index = names.index(current) if current in names else 0
-        choice = st.selectbox("Active dataset", names, index=index, key="sidebar_active")
-        if choice != current:
-            ws.set_meta(ACTIVE_KEY, choice)
-        info = ws.dataset(choice)
-        st.caption(f"{info.rows:,} rows · from {info.source}")
+        else:
+            names = [d.name for d in ws.datasets()]
+            choice = st.selectbox(
+                "Active dataset", names, index=names.index(info.name), key="sidebar_active"
+            )
+            if choice != info.name:
+                set_active(ws, choice)
+                st.rerun()
+            st.caption(f"{info.rows:,} rows · from {info.source}")
+        _feature_settings(ws)
         with st.expander("Switch workspace"):
             new_root = st.text_input("Folder", value=str(ws.root), key="workspace_input")
             if st.button("Open", key="workspace_open") and new_root != str(ws.root):
@@ -62,22 +98,83 @@ def sidebar(ws: Workspace) -> DatasetInfo | None:
                 else:
                     st.session_state["workspace_root"] = new_root
                     st.rerun()
-        return info
 
 
-def set_active(ws: Workspace, name: str) -> None:
-    ws.set_meta(ACTIVE_KEY, name)
-    st.session_state.pop("sidebar_active", None)
+def _feature_settings(ws: Workspace) -> None:
+    proxy, config, runtime = feature_request(ws)
+    st.subheader("Gradient features", divider="gray")
+    presets = [DEFAULT_PROXY, *TINY_PROXIES]
+    other = "Another model (hub name or folder)"
+    options = [*presets, other]
+    picked = st.selectbox(
+        "Proxy model",
+        options,
+        index=options.index(proxy.name) if proxy.name in presets else len(presets),
+        key="sb_proxy",
+        help="A small causal LM whose gradients define the feature space. tiny-random is a random "
+        "model for trying the workflow offline: its scores mean nothing.",
+    )
+    name = picked
+    if picked == other:
+        name = (
+            st.text_input(
+                "Hub name or local folder",
+                value="" if proxy.name in presets else proxy.name,
+                key="sb_proxy_other",
+            ).strip()
+            or DEFAULT_PROXY
+        )
+    method = st.radio(
+        "Method",
+        list(METHODS),
+        index=list(METHODS).index(config.method),
+        key="sb_method",
+        horizontal=True,
+        help="factorized: fast, batched (default). exact: the paper's reference, slow.",
+    )
+    devices = ["auto", "cpu", "cuda"]
+    device = st.selectbox("Device", devices, index=devices.index(runtime.device), key="sb_device")
+    with st.expander("Feature settings"):
+        dim = st.number_input("Dimensions", 8, 8192, config.dim, step=64, key="sb_dim")
+        rank = st.number_input(
+            "Per-layer rank", 1, 1024, config.rank, key="sb_rank", disabled=method == "exact"
+        )
+        seed = st.number_input("Seed", 0, 2**31 - 1, config.seed, key="sb_seed")
+        max_length = st.number_input(
+            "Max tokens per sample", 16, 32768, config.max_length, step=64, key="sb_len"
+        )
+    chosen = {
+        "proxy": name,
+        "method": method,
+        "device": device,
+        "dim": int(dim),
+        "rank": int(rank),
+        "seed": int(seed),
+        "max_length": int(max_length),
+    }
+    saved = json.loads(ws.get_meta(SETTINGS_KEY) or "{}")
+    if any(saved.get(k) != v for k, v in chosen.items()):
+        ws.set_meta(SETTINGS_KEY, json.dumps(chosen))
 
 
 @contextmanager
-def progress(label: str) -> Iterator[ProgressFn]:
-    """An st.progress bar driven by a core progress callback; removed when done."""
+def progress(label: str, unit: str = "") -> Iterator[ProgressFn]:
+    """An st.progress bar driven by a core progress callback, with rate and time left when
+    `unit` is given; removed when done."""
     bar = st.progress(0.0, text=label)
+    started = time.perf_counter()
+    first: list[int] = []
 
     def update(done: int, total: int | None) -> None:
+        if not first:
+            first.append(done)  # rows already done when this run started (a resumed run)
         fraction = min(done / total, 1.0) if total else 0.0
-        bar.progress(fraction, text=f"{label} {fraction:.0%}" if total else label)
+        text = f"{label} {fraction:.0%}" if total else label
+        elapsed = time.perf_counter() - started
+        if unit and total and done > first[0] and elapsed > 0:
+            rate = (done - first[0]) / elapsed
+            text += f" · {done:,}/{total:,} {unit} · {rate:.1f} {unit}/s · {(total - done) / rate:.0f} s left"
+        bar.progress(fraction, text=text)
 
     try:
         yield update

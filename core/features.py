@@ -201,6 +201,19 @@ def find_features(
     return fs
 
 
+def feature_sets(ws: Workspace, dataset: str) -> list[dict[str, Any]]:
+    """The catalogue's feature sets of a dataset, newest first."""
+    info = ws.dataset(dataset)
+    with ws.connect() as db:
+        rows = db.execute(
+            "SELECT * FROM feature_sets WHERE dataset_id = ? ORDER BY updated_at DESC", (info.id,)
+        ).fetchall()
+    return [
+        {**dict(r), "config": json.loads(r["config"]), "facts": json.loads(r["facts"])}
+        for r in rows
+    ]
+
+
 @contextmanager
 def _exclusive(folder: Path) -> Iterator[None]:
     with open(folder / "lock", "w") as f:
@@ -360,7 +373,8 @@ def _run_chunk(
         for part, values in _with_oom_retry(features, [encoded[i] for i in rows], rows, proxy):
             out[part] = values
             done += len(part)
-            on_rows(done)
+            if done < len(encoded):  # the chunk's end is reported once it is stored
+                on_rows(done)
     return out
 
 

@@ -271,3 +271,26 @@ def test_proxy_errors_say_what_to_do(tmp_path):
     model.save_pretrained(tmp_path / "notok")
     with pytest.raises(UserError, match="no usable tokenizer"):
         load_proxy(str(tmp_path / "notok"))
+
+
+def test_cancel_keeps_finished_chunks(ws):
+    from core.errors import Cancelled
+
+    config = FeatureConfig(dim=32)
+
+    def cancel_after_first_chunk(done: int, total: int) -> None:
+        if done >= 16:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        compute_features(
+            ws,
+            "d",
+            proxy=TINY,
+            config=config,
+            runtime=Runtime(chunk_rows=16),
+            on_progress=cancel_after_first_chunk,
+        )
+    assert find_features(ws, "d", proxy=TINY, config=config) is None
+    resumed = compute_features(ws, "d", proxy=TINY, config=config, runtime=Runtime(chunk_rows=16))
+    assert resumed.facts["computed_rows"] == 24  # 40 rows, the first chunk of 16 was kept

@@ -146,3 +146,31 @@ def test_features_are_deterministic_for_a_seed(tiny):
     b = FactorizedFeaturizer(tiny.model, FeatureConfig(dim=64, rank=8, seed=3))(batch)
     c = FactorizedFeaturizer(tiny.model, FeatureConfig(dim=64, rank=8, seed=4))(batch)
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_factorized_stays_close_to_exact_on_real_text():
+    """A loose pin of the fidelity benchmark (bench/features_fidelity.py prints the figures):
+    on 48 demo problems and a proxy where every weight matrix is sketched, the pairwise
+    cosines of factorized and exact features correlate and G-Vendi agrees within 10%."""
+    import numpy as np
+
+    from core.demo import demo_rows
+    from core.gradients import ExactFeaturizer
+    from core.proxy import Proxy
+    from core.vendi import g_vendi
+
+    model, tok = tiny_random("qwen2", layers=2, hidden=192)  # sides of 192 and 384 > rank 128
+    proxy = Proxy("small", model, tok, "small", True, torch.device("cpu"))
+    rows = demo_rows(48)
+    batch = collate(
+        [proxy.encode(r["question"], r["answer"], max_length=256) for r in rows], pad_id=0
+    )
+    fact = FactorizedFeaturizer(model, FeatureConfig()).__call__(batch).numpy()
+    exact = ExactFeaturizer(model, FeatureConfig(method="exact"))(batch).numpy()
+
+    def cosines(x):
+        u = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return (u @ u.T)[np.triu_indices(len(u), 1)]
+
+    assert np.corrcoef(cosines(fact), cosines(exact))[0, 1] > 0.85
+    assert abs(g_vendi(fact) / g_vendi(exact) - 1) < 0.10
