@@ -167,12 +167,9 @@ def features_for(args: argparse.Namespace, ws, name: str):
 
     proxy, config, runtime = feature_request(args)
     with progress_bar(f"features of {name}", unit="sample", unit_scale=False) as bar:
-        fs = compute_features(
+        return compute_features(
             ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
         )
-    if warning := fs.facts.get("warning"):
-        print(f"warning: {warning}", file=sys.stderr)
-    return fs
 
 
 def cmd_embed(args: argparse.Namespace) -> Result:
@@ -215,6 +212,112 @@ def cmd_embed(args: argparse.Namespace) -> Result:
             raise UserError(f"{out}: cannot write the features ({e.strerror})") from e
         data["out"] = str(out)
         lines.append(f"wrote {out} ({fs.rows} x {fs.dim} float32, dataset row order)")
+    return data, lines
+
+
+def _q(text: str) -> float:
+    try:
+        q = float(text)
+    except ValueError:
+        raise UserError(f"--q {text!r}: give a number (0.5, 1, 2) or inf") from None
+    if q < 0:
+        raise UserError("--q must be at least 0")
+    return q
+
+
+def cmd_score(args: argparse.Namespace) -> Result:
+    from core import diversity
+
+    ws = _workspace(args)
+    proxy, config, runtime = feature_request(args)
+    with progress_bar(f"features of {args.name}", unit="sample", unit_scale=False) as bar:
+        data = diversity.score(
+            ws,
+            args.name,
+            proxy=proxy,
+            config=config,
+            runtime=runtime,
+            q=_q(args.q),
+            by=args.by,
+            k=args.k,
+            replicates=args.bootstrap,
+            on_progress=bar,
+        )
+    lines = [
+        f"{args.name}: G-Vendi {data['g_vendi']:.2f} over {data['rows']:,} rows "
+        f"({data['method']} features of {data['proxy']})"
+    ]
+    lines.append(
+        "Vendi by order q: " + ", ".join(f"q={q}: {v:.2f}" for q, v in data["orders"].items())
+    )
+    if "interval" in data:
+        i = data["interval"]
+        lines.append(
+            f"{i['level']:.0%} bootstrap interval ({i['replicates']} replicates): {i['low']:.2f} - {i['high']:.2f}"
+        )
+    for g in data.get("groups", []):
+        lines.append(f"  {args.by} {g['group']}: {g['rows']} rows, G-Vendi {g['g_vendi']:.2f}")
+    if args.redundant:
+        fs = features_for(args, ws, args.name)
+        data["redundant"] = diversity.redundant(ws, args.name, fs, limit=args.redundant)
+        lines.append(f"most redundant {args.redundant} (G-Vendi drop without each):")
+        lines += [
+            f"  row {r['row']} ({r['id']}): {r['marginal_value']:+.5f}  {r['prompt'][:70]!r}"
+            for r in data["redundant"]
+        ]
+    if args.baselines:
+        with progress_bar("sentence embeddings", unit="sample", unit_scale=False) as bar:
+            data["baselines"] = diversity.baselines(ws, args.name, runtime=runtime, on_progress=bar)
+        b = data["baselines"]
+        sentence = (
+            f"{b['sentence_vendi']:.2f}"
+            if b["sentence_vendi"] is not None
+            else f"unavailable ({b['sentence_error']})"
+        )
+        lines.append(f"sentence-embedding Vendi: {sentence}")
+        lines.append(
+            "distinct-n: " + ", ".join(f"{n}: {v:.3f}" for n, v in b["distinct_n"].items())
+        )
+        lines.append(
+            f"mean response: {b['mean_response']['chars']:.0f} chars, {b['mean_response']['words']:.0f} words"
+        )
+    return data, lines
+
+
+def cmd_compare(args: argparse.Namespace) -> Result:
+    from core import diversity
+
+    ws = _workspace(args)
+    proxy, config, runtime = feature_request(args)
+    with progress_bar("features", unit="sample", unit_scale=False) as bar:
+        data = diversity.compare(
+            ws,
+            args.names,
+            proxy=proxy,
+            config=config,
+            runtime=runtime,
+            equal=args.equal_size,
+            repeats=args.repeats,
+            q=_q(args.q),
+            on_progress=bar,
+        )
+    width = max(len(n) for n in args.names)
+    lines = []
+    if data["equal_size"]:
+        lines.append(
+            f"G-Vendi on random subsamples of {data['equal_size']:,} rows ({args.repeats} draws each):"
+        )
+    for d in data["datasets"]:
+        extra = (
+            f" +- {d['std']:.2f} (all {d['rows']:,} rows: {d['g_vendi_full']:.2f})"
+            if "std" in d
+            else f"  ({d['rows']:,} rows)"
+        )
+        lines.append(f"  {d['name']:<{width}}  {d['g_vendi']:8.2f}{extra}")
+    if data["sizes_differ"] and not data["equal_size"]:
+        lines.append(
+            "note: the datasets differ in size and G-Vendi grows with N; add --equal-size to compare fairly"
+        )
     return data, lines
 
 
@@ -334,6 +437,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", metavar="FILE.npy", help="also write the N x dim float32 matrix, in row order"
     )
+    p = verb(
+        "score",
+        cmd_score,
+        "G-Vendi of a dataset (features are computed first when missing)",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--q", default="1", help="Vendi order besides q = 1: a number or inf (default: %(default)s)"
+    )
+    p.add_argument("--by", metavar="FIELD|cluster|source", help="also score each group of rows")
+    p.add_argument(
+        "--k", type=float, help="clusters for --by cluster: a count, or a fraction of the rows"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help="a bootstrap interval from B replicates",
+    )
+    p.add_argument(
+        "--redundant", type=int, default=0, metavar="N", help="list the N most redundant samples"
+    )
+    p.add_argument(
+        "--baselines", action="store_true", help="sentence-embedding Vendi, distinct-n, lengths"
+    )
+    p = verb(
+        "compare",
+        cmd_compare,
+        "G-Vendi of several datasets under the same proxy and projection",
+        features,
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="dataset names")
+    p.add_argument(
+        "--equal-size", action="store_true", help="also score equal-size random subsamples"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="subsample draws with --equal-size (default: %(default)s)",
+    )
+    p.add_argument("--q", default="1", help="Vendi order (default: %(default)s)")
     p = verb("demo", cmd_demo, "import the built-in demo dataset (or write it to --out)")
     p.add_argument(
         "--out", metavar="FILE.jsonl", help="write the demo problems to this file instead"

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 DEFAULT_PROXY = "Qwen/Qwen2.5-0.5B-Instruct"
 FEATURES_VERSION = 1  # bump when the features' numbers change for the same settings
-METHODS = ("factorized", "exact")
+METHODS = ("factorized", "exact")  # the gradient feature methods
+SENTENCE = "sentence"  # the sentence-embedding baseline, stored and cached like features
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class FeatureConfig:
     max_length: int = 512
 
     def key_fields(self) -> dict[str, object]:
+        if self.method == SENTENCE:
+            return {"method": SENTENCE, "version": FEATURES_VERSION}
         fields = {
             "method": self.method,
             "dim": self.dim,

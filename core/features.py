@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from core.config import FeatureConfig, ProxySpec, Runtime
+from core.config import METHODS, SENTENCE, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
 from core.gradients import collate, featurizer
 from core.progress import ProgressFn, no_progress
@@ -43,8 +43,16 @@ TOKEN_BUDGET = {"cpu": 4096, "cuda": 32768}
 MAX_BATCH = 64
 
 
+def _identity(proxy: ProxySpec, config: FeatureConfig) -> str:
+    if config.method == SENTENCE:
+        from core.sentence import resolve_sentence_model
+
+        return proxy_identity(resolve_sentence_model(proxy.name), proxy.revision)
+    return proxy_identity(proxy.name, proxy.revision)
+
+
 def feature_key(dataset: DatasetInfo, proxy: ProxySpec, config: FeatureConfig) -> str:
-    identity = proxy_identity(proxy.name, proxy.revision)
+    identity = _identity(proxy, config)
     fields = {"data": dataset.fingerprint, "proxy": identity, **config.key_fields()}
     return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=12).hexdigest()
 
@@ -91,6 +99,10 @@ class FeatureSet:
         """(first row, rows x dim float32 array) per chunk, in dataset order."""
         for index in range(self.n_chunks):
             yield index * self.chunk_rows, self.load_chunk(index)
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        """The chunks' arrays in order, for streaming computations."""
+        return (chunk for _, chunk in self.iter_chunks())
 
     def matrix(self) -> np.ndarray:
         """All features, N x dim float32, in dataset row order."""
@@ -158,6 +170,7 @@ def _open_set(
     proxy: ProxySpec,
     config: FeatureConfig,
     chunk_rows: int,
+    dim: int | None,
 ) -> FeatureSet:
     """The feature set in `folder`, from its manifest if there is one, else a new empty one."""
     try:
@@ -174,11 +187,11 @@ def _open_set(
             m["complete"],
             m["facts"],
         )
-        if fs.rows == dataset.rows and fs.dim == config.dim:
+        if fs.rows == dataset.rows and dim in (None, fs.dim):
             return fs
     except (OSError, ValueError, KeyError):
         pass  # no manifest yet, or an unreadable one: start over
-    return FeatureSet(key, folder, dataset.rows, config.dim, chunk_rows, proxy.name, config)
+    return FeatureSet(key, folder, dataset.rows, dim or config.dim, chunk_rows, proxy.name, config)
 
 
 def find_features(
@@ -194,7 +207,7 @@ def find_features(
     folder = info.path.parent / "features" / key
     if not (folder / "manifest.json").exists():
         return None
-    fs = _open_set(folder, key, info, proxy, config, Runtime().chunk_rows)
+    fs = _open_set(folder, key, info, proxy, config, Runtime().chunk_rows, None)
     if not fs.complete or not all(fs.chunk_is_valid(i) for i in range(fs.n_chunks)):
         return None
     fs.cached = True
@@ -249,49 +262,28 @@ def compute_features(
     folder = info.path.parent / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder):
-        fs = _open_set(folder, key, info, proxy, config, runtime.chunk_rows)
+        encoder = _encoder(proxy, config, runtime)
+        fs = _open_set(folder, key, info, proxy, config, runtime.chunk_rows, encoder.dim)
         todo = [i for i in range(fs.n_chunks) if not fs.chunk_is_valid(i)]
         _register(ws, info, fs, proxy)
         done = sum(fs.chunks[i]["rows"] for i in range(fs.n_chunks) if i not in todo)
         on_progress(done, fs.rows)
         started, computed = time.perf_counter(), 0
-        p = load_proxy(
-            proxy.name,
-            revision=proxy.revision,
-            trust_remote_code=proxy.trust_remote_code,
-            device=runtime.device,
-        )
-        features = featurizer(p.model, config)
-        budget = runtime.token_budget or TOKEN_BUDGET[p.device.type]
-        max_batch = min(runtime.batch_size or MAX_BATCH, features.max_batch or MAX_BATCH)
-        for index, (prompts, responses, messages) in _chunks(info.path, fs.chunk_rows):
+        for index, chunk in _chunks(info.path, fs.chunk_rows):
             if index not in todo:
                 continue
-            encoded = [
-                p.encode(
-                    pr, re, messages=json.loads(m) if m else None, max_length=config.max_length
-                )
-                for pr, re, m in zip(prompts, responses, messages, strict=True)
-            ]
-            values = _run_chunk(
-                features,
-                encoded,
-                p,
-                budget,
-                max_batch,
-                lambda n, start=done: on_progress(start + n, fs.rows),
+            values, truncated = encoder.encode(
+                *chunk, on_rows=lambda n, start=done: on_progress(start + n, fs.rows)
             )
-            fs.write_chunk(index, values, truncated=sum(e.truncated for e in encoded))
-            computed += len(encoded)
-            done += len(encoded)
+            fs.write_chunk(index, values, truncated=truncated)
+            computed += len(values)
+            done += len(values)
             on_progress(done, fs.rows)
         seconds = time.perf_counter() - started
         fs.complete = True
         fs.facts = {
-            **proxy_facts(p),
+            **encoder.facts(),
             "truncated": sum(c.get("truncated", 0) for c in fs.chunks.values()),
-            "max_length": config.max_length,
-            "uncovered_parameters": getattr(features, "uncovered", []),
             "computed_rows": computed,
             "seconds": round(seconds, 2),
             "samples_per_second": round(computed / seconds, 2) if seconds and computed else None,
@@ -301,9 +293,69 @@ def compute_features(
     return fs
 
 
+class _GradientEncoder:
+    """Chunks of records -> gradient features with a loaded proxy."""
+
+    def __init__(self, proxy: ProxySpec, config: FeatureConfig, runtime: Runtime):
+        self.proxy = load_proxy(
+            proxy.name,
+            revision=proxy.revision,
+            trust_remote_code=proxy.trust_remote_code,
+            device=runtime.device,
+        )
+        self.config, self.dim = config, config.dim
+        self.features = featurizer(self.proxy.model, config)
+        self.budget = runtime.token_budget or TOKEN_BUDGET[self.proxy.device.type]
+        self.max_batch = min(runtime.batch_size or MAX_BATCH, self.features.max_batch or MAX_BATCH)
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            **proxy_facts(self.proxy),
+            "max_length": self.config.max_length,
+            "uncovered_parameters": self.features.uncovered,
+        }
+
+    def encode(self, prompts, responses, messages, *, on_rows) -> tuple[np.ndarray, int]:
+        encoded = [
+            self.proxy.encode(
+                p, r, messages=json.loads(m) if m else None, max_length=self.config.max_length
+            )
+            for p, r, m in zip(prompts, responses, messages, strict=True)
+        ]
+        values = _run_chunk(
+            self.features, encoded, self.proxy, self.budget, self.max_batch, on_rows
+        )
+        return values, sum(e.truncated for e in encoded)
+
+
+class _SentenceChunks:
+    """Chunks of records -> sentence embeddings (the baseline), with the encoder interface."""
+
+    def __init__(self, proxy: ProxySpec, runtime: Runtime):
+        from core.proxy import resolve_device
+        from core.sentence import SentenceEncoder
+
+        self.model = SentenceEncoder(proxy.name, device=str(resolve_device(runtime.device)))
+        self.dim = self.model.dim
+
+    def facts(self) -> dict[str, Any]:
+        return self.model.facts()
+
+    def encode(self, prompts, responses, messages, *, on_rows) -> tuple[np.ndarray, int]:
+        return self.model.encode(prompts, responses), 0
+
+
+def _encoder(
+    proxy: ProxySpec, config: FeatureConfig, runtime: Runtime
+) -> _GradientEncoder | _SentenceChunks:
+    if config.method == SENTENCE:
+        return _SentenceChunks(proxy, runtime)
+    return _GradientEncoder(proxy, config, runtime)
+
+
 def _check(config: FeatureConfig, runtime: Runtime) -> None:
-    if config.method not in ("factorized", "exact"):
-        raise UserError(f"method {config.method!r}: use factorized or exact")
+    if config.method not in (*METHODS, SENTENCE):
+        raise UserError(f"method {config.method!r}: use factorized, exact or sentence")
     for label, value, low in (
         ("dim", config.dim, 1),
         ("rank", config.rank, 1),
@@ -324,7 +376,7 @@ def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec
                 fs.key,
                 info.id,
                 proxy.name,
-                proxy_identity(proxy.name, proxy.revision),
+                _identity(proxy, fs.config),
                 json.dumps(asdict(fs.config)),
                 fs.rows,
                 fs.dim,

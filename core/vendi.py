@@ -147,7 +147,8 @@ def bootstrap(
     level: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """A percentile bootstrap interval: rows resampled with replacement, as multinomial weights."""
+    """A bootstrap interval: rows resampled with replacement (as multinomial weights), the
+    replicates' percentile interval re-centred on the full-data estimate."""
     rng = np.random.default_rng(seed)
     u = unit_rows(features)
     n = len(u)
@@ -157,8 +158,12 @@ def bootstrap(
         uw = u * np.sqrt(counts)[:, None]
         values = np.clip(np.linalg.eigvalsh(uw.T @ uw if n >= u.shape[1] else uw @ uw.T), 0.0, None)
         scores.append(vendi(values, q))
+    # Resampling with replacement duplicates rows, which pulls every replicate's score down;
+    # so the percentile interval is re-centred on the estimate: it reports the spread only.
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(scores, [tail, 100 - tail])
+    low, high = np.percentile(scores, [tail, 100 - tail]) + (
+        vendi(kernel_eigenvalues(u), q) - np.mean(scores)
+    )
     return Interval(float(low), float(high), level, replicates)
 
 

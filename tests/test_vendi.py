@@ -72,7 +72,9 @@ def test_streaming_chunks_equals_in_memory():
     chunks = (x[i : i + 77] for i in range(0, 1000, 77))
     assert g_vendi(chunks) == pytest.approx(g_vendi(x), rel=1e-12)  # float64: the same sums
     x32 = x.astype(np.float32)  # float32 blocks: summed in another order, float32 rounding
-    assert g_vendi(x32[i : i + 77] for i in range(0, 1000, 77)) == pytest.approx(g_vendi(x), rel=1e-6)
+    assert g_vendi(x32[i : i + 77] for i in range(0, 1000, 77)) == pytest.approx(
+        g_vendi(x), rel=1e-6
+    )
     moment = spectrum(x.astype(np.float16))  # stored half-precision features are read too
     assert vendi(moment.eigen()[0]) == pytest.approx(g_vendi(x), rel=1e-3)
 
@@ -101,7 +103,7 @@ def test_bootstrap_interval():
     x = rng.standard_normal((300, 16)) + 0.2
     point = g_vendi(x)
     ci = bootstrap(x, replicates=60)
-    assert ci.low < point * 1.02 and ci.high > point * 0.98 and ci.low < ci.high
+    assert ci.low < point < ci.high
     wide = bootstrap(x[:40], replicates=60)
     assert (wide.high - wide.low) > (ci.high - ci.low)  # fewer rows, wider interval
 

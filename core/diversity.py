@@ -1,0 +1,250 @@
+"""The diversity report: G-Vendi of a dataset, its groups, its most redundant samples, the
+baselines beside it, and the comparison of several datasets (SPEC section 1, step 3).
+
+Features come from the feature store (computed first when missing); the numerics are in
+core/vendi.py. Every function returns plain data (dicts, lists, arrays) for the CLI and
+the app alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from core.config import SENTENCE, FeatureConfig, ProxySpec, Runtime
+from core.errors import UserError
+from core.features import FeatureSet, compute_features
+from core.progress import ProgressFn, no_progress
+from core.regions import spherical_kmeans
+from core.sentence import SENTENCE_MODEL
+from core.textstats import distinct_n, mean_length
+from core.vendi import (
+    bootstrap,
+    equal_size,
+    marginal_values,
+    per_group,
+    spectrum,
+    vendi,
+    vendi_family,
+)
+from core.workspace import Workspace
+
+MAX_GROUPS = 200
+BASELINE_ROWS = 100_000  # text baselines beyond this many rows use a seeded sample
+
+
+def default_k(rows: int) -> int:
+    """Clusters for `--by cluster` when k is not given: about sqrt(N / 2), at least 2."""
+    return max(2, min(rows, round(math.sqrt(rows / 2))))
+
+
+def _orders_json(orders: dict[float, float]) -> dict[str, float]:
+    return {("inf" if math.isinf(q) else f"{q:g}"): v for q, v in orders.items()}
+
+
+def score(
+    ws: Workspace,
+    dataset: str,
+    *,
+    proxy: ProxySpec = ProxySpec(),
+    config: FeatureConfig = FeatureConfig(),
+    runtime: Runtime = Runtime(),
+    q: float = 1.0,
+    by: str | None = None,
+    k: float | None = None,
+    replicates: int = 0,
+    seed: int = 0,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """G-Vendi (and order q) of a dataset; per group when `by` is a field, 'source' or
+    'cluster'; a bootstrap interval when `replicates` > 0."""
+    fs = compute_features(
+        ws, dataset, proxy=proxy, config=config, runtime=runtime, on_progress=on_progress
+    )
+    values, _ = spectrum(fs.arrays()).eigen()
+    result: dict[str, Any] = {
+        "dataset": dataset,
+        "rows": fs.rows,
+        "g_vendi": vendi(values, 1.0),
+        "q": q,
+        "vendi_q": vendi(values, q),
+        "orders": _orders_json(vendi_family(values)),
+        "proxy": fs.proxy,
+        "method": fs.config.method,
+        "feature_key": fs.key,
+        "cached": fs.cached,
+        "warnings": [fs.facts["warning"]] if fs.facts.get("warning") else [],
+    }
+    if replicates or by:
+        matrix = fs.matrix()
+    if replicates:
+        interval = bootstrap(matrix, q=q, replicates=replicates, seed=seed)
+        result["interval"] = {
+            "low": interval.low,
+            "high": interval.high,
+            "level": interval.level,
+            "replicates": replicates,
+        }
+    if by:
+        labels = group_labels(ws, dataset, by, matrix=matrix, k=k, seed=seed)
+        result["by"] = by
+        result["groups"] = [{**g, "group": str(g["group"])} for g in per_group(matrix, labels, q)]
+    return result
+
+
+def group_labels(
+    ws: Workspace,
+    dataset: str,
+    by: str,
+    *,
+    matrix: np.ndarray | None = None,
+    k: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """A label per row: k-means cluster ('cluster'), the record's source ('source'), or the
+    value of a field kept in the records' meta (any categorical field of the data)."""
+    info = ws.dataset(dataset)
+    if by == "cluster":
+        if matrix is None:
+            raise ValueError("clusters need the features")
+        return spherical_kmeans(matrix, k or default_k(len(matrix)), seed=seed).labels
+    if by == "source":
+        return np.asarray(pq.read_table(info.path, columns=["source"]).column(0).to_pylist())
+    metas = [
+        json.loads(m) if m else {}
+        for m in pq.read_table(info.path, columns=["meta"]).column(0).to_pylist()
+    ]
+    if not any(by in m for m in metas):
+        fields = sorted({f for m in metas[:1000] for f in m})
+        raise UserError(
+            f"dataset {dataset!r} has no field {by!r} to group by; "
+            f"use cluster, source or one of: {', '.join(fields) or '(no other fields)'}"
+        )
+    labels = np.asarray(["(missing)" if m.get(by) is None else str(m[by]) for m in metas])
+    if len(np.unique(labels)) > MAX_GROUPS:
+        raise UserError(
+            f"field {by!r} has {len(np.unique(labels))} distinct values; group by a categorical "
+            f"field (at most {MAX_GROUPS} values) or by cluster"
+        )
+    return labels
+
+
+def redundant(
+    ws: Workspace, dataset: str, fs: FeatureSet, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Samples by marginal value (how much G-Vendi drops without them), lowest first:
+    the most redundant at the top."""
+    values = marginal_values(fs.arrays(), spectrum(fs.arrays()))
+    order = np.argsort(values, kind="stable")[:limit]
+    table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt", "response"])
+    ids, prompts = table.column("id"), table.column("prompt")
+    return [
+        {
+            "row": int(i),
+            "id": ids[int(i)].as_py(),
+            "marginal_value": float(values[i]),
+            "prompt": prompts[int(i)].as_py(),
+        }
+        for i in order
+    ]
+
+
+def baselines(
+    ws: Workspace,
+    dataset: str,
+    *,
+    sentence_model: str = SENTENCE_MODEL,
+    runtime: Runtime = Runtime(),
+    on_progress: ProgressFn = no_progress,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Surface baselines beside G-Vendi: sentence-embedding Vendi (cosine kernel), distinct
+    n-grams (n = 1..4) and mean response length. A missing sentence model is reported,
+    not raised: the other baselines still come back."""
+    info = ws.dataset(dataset)
+    table = pq.read_table(info.path, columns=["prompt", "response"])
+    rows = np.arange(table.num_rows)
+    if len(rows) > BASELINE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, BASELINE_ROWS, replace=False))
+    prompts = table.column("prompt").take(rows).to_pylist()
+    responses = table.column("response").take(rows).to_pylist()
+    out: dict[str, Any] = {
+        "rows": len(rows),
+        "distinct_n": {
+            str(n): v
+            for n, v in distinct_n(
+                p + "\n" + r for p, r in zip(prompts, responses, strict=True)
+            ).items()
+        },
+        "mean_response": mean_length(responses),
+    }
+    try:
+        fs = compute_features(
+            ws,
+            dataset,
+            proxy=ProxySpec(sentence_model),
+            config=FeatureConfig(method=SENTENCE),
+            runtime=runtime,
+            on_progress=on_progress,
+        )
+        out["sentence_vendi"] = vendi(spectrum(fs.arrays()).eigen()[0])
+        out["sentence_model"] = sentence_model
+    except UserError as e:
+        out["sentence_vendi"] = None
+        out["sentence_error"] = str(e)
+    return out
+
+
+def compare(
+    ws: Workspace,
+    datasets: list[str],
+    *,
+    proxy: ProxySpec = ProxySpec(),
+    config: FeatureConfig = FeatureConfig(),
+    runtime: Runtime = Runtime(),
+    equal: bool = False,
+    repeats: int = 5,
+    q: float = 1.0,
+    seed: int = 0,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """G-Vendi of several datasets under the same proxy and projection. G-Vendi grows with
+    N, so with `equal` each is also scored on random subsamples of the smallest size
+    (mean and standard deviation over `repeats` draws); `sizes_differ` says when that matters."""
+    if len(set(datasets)) != len(datasets):
+        raise UserError("name each dataset once")
+    sets = {
+        name: compute_features(
+            ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=on_progress
+        )
+        for name in datasets
+    }
+    out = []
+    for name, fs in sets.items():
+        out.append(
+            {"name": name, "rows": fs.rows, "g_vendi": vendi(spectrum(fs.arrays()).eigen()[0], q)}
+        )
+    sizes = {fs.rows for fs in sets.values()}
+    result: dict[str, Any] = {
+        "q": q,
+        "sizes_differ": len(sizes) > 1,
+        "equal_size": None,
+        "datasets": out,
+    }
+    if equal:
+        size = min(sizes)
+        scores = equal_size(
+            {n: fs.matrix() for n, fs in sets.items()}, size=size, repeats=repeats, q=q, seed=seed
+        )
+        for entry in out:
+            entry["g_vendi_full"] = entry["g_vendi"]
+            entry["g_vendi"], entry["std"] = scores[entry["name"]]
+            entry["rows_used"] = size
+        result["equal_size"] = size
+    warnings = {fs.facts["warning"] for fs in sets.values() if fs.facts.get("warning")}
+    result["warnings"] = sorted(warnings)
+    return result

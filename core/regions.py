@@ -1,0 +1,130 @@
+"""Regions of the feature space: spherical k-means clusters and which of them are sparse.
+
+PAPER.md section 3, steps 1-2: the pool is clustered in the full gradient space by
+spherical k-means (cosine similarity); clusters smaller than a percentile of the cluster
+sizes (default the median, the paper's acceptance set) are under-represented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import UserError
+from core.vendi import unit_rows
+
+_BLOCK = 8192
+
+
+@dataclass
+class Clustering:
+    """Cluster of each row, unit centroids (k x d), and each row's cosine to its centroid."""
+
+    labels: np.ndarray
+    centroids: np.ndarray
+    similarity: np.ndarray
+    iterations: int
+
+    @property
+    def k(self) -> int:
+        return len(self.centroids)
+
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.k)
+
+
+def resolve_k(k: float, n: int) -> int:
+    """k as given (an int), or a fraction of n (0 < k < 1); at least 1, at most n."""
+    if k <= 0:
+        raise UserError(
+            f"k must be a positive number of clusters or a fraction of the rows, not {k}"
+        )
+    value = round(k * n) if k < 1 else int(k)
+    return max(1, min(value, n))
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, cosine) of each unit row's nearest unit centroid, in blocks of rows."""
+    labels = np.empty(len(x), dtype=np.int64)
+    best = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), _BLOCK):
+        sims = x[start : start + _BLOCK] @ centroids.T
+        labels[start : start + _BLOCK] = sims.argmax(1)
+        best[start : start + _BLOCK] = sims[np.arange(len(sims)), labels[start : start + _BLOCK]]
+    return labels, best
+
+
+def _seed(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding: rows are drawn with probability proportional to their
+    squared distance (2 - 2 cos) to the nearest chosen centroid; of 2 + log k such draws the
+    one that lowers the total distance most is kept. For large k (over 64) each round keeps
+    k / 64 plain draws instead, which bounds seeding to ~64 passes over the rows."""
+    batch = max(1, k // 64)
+    trials = 2 + int(np.log(k)) if batch == 1 else batch
+    chosen = [int(rng.integers(len(x)))]
+    closest = x @ x[chosen[0]]
+    while len(chosen) < k:
+        d2 = np.clip(2 - 2 * closest, 0, None).astype(np.float64)
+        total = d2.sum()
+        if total <= 0:  # every row sits on a centroid already: take any unused rows
+            rest = np.setdiff1d(np.arange(len(x)), chosen)
+            if not len(rest):
+                break
+            picks = rng.choice(rest, min(batch, len(rest), k - len(chosen)), replace=False)
+        else:
+            draws = rng.choice(
+                len(x), min(trials, k - len(chosen)) if batch > 1 else trials, p=d2 / total
+            )
+            if batch == 1:
+                candidates = np.maximum(closest[:, None], x @ x[draws].T)
+                draws = draws[[int(np.argmin((2 - 2 * candidates).sum(0)))]]
+            picks = np.unique(draws)
+        chosen.extend(int(p) for p in picks)
+        closest = np.maximum(closest, (x @ x[picks].T).max(1))
+    return x[chosen[:k]].copy()
+
+
+def spherical_kmeans(
+    features: np.ndarray, k: float, *, seed: int = 0, iterations: int = 20
+) -> Clustering:
+    """Spherical k-means of the rows of `features` (N x d): cosine assignment, mean-direction
+    centroids, k-means++ seeding; the same clusters for the same seed. `k` is a count or a
+    fraction of N. An emptied cluster is re-seeded with the row worst served."""
+    x = unit_rows(features, np.float32)
+    n = len(x)
+    k = resolve_k(k, n)
+    rng = np.random.default_rng(seed)
+    centroids = _seed(x, k, rng)
+    labels, ran = np.full(n, -1), 0
+    for ran in range(1, iterations + 1):  # noqa: B007 - `ran` is reported below
+        new_labels, similarity = _nearest(x, centroids)
+        if np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        sums = np.zeros_like(centroids)
+        _segment_sum(sums, labels, x)
+        empty = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
+        if len(empty):
+            worst = np.argsort(similarity)[: len(empty)]
+            sums[empty] = x[worst]
+        centroids = unit_rows(sums, np.float32)
+    labels, similarity = _nearest(x, centroids)
+    return Clustering(labels, centroids, similarity, ran)
+
+
+def _segment_sum(out: np.ndarray, labels: np.ndarray, x: np.ndarray) -> None:
+    """out[j] += sum of rows of x labelled j, through one sparse matrix product."""
+    from scipy.sparse import csr_matrix
+
+    onehot = csr_matrix(
+        (np.ones(len(x), dtype=x.dtype), (labels, np.arange(len(x)))), shape=(len(out), len(x))
+    )
+    out += onehot @ x
+
+
+def sparse_clusters(sizes: np.ndarray, percentile: float = 50.0) -> np.ndarray:
+    """True for clusters whose size is below the given percentile of cluster sizes
+    (default the median: the paper's acceptance set)."""
+    sizes = np.asarray(sizes)
+    return sizes < np.percentile(sizes, percentile)

