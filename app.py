@@ -1,4 +1,9 @@
-"""Prism Studio: `streamlit run app.py`. The pages are in pages/, the engine in core/."""
+"""Prism Studio: `streamlit run app.py`. The pages are in app_pages/, the engine in core/.
+
+The folder is not called pages/: Streamlit treats a folder of that name as an old-style
+multipage app, and a deep link opened right after the server starts would run the page
+alone, without this navigation and sidebar.
+"""
 
 import streamlit as st
 
@@ -8,8 +13,9 @@ st.set_page_config(page_title="Prism Studio", page_icon=":material/diamond:", la
 ws = ui.workspace()
 page = st.navigation(
     [
-        st.Page("pages/data.py", title="Data", icon=":material/database:", default=True),
-        st.Page("pages/features.py", title="Features", icon=":material/scatter_plot:"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/database:", default=True),
+        st.Page("app_pages/features.py", title="Features", icon=":material/memory:"),
+        st.Page("app_pages/diversity.py", title="Diversity", icon=":material/diversity_3:"),
     ]
 )
 ui.sidebar(ws)

@@ -20,6 +20,7 @@ import streamlit as st
 from core import demo
 from core.config import DEFAULT_PROXY, METHODS, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
+from core.features import FeatureSet, compute_features, find_features
 from core.progress import ProgressFn
 from core.proxy import TINY_PROXIES
 from core.records import Report
@@ -100,61 +101,75 @@ def sidebar(ws: Workspace) -> None:
                     st.rerun()
 
 
+_OTHER_PROXY = "Another model (hub name or folder)"
+
+
 def _feature_settings(ws: Workspace) -> None:
+    """Sidebar widgets for the proxy, method, device and feature settings. The workspace
+    holds the settings: the widgets show them on every run (so a change made elsewhere, in
+    another tab or by the CLI, shows up) and write them back only when the user edits one."""
     proxy, config, runtime = feature_request(ws)
-    st.subheader("Gradient features", divider="gray")
     presets = [DEFAULT_PROXY, *TINY_PROXIES]
-    other = "Another model (hub name or folder)"
-    options = [*presets, other]
+    shown = {
+        "sb_proxy": proxy.name if proxy.name in presets else _OTHER_PROXY,
+        "sb_proxy_other": "" if proxy.name in presets else proxy.name,
+        "sb_method": config.method,
+        "sb_device": runtime.device,
+        "sb_dim": config.dim,
+        "sb_rank": config.rank,
+        "sb_seed": config.seed,
+        "sb_len": config.max_length,
+    }
+    st.session_state.update(shown)
+
+    def save() -> None:
+        get = st.session_state.get
+        name = get("sb_proxy")
+        if name == _OTHER_PROXY:
+            name = (get("sb_proxy_other") or "").strip() or DEFAULT_PROXY
+        chosen = {
+            "proxy": name,
+            "method": get("sb_method"),
+            "device": get("sb_device"),
+            "dim": int(get("sb_dim")),
+            "rank": int(get("sb_rank")),
+            "seed": int(get("sb_seed")),
+            "max_length": int(get("sb_len")),
+        }
+        ws.set_meta(SETTINGS_KEY, json.dumps(chosen))
+
+    st.subheader("Gradient features", divider="gray")
     picked = st.selectbox(
         "Proxy model",
-        options,
-        index=options.index(proxy.name) if proxy.name in presets else len(presets),
+        [*presets, _OTHER_PROXY],
         key="sb_proxy",
+        on_change=save,
         help="A small causal LM whose gradients define the feature space. tiny-random is a random "
         "model for trying the workflow offline: its scores mean nothing.",
     )
-    name = picked
-    if picked == other:
-        name = (
-            st.text_input(
-                "Hub name or local folder",
-                value="" if proxy.name in presets else proxy.name,
-                key="sb_proxy_other",
-            ).strip()
-            or DEFAULT_PROXY
-        )
-    method = st.radio(
+    if picked == _OTHER_PROXY:
+        st.text_input("Hub name or local folder", key="sb_proxy_other", on_change=save)
+    st.radio(
         "Method",
         list(METHODS),
-        index=list(METHODS).index(config.method),
         key="sb_method",
         horizontal=True,
+        on_change=save,
         help="factorized: fast, batched (default). exact: the paper's reference, slow.",
     )
-    devices = ["auto", "cpu", "cuda"]
-    device = st.selectbox("Device", devices, index=devices.index(runtime.device), key="sb_device")
+    st.selectbox("Device", ["auto", "cpu", "cuda"], key="sb_device", on_change=save)
     with st.expander("Feature settings"):
-        dim = st.number_input("Dimensions", 8, 8192, config.dim, step=64, key="sb_dim")
-        rank = st.number_input(
-            "Per-layer rank", 1, 1024, config.rank, key="sb_rank", disabled=method == "exact"
+        st.number_input("Dimensions", 8, 8192, step=64, key="sb_dim", on_change=save)
+        st.number_input(
+            "Per-layer rank",
+            1,
+            1024,
+            key="sb_rank",
+            on_change=save,
+            disabled=config.method == "exact",
         )
-        seed = st.number_input("Seed", 0, 2**31 - 1, config.seed, key="sb_seed")
-        max_length = st.number_input(
-            "Max tokens per sample", 16, 32768, config.max_length, step=64, key="sb_len"
-        )
-    chosen = {
-        "proxy": name,
-        "method": method,
-        "device": device,
-        "dim": int(dim),
-        "rank": int(rank),
-        "seed": int(seed),
-        "max_length": int(max_length),
-    }
-    saved = json.loads(ws.get_meta(SETTINGS_KEY) or "{}")
-    if any(saved.get(k) != v for k, v in chosen.items()):
-        ws.set_meta(SETTINGS_KEY, json.dumps(chosen))
+        st.number_input("Seed", 0, 2**31 - 1, key="sb_seed", on_change=save)
+        st.number_input("Max tokens per sample", 16, 32768, step=64, key="sb_len", on_change=save)
 
 
 @contextmanager
@@ -180,6 +195,44 @@ def progress(label: str, unit: str = "") -> Iterator[ProgressFn]:
         yield update
     finally:
         bar.empty()
+
+
+def feature_summary(
+    info: DatasetInfo, proxy: ProxySpec, config: FeatureConfig, runtime: Runtime
+) -> None:
+    """One line naming the dataset and the feature settings; the warning for a random proxy."""
+    st.markdown(
+        f"**{info.name}** ({info.rows:,} rows) · proxy `{proxy.name}` · {config.method} · {config.dim} dims"
+        + (f" · rank {config.rank}" if config.method == "factorized" else "")
+        + f" · seed {config.seed} · up to {config.max_length} tokens · device {runtime.device}"
+    )
+    if proxy.name in TINY_PROXIES:
+        st.warning(
+            f"`{proxy.name}` is a tiny random model for trying the workflow: its scores are not meaningful."
+        )
+
+
+def features_or_button(ws: Workspace, info: DatasetInfo) -> FeatureSet | None:
+    """The active dataset's features for the sidebar's settings; when they are missing, a
+    "Compute features" button with progress and a Cancel (finished chunks are kept)."""
+    proxy, config, runtime = feature_request(ws)
+    ready = attempt(lambda: find_features(ws, info.name, proxy=proxy, config=config))
+    if ready:
+        return ready
+    if st.session_state.pop("features_cancelled", False):
+        st.info("Cancelled. The finished chunks are kept: computing again resumes from them.")
+    cols = st.columns([2, 1, 5])
+    if cols[0].button("Compute features", type="primary", icon=":material/play_arrow:"):
+        cols[1].button("Cancel", on_click=lambda: st.session_state.update(features_cancelled=True))
+        with progress("Computing features", unit="samples") as bar:
+            done = attempt(
+                lambda: compute_features(
+                    ws, info.name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
+                )
+            )
+        if done:
+            st.rerun()
+    return None
 
 
 def attempt(action: Callable[[], Any]) -> Any:

@@ -133,6 +133,14 @@ def group_labels(
     return labels
 
 
+def meta_fields(ws: Workspace, dataset: str, *, sample: int = 200) -> list[str]:
+    """Field names kept in the records' meta (from the first rows), for grouping and colouring."""
+    pf = pq.ParquetFile(ws.dataset(dataset).path)
+    batch = next(pf.iter_batches(batch_size=sample, columns=["meta"]), None)
+    metas = [json.loads(m) for m in batch.column(0).to_pylist() if m] if batch else []
+    return sorted({f for m in metas for f in m})
+
+
 def redundant(
     ws: Workspace, dataset: str, fs: FeatureSet, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
@@ -208,13 +216,15 @@ def compare(
     runtime: Runtime = Runtime(),
     equal: bool = False,
     repeats: int = 5,
+    replicates: int = 0,
     q: float = 1.0,
     seed: int = 0,
     on_progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """G-Vendi of several datasets under the same proxy and projection. G-Vendi grows with
     N, so with `equal` each is also scored on random subsamples of the smallest size
-    (mean and standard deviation over `repeats` draws); `sizes_differ` says when that matters."""
+    (mean and standard deviation over `repeats` draws); `sizes_differ` says when that matters.
+    `replicates` > 0 adds a bootstrap interval (low, high) to each full-data score."""
     if len(set(datasets)) != len(datasets):
         raise UserError("name each dataset once")
     sets = {

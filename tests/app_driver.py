@@ -12,11 +12,7 @@ from tests.conftest import REPO
 
 
 class App:
-    """The whole app (app.py with its navigation) on a given workspace.
-
-    AppTest drops the sidebar from its element tree after `switch_page`, so tests that
-    look at the sidebar use the default page (Data), which needs no switch.
-    """
+    """The whole app (app.py with its navigation) on a given workspace."""
 
     def __init__(self, workspace: Path, page: str | None = None):
         os.environ["PRISM_WORKSPACE"] = str(workspace)

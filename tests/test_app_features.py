@@ -14,7 +14,7 @@ def features_page(workspace) -> App:
     app = App(workspace)  # first start: the demo is imported
     ws = Workspace(workspace)
     ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 64}))
-    app.at.switch_page("pages/features.py")
+    app.at.switch_page("app_pages/features.py")
     return app.run()
 
 
@@ -43,7 +43,7 @@ def test_unloadable_proxy_shows_the_fix(tmp_path):
     Workspace(tmp_path / "ws").set_meta(
         "feature_settings", json.dumps({"proxy": "no-such-org/no-model"})
     )
-    app.at.switch_page("pages/features.py")
+    app.at.switch_page("app_pages/features.py")
     app.run()
     app.at.button[0].click()
     app.run()

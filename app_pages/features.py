@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core.features import compute_features, feature_sets, find_features
+from core.features import feature_sets
 
 ws = ui.workspace()
 st.title("Features")
@@ -18,46 +18,20 @@ if info is None:
     st.stop()
 
 proxy, config, runtime = ui.feature_request(ws)
-st.markdown(
-    f"**{info.name}** ({info.rows:,} rows) · proxy `{proxy.name}` · {config.method} · {config.dim} dims"
-    + (f" · rank {config.rank}" if config.method == "factorized" else "")
-    + f" · seed {config.seed} · up to {config.max_length} tokens · device {runtime.device}"
-)
-if proxy.name.startswith("tiny-random"):
-    st.warning(
-        f"`{proxy.name}` is a tiny random model for trying the workflow: its scores are not meaningful."
-    )
-
-ready = ui.attempt(lambda: find_features(ws, info.name, proxy=proxy, config=config))
+ui.feature_summary(info, proxy, config, runtime)
+ready = ui.features_or_button(ws, info)
 if ready:
     facts = ready.facts
-    st.success(
-        f"Features ready: {ready.rows:,} x {ready.dim}"
-        + (
-            f", computed in {facts['seconds']} s ({facts['samples_per_second']} samples/s)"
-            if facts.get("seconds")
-            else ""
-        )
+    timing = (
+        f", computed in {facts['seconds']} s ({facts['samples_per_second']} samples/s)"
+        if facts.get("seconds")
+        else ""
     )
+    st.success(f"Features ready: {ready.rows:,} x {ready.dim}{timing}")
     if facts.get("truncated"):
         st.caption(f"{facts['truncated']:,} samples were cut to {config.max_length} tokens.")
     if facts.get("uncovered_parameters"):
         st.caption("Parameters left out of the sketch: " + ", ".join(facts["uncovered_parameters"]))
-else:
-    if st.session_state.pop("features_cancelled", False):
-        st.info("Cancelled. The finished chunks are kept: computing again resumes from them.")
-    cols = st.columns([2, 1, 5])
-    start = cols[0].button("Compute features", type="primary", icon=":material/play_arrow:")
-    if start:
-        cols[1].button("Cancel", on_click=lambda: st.session_state.update(features_cancelled=True))
-        with ui.progress("Computing features", unit="samples") as bar:
-            done = ui.attempt(
-                lambda: compute_features(
-                    ws, info.name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
-                )
-            )
-        if done:
-            st.rerun()
 
 st.subheader("Feature sets of this dataset")
 sets = feature_sets(ws, info.name)
