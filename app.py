@@ -16,6 +16,7 @@ page = st.navigation(
         st.Page("app_pages/data.py", title="Data", icon=":material/database:", default=True),
         st.Page("app_pages/features.py", title="Features", icon=":material/memory:"),
         st.Page("app_pages/diversity.py", title="Diversity", icon=":material/diversity_3:"),
+        st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
     ]
 )
 ui.sidebar(ws)

@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from core import diversity
+from core.regions import default_k
 from core.workspace import Workspace
 
 ws = ui.workspace()
@@ -157,7 +158,7 @@ k = cols[1].number_input(
     "Clusters",
     2,
     max(2, info.rows),
-    diversity.default_k(info.rows),
+    default_k(info.rows),
     key="group_k",
     disabled=by != "cluster",
 )

@@ -321,6 +321,44 @@ def cmd_compare(args: argparse.Namespace) -> Result:
     return data, lines
 
 
+def cmd_map(args: argparse.Namespace) -> Result:
+    from core import maps
+
+    if not 0 < args.sparse_below <= 100:
+        raise UserError("--sparse-below is a percentile of cluster sizes, between 0 and 100")
+    ws = _workspace(args)
+    fs = features_for(args, ws, args.name)
+    clustering = maps.clusters_for(ws, fs, k=args.k, seed=args.seed)
+    clusters = maps.describe(ws, args.name, fs, clustering, sparse_below=args.sparse_below)
+    data = {
+        "dataset": args.name,
+        "rows": fs.rows,
+        "k": clustering.k,
+        "sparse_below": args.sparse_below,
+        "clusters": [
+            {k: c[k] for k in ("id", "size", "sparse", "g_vendi", "keywords", "examples")}
+            for c in clusters
+        ],
+        "warnings": [fs.facts["warning"]] if fs.facts.get("warning") else [],
+    }
+    n_sparse = sum(c["sparse"] for c in clusters)
+    lines = [
+        f"{args.name}: {clustering.k} clusters of {fs.rows:,} rows; {n_sparse} sparse "
+        f"(smaller than the {args.sparse_below:g}th percentile of sizes)"
+    ]
+    for c in sorted(clusters, key=lambda c: c["size"]):
+        flag = "sparse" if c["sparse"] else "      "
+        lines.append(
+            f"  {c['id']:>4} {c['size']:>6} {flag} G-Vendi {c['g_vendi']:6.2f}  {', '.join(c['keywords'])}"
+        )
+    if args.layout:
+        with progress_bar("layout", unit="step", unit_scale=False) as bar:
+            layout = maps.layout_for(ws, fs, on_progress=bar)
+        data["layout"] = {"rows": len(layout.coords), "cached": layout.cached}
+        lines.append("2-D layout " + ("from the cache" if layout.cached else "computed and cached"))
+    return data, lines
+
+
 def cmd_demo(args: argparse.Namespace) -> Result:
     from core import demo
 
@@ -481,6 +519,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="subsample draws with --equal-size (default: %(default)s)",
     )
     p.add_argument("--q", default="1", help="Vendi order (default: %(default)s)")
+    p = verb(
+        "map", cmd_map, "clusters of a dataset in gradient space, the sparse ones marked", features
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--k",
+        type=float,
+        help="clusters: a count, or a fraction of the rows (default: about sqrt(N/2))",
+    )
+    p.add_argument(
+        "--sparse-below",
+        type=float,
+        default=50.0,
+        metavar="P",
+        help="a cluster is sparse below this percentile of cluster sizes (default: the median)",
+    )
+    p.add_argument("--layout", action="store_true", help="also compute (and cache) the 2-D layout")
     p = verb("demo", cmd_demo, "import the built-in demo dataset (or write it to --out)")
     p.add_argument(
         "--out", metavar="FILE.jsonl", help="write the demo problems to this file instead"

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from core.config import SENTENCE, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
 from core.features import FeatureSet, compute_features
+from core.maps import clusters_for
 from core.progress import ProgressFn, no_progress
-from core.regions import spherical_kmeans
 from core.sentence import SENTENCE_MODEL
 from core.textstats import distinct_n, mean_length
 from core.vendi import (
@@ -35,11 +35,6 @@ from core.workspace import Workspace
 
 MAX_GROUPS = 200
 BASELINE_ROWS = 100_000  # text baselines beyond this many rows use a seeded sample
-
-
-def default_k(rows: int) -> int:
-    """Clusters for `--by cluster` when k is not given: about sqrt(N / 2), at least 2."""
-    return max(2, min(rows, round(math.sqrt(rows / 2))))
 
 
 def _orders_json(orders: dict[float, float]) -> dict[str, float]:
@@ -90,7 +85,7 @@ def score(
             "replicates": replicates,
         }
     if by:
-        labels = group_labels(ws, dataset, by, matrix=matrix, k=k, seed=seed)
+        labels = group_labels(ws, dataset, by, features=fs, k=k, seed=seed)
         result["by"] = by
         result["groups"] = [{**g, "group": str(g["group"])} for g in per_group(matrix, labels, q)]
     return result
@@ -101,17 +96,17 @@ def group_labels(
     dataset: str,
     by: str,
     *,
-    matrix: np.ndarray | None = None,
+    features: FeatureSet | None = None,
     k: float | None = None,
     seed: int = 0,
 ) -> np.ndarray:
-    """A label per row: k-means cluster ('cluster'), the record's source ('source'), or the
-    value of a field kept in the records' meta (any categorical field of the data)."""
+    """A label per row: k-means cluster ('cluster', the map's clusters), the record's source
+    ('source'), or the value of a field kept in the records' meta (any categorical field)."""
     info = ws.dataset(dataset)
     if by == "cluster":
-        if matrix is None:
+        if features is None:
             raise ValueError("clusters need the features")
-        return spherical_kmeans(matrix, k or default_k(len(matrix)), seed=seed).labels
+        return clusters_for(ws, features, k=k, seed=seed).labels
     if by == "source":
         return np.asarray(pq.read_table(info.path, columns=["source"]).column(0).to_pylist())
     metas = [

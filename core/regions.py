@@ -34,6 +34,12 @@ class Clustering:
         return np.bincount(self.labels, minlength=self.k)
 
 
+def default_k(rows: int) -> int:
+    """Clusters when k is not given: about sqrt(N / 2), at least 2. (The paper's 1% of N
+    gives too few clusters to see on small sets; ask for it with k = 0.01.)"""
+    return max(2, min(rows, round((rows / 2) ** 0.5)))
+
+
 def resolve_k(k: float, n: int) -> int:
     """k as given (an int), or a fraction of n (0 < k < 1); at least 1, at most n."""
     if k <= 0:
@@ -128,3 +134,42 @@ def sparse_clusters(sizes: np.ndarray, percentile: float = 50.0) -> np.ndarray:
     (default the median: the paper's acceptance set)."""
     sizes = np.asarray(sizes)
     return sizes < np.percentile(sizes, percentile)
+
+
+def keywords(texts: list[str], labels: np.ndarray, k: int, *, top: int = 6) -> list[list[str]]:
+    """The top words of each cluster by class-based TF-IDF (BERTopic's c-TF-IDF): a word's
+    share of the cluster's words times log(1 + mean words per cluster / the word's count
+    over all clusters)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(
+        stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", lowercase=True
+    )
+    try:
+        counts = vectorizer.fit_transform(texts)
+    except ValueError:  # no words at all (numbers or symbols only)
+        return [[] for _ in range(k)]
+    from scipy.sparse import csr_matrix
+
+    onehot = csr_matrix(
+        (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels))
+    )
+    per_class = np.asarray((onehot @ counts).todense(), dtype=np.float64)
+    words_per_class = per_class.sum(1, keepdims=True)
+    tf = per_class / np.maximum(words_per_class, 1)
+    idf = np.log(1 + words_per_class.mean() / np.maximum(per_class.sum(0), 1))
+    scores = tf * idf
+    vocab = vectorizer.get_feature_names_out()
+    out = []
+    for row in scores:
+        best = np.argsort(-row)[:top]
+        out.append([str(vocab[i]) for i in best if row[i] > 0])
+    return out
+
+
+def representatives(clustering: Clustering, *, per_cluster: int = 3) -> list[list[int]]:
+    """The rows nearest each centroid (highest cosine), `per_cluster` of them."""
+    order = np.lexsort((-clustering.similarity, clustering.labels))
+    starts = np.searchsorted(clustering.labels[order], np.arange(clustering.k))
+    ends = np.searchsorted(clustering.labels[order], np.arange(clustering.k), side="right")
+    return [order[s : min(e, s + per_cluster)].tolist() for s, e in zip(starts, ends, strict=True)]

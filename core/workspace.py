@@ -67,6 +67,25 @@ _MIGRATIONS = [
     );
     CREATE INDEX feature_sets_dataset ON feature_sets(dataset_id);
     """,
+    """
+    CREATE TABLE maps (
+        key         TEXT PRIMARY KEY,
+        feature_key TEXT NOT NULL REFERENCES feature_sets(key) ON DELETE CASCADE,
+        kind        TEXT NOT NULL,
+        params      TEXT NOT NULL,
+        file        TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE selections (
+        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        rows        TEXT NOT NULL,
+        ids         TEXT NOT NULL,
+        note        TEXT NOT NULL DEFAULT '',
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (dataset_id, name)
+    );
+    """,
 ]
 
 
@@ -272,6 +291,71 @@ class Workspace:
             db.execute("DELETE FROM datasets WHERE id = ?", (info.id,))
         shutil.rmtree(info.path.parent, ignore_errors=True)
         return info
+
+    # --- selections ------------------------------------------------------------------------
+
+    def save_selection(
+        self, dataset: str, name: str, rows: list[int], *, note: str = ""
+    ) -> dict[str, Any]:
+        """Keep a named set of rows of a dataset (for synthesis and export); replaces one of
+        the same name. Rows are positions in the dataset; their record ids are kept too."""
+        import pyarrow.parquet as pq
+
+        info = self.dataset(dataset)
+        if not name.strip():
+            raise UserError("give the selection a name")
+        rows = sorted({int(r) for r in rows})
+        if not rows:
+            raise UserError("the selection is empty; select some points or clusters first")
+        if rows[0] < 0 or rows[-1] >= info.rows:
+            raise UserError(f"selection rows must be between 0 and {info.rows - 1}")
+        ids = pq.read_table(info.path, columns=["id"]).column(0).take(rows).to_pylist()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO selections VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    info.id,
+                    name.strip(),
+                    json.dumps(rows),
+                    json.dumps(ids),
+                    note,
+                    time.strftime("%Y-%m-%dT%H:%M:%S"),
+                ),
+            )
+        return self.selection(dataset, name.strip())
+
+    def selections(self, dataset: str) -> list[dict[str, Any]]:
+        """The saved selections of a dataset, newest first (without their rows)."""
+        info = self.dataset(dataset)
+        with self.connect() as db:
+            found = db.execute(
+                "SELECT name, note, created_at, json_array_length(rows) AS size FROM selections "
+                "WHERE dataset_id = ? ORDER BY created_at DESC, name",
+                (info.id,),
+            ).fetchall()
+        return [dict(r) for r in found]
+
+    def selection(self, dataset: str, name: str) -> dict[str, Any]:
+        """One saved selection with its rows and ids; UserError naming the others when missing."""
+        info = self.dataset(dataset)
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT * FROM selections WHERE dataset_id = ? AND name = ?", (info.id, name)
+            ).fetchone()
+        if row is None:
+            names = ", ".join(s["name"] for s in self.selections(dataset)) or "none yet"
+            raise UserError(
+                f"no selection named {name!r} for dataset {dataset!r} (selections: {names})"
+            )
+        return {**dict(row), "rows": json.loads(row["rows"]), "ids": json.loads(row["ids"])}
+
+    def delete_selection(self, dataset: str, name: str) -> None:
+        self.selection(dataset, name)
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM selections WHERE dataset_id = ? AND name = ?",
+                (self.dataset(dataset).id, name),
+            )
 
     # --- scratch space and cleaning up -------------------------------------------------
 

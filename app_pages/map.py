@@ -1,0 +1,225 @@
+"""Map: the dataset in gradient space, clusters with the sparse ones marked, selection."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import streamlit as st
+
+import charts
+import ui
+from core import maps
+from core.diversity import meta_fields
+from core.regions import default_k
+from core.workspace import Workspace
+
+ws = ui.workspace()
+st.title("Map")
+st.caption(
+    "Each point is a sample placed by UMAP from its gradient features; clusters are spherical "
+    "k-means in the full feature space. Sparse clusters (★, red outline) are the thin regions "
+    "worth filling. Draw a lasso or a box, click points, or pick clusters in the table."
+)
+info = ui.active_dataset(ws)
+if info is None:
+    st.info("Import a dataset on the Data page first.")
+    st.stop()
+proxy, config, runtime = ui.feature_request(ws)
+ui.feature_summary(info, proxy, config, runtime)
+fs = ui.features_or_button(ws, info)
+if fs is None:
+    st.stop()
+root = str(ws.root)
+
+cols = st.columns([1, 2, 2, 1])
+k = int(
+    cols[0].number_input("Clusters (k)", 2, max(2, info.rows), default_k(info.rows), key="map_k")
+)
+sparse_below = cols[1].slider(
+    "Sparse below percentile of cluster sizes",
+    5,
+    95,
+    50,
+    step=5,
+    key="map_sparse",
+    help="50: clusters smaller than the median cluster (the paper's acceptance set).",
+)
+colour_options = [
+    "cluster",
+    "sparse",
+    "density",
+    "source",
+    "visual group (HDBSCAN)",
+    *meta_fields(ws, info.name),
+]
+colour_by = cols[2].selectbox("Colour by", colour_options, key="map_colour")
+
+
+@st.cache_data(show_spinner="Clustering...", max_entries=16)
+def clusters(root: str, dataset: str, key: str, k: int, sparse_below: float):
+    workspace = Workspace(root)
+    clustering = maps.clusters_for(workspace, fs, k=k, seed=config.seed)
+    return clustering.labels, maps.describe(
+        workspace, dataset, fs, clustering, sparse_below=sparse_below
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def layout(root: str, key: str):
+    with ui.progress("Laying out the map (PCA, then UMAP)") as bar:
+        result = maps.layout_for(Workspace(root), fs, on_progress=bar)
+    return result.coords, result.density
+
+
+@st.cache_data(show_spinner="Reading the samples...", max_entries=8)
+def samples(root: str, dataset: str, fingerprint: str) -> pd.DataFrame:
+    table = pq.read_table(
+        Workspace(root).dataset(dataset).path,
+        columns=["id", "prompt", "response", "source", "meta"],
+    )
+    return table.to_pandas()
+
+
+labels, described = ui.attempt(
+    lambda: clusters(root, info.name, fs.key, k, float(sparse_below))
+) or (None, None)
+coords_density = ui.attempt(lambda: layout(root, fs.key))
+if labels is None or coords_density is None:
+    st.stop()
+coords, density = coords_density
+data = samples(root, info.name, info.fingerprint)
+sparse = np.array([c["sparse"] for c in described])
+
+
+def colours() -> tuple[np.ndarray, str]:
+    if colour_by == "cluster":
+        return labels, "cluster"
+    if colour_by == "sparse":
+        return np.where(sparse[labels], "sparse", "dense"), "sparse"
+    if colour_by == "density":
+        return density, "continuous"
+    if colour_by == "source":
+        return data["source"].to_numpy(), "source"
+    if colour_by.startswith("visual group"):
+        groups = maps.groups_for(ws, fs, maps.Layout(coords, density, True))
+        return np.where(groups < 0, "none", groups.astype(str)), "group"
+    field = colour_by
+    return np.array(
+        [str(json.loads(m).get(field, "(missing)")) if m else "(missing)" for m in data["meta"]]
+    ), field
+
+
+@st.cache_resource(show_spinner="Drawing the map...", max_entries=8)
+def figure_for(key: str, k: int, sparse_below: float, colour_by: str, highlight: tuple[int, ...]):
+    """The map's figure, built once per setting (a selection reruns with the same figure)."""
+    colour, colour_kind = colours()
+    hover = [charts.excerpt(p, 80 if len(data) <= 20_000 else 30) for p in data["prompt"]]
+    return charts.map_figure(
+        coords,
+        colour=colour,
+        colour_kind=colour_kind,
+        labels=labels,
+        sparse=sparse,
+        hover=hover,
+        highlight=set(highlight) or None,
+    )
+
+
+@st.fragment
+def explore() -> None:
+    """The map, the cluster table and the sample browser: a selection reruns only this."""
+    picked_clusters = st.session_state.get("map_clusters_picked", [])
+    figure = figure_for(fs.key, k, float(sparse_below), colour_by, tuple(picked_clusters))
+    event = st.plotly_chart(
+        figure,
+        key="map_plot",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        width="stretch",
+    )
+    from_map = charts.selected_rows(event.selection if event else None)
+
+    st.subheader("Clusters")
+    table = pd.DataFrame(
+        [
+            {
+                "cluster": c["id"],
+                "size": c["size"],
+                "sparse": c["sparse"],
+                "G-Vendi": round(c["g_vendi"], 2),
+                "selected": int(np.sum(labels[from_map] == c["id"])) if from_map else 0,
+                "keywords": ", ".join(c["keywords"]),
+                "nearest the centre": " | ".join(p[:60] for p in c["example_prompts"]),
+            }
+            for c in described
+        ]
+    ).sort_values(["sparse", "size"], ascending=[False, True])
+    picked = st.dataframe(
+        table,
+        key="cluster_table",
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        column_config={"sparse": st.column_config.CheckboxColumn("sparse")},
+    )
+    table_rows = picked.selection.rows if picked else []
+    clusters_picked = sorted(int(table.iloc[i]["cluster"]) for i in table_rows)
+    if clusters_picked != picked_clusters:  # keep the map's highlight in step with the table
+        st.session_state["map_clusters_picked"] = clusters_picked
+        st.rerun(scope="fragment")
+
+    if from_map:
+        rows, origin = from_map, f"{len(from_map):,} points selected on the map"
+    elif clusters_picked:
+        rows = np.flatnonzero(np.isin(labels, clusters_picked)).tolist()
+        origin = f"{len(rows):,} samples in cluster(s) {', '.join(map(str, clusters_picked))}"
+    else:
+        rows, origin = [], ""
+    st.session_state["map_selection"] = rows
+
+    st.subheader("Selection")
+    if not rows:
+        st.caption("Nothing selected yet.")
+        return
+    st.markdown(origin)
+    shown = data.iloc[rows[:1000]]
+    browser = st.dataframe(
+        pd.DataFrame(
+            {
+                "row": rows[:1000],
+                "id": shown["id"].to_numpy(),
+                "cluster": labels[rows[:1000]],
+                "prompt": [p[:150] for p in shown["prompt"]],
+            }
+        ),
+        key="sample_browser",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        height=240,
+    )
+    chosen = browser.selection.rows[0] if browser and browser.selection.rows else 0
+    record = data.iloc[rows[chosen]]
+    left, right = st.columns(2)
+    left.caption(f"Prompt · row {rows[chosen]} · id {record['id']}")
+    left.text(record["prompt"])
+    right.caption("Response")
+    right.text(record["response"])
+
+    cols = st.columns([3, 1], vertical_alignment="bottom")
+    name = cols[0].text_input(
+        "Save the selection as", key="selection_name", placeholder="thin-geometry"
+    )
+    if cols[1].button("Save selection", icon=":material/bookmark_add:", disabled=not name):
+        saved = ui.attempt(lambda: ws.save_selection(info.name, name, rows, note=origin))
+        if saved:
+            st.success(f"Saved {len(saved['rows']):,} rows as selection **{saved['name']}**.")
+
+
+explore()
+
+saved = ws.selections(info.name)
+if saved:
+    st.subheader("Saved selections")
+    st.dataframe(pd.DataFrame(saved), hide_index=True)

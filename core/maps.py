@@ -1,0 +1,170 @@
+"""The map of a dataset, cached: clusters with their descriptions, the 2-D layout, density.
+
+Artefacts live beside the feature set they come from (`<feature folder>/map-<key>.npz`),
+written atomically and listed in the catalogue's `maps` table; the same feature set and
+parameters give the same file, so nothing is computed twice (SPEC section 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from core.features import FeatureSet
+from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
+from core.progress import ProgressFn, no_progress
+from core.regions import (
+    Clustering,
+    default_k,
+    keywords,
+    representatives,
+    resolve_k,
+    sparse_clusters,
+    spherical_kmeans,
+)
+from core.vendi import kernel_eigenvalues, vendi
+from core.workspace import Workspace
+
+CLUSTERS_VERSION = 1
+
+
+def _artefact(ws: Workspace, fs: FeatureSet, kind: str, params: dict[str, Any]) -> tuple[str, Path]:
+    key = hashlib.blake2b(
+        json.dumps({"features": fs.key, "kind": kind, **params}, sort_keys=True).encode(),
+        digest_size=10,
+    ).hexdigest()
+    return key, fs.folder / f"{kind}-{key}.npz"
+
+
+def _save(
+    ws: Workspace, fs: FeatureSet, kind: str, params: dict[str, Any], key: str, path: Path, **arrays
+) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    with ws.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?, ?, ?)",
+            (key, fs.key, kind, json.dumps(params), path.name, time.strftime("%Y-%m-%dT%H:%M:%S")),
+        )
+
+
+def _load(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError):
+        return None  # missing or damaged: computed again
+
+
+def clusters_for(
+    ws: Workspace, fs: FeatureSet, *, k: float | None = None, seed: int = 0
+) -> Clustering:
+    """Spherical k-means of a feature set (k a count or a fraction of N; default
+    `default_k`), cached."""
+    k_rows = resolve_k(k, fs.rows) if k else default_k(fs.rows)
+    params = {"k": k_rows, "seed": seed, "version": CLUSTERS_VERSION}
+    key, path = _artefact(ws, fs, "clusters", params)
+    if (saved := _load(path)) is not None:
+        return Clustering(
+            saved["labels"], saved["centroids"], saved["similarity"], int(saved["iterations"])
+        )
+    clustering = spherical_kmeans(fs.matrix(), k_rows, seed=seed)
+    _save(
+        ws,
+        fs,
+        "clusters",
+        params,
+        key,
+        path,
+        labels=clustering.labels,
+        centroids=clustering.centroids,
+        similarity=clustering.similarity,
+        iterations=np.array(clustering.iterations),
+    )
+    return clustering
+
+
+@dataclass
+class Layout:
+    coords: np.ndarray  # N x 2 float32
+    density: np.ndarray  # N float32
+    cached: bool
+
+
+def layout_for(
+    ws: Workspace,
+    fs: FeatureSet,
+    config: LayoutConfig = LayoutConfig(),
+    on_progress: ProgressFn = no_progress,
+) -> Layout:
+    """The 2-D layout and local density of a feature set, cached."""
+    key, path = _artefact(ws, fs, "layout", config.key_fields())
+    if (saved := _load(path)) is not None:
+        return Layout(saved["coords"], saved["density"], True)
+    coords = umap_layout(fs.matrix(), config, on_progress)
+    dens = density(coords)
+    _save(ws, fs, "layout", config.key_fields(), key, path, coords=coords, density=dens)
+    return Layout(coords, dens, False)
+
+
+def groups_for(
+    ws: Workspace, fs: FeatureSet, layout: Layout, config: LayoutConfig = LayoutConfig()
+) -> np.ndarray:
+    """HDBSCAN groups on the layout, cached with it."""
+    params = {**config.key_fields(), "hdbscan": 1}
+    key, path = _artefact(ws, fs, "groups", params)
+    if (saved := _load(path)) is not None:
+        return saved["labels"]
+    labels = hdbscan_groups(layout.coords)
+    _save(ws, fs, "groups", params, key, path, labels=labels)
+    return labels
+
+
+def describe(
+    ws: Workspace,
+    dataset: str,
+    fs: FeatureSet,
+    clustering: Clustering,
+    *,
+    sparse_below: float = 50.0,
+) -> list[dict[str, Any]]:
+    """One row per cluster: id, size, sparse (size below the percentile), G-Vendi, top
+    keywords of its prompts, and the ids of the 3 samples nearest its centroid."""
+    table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt"])
+    ids, prompts = table.column("id").to_pylist(), table.column("prompt").to_pylist()
+    sizes = clustering.sizes()
+    sparse = sparse_clusters(sizes, sparse_below)
+    words = keywords(prompts, clustering.labels, clustering.k)
+    examples = representatives(clustering)
+    matrix = fs.matrix()
+    order = np.argsort(clustering.labels, kind="stable")
+    bounds = np.searchsorted(clustering.labels[order], np.arange(clustering.k + 1))
+    out = []
+    for c in range(clustering.k):
+        members = order[bounds[c] : bounds[c + 1]]
+        score = vendi(kernel_eigenvalues(matrix[members])) if len(members) else 0.0
+        out.append(
+            {
+                "id": c,
+                "size": int(sizes[c]),
+                "sparse": bool(sparse[c]),
+                "g_vendi": float(score),
+                "keywords": words[c],
+                "examples": [ids[i] for i in examples[c]],
+                "example_rows": [int(i) for i in examples[c]],
+                "example_prompts": [prompts[i] for i in examples[c]],
+            }
+        )
+    return out

@@ -1,0 +1,236 @@
+"""Clusters, sparsity, the layout cache, cluster descriptions, map selections, the map verb."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import charts
+from core import maps
+from core.config import FeatureConfig, ProxySpec
+from core.errors import UserError
+from core.features import compute_features
+from core.layout import LayoutConfig, density, hdbscan_groups
+from core.regions import (
+    default_k,
+    keywords,
+    representatives,
+    resolve_k,
+    sparse_clusters,
+    spherical_kmeans,
+)
+from core.workspace import Workspace
+from tests.conftest import assert_user_error
+from tests.test_features import demo_file
+
+rng = np.random.default_rng(0)
+
+
+def planted(n: int = 1500, k: int = 8, d: int = 48, noise: float = 0.25, seed: int = 0):
+    r = np.random.default_rng(seed)
+    centres = r.standard_normal((k, d))
+    labels = r.integers(0, k, n)
+    return centres[labels] + noise * np.linalg.norm(centres, axis=1).mean() / np.sqrt(
+        d
+    ) * r.standard_normal((n, d)), labels
+
+
+def test_kmeans_recovers_planted_clusters():
+    x, truth = planted()
+    for seed in range(4):
+        result = spherical_kmeans(x, 8, seed=seed)
+        assert adjusted_rand_score(truth, result.labels) > 0.99
+        assert np.allclose(np.linalg.norm(result.centroids, axis=1), 1, atol=1e-5)
+        assert result.sizes().sum() == len(x)
+
+
+def test_kmeans_is_deterministic_for_a_seed():
+    x, _ = planted(noise=1.5)  # overlapping clusters: the seed matters
+    a, b = spherical_kmeans(x, 8, seed=3), spherical_kmeans(x, 8, seed=3)
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.centroids, b.centroids)
+    assert not np.array_equal(a.labels, spherical_kmeans(x, 8, seed=4).labels)
+
+
+def test_k_as_count_or_fraction():
+    assert resolve_k(10, 500) == 10 and resolve_k(0.1, 500) == 50 and resolve_k(900, 500) == 500
+    with pytest.raises(UserError, match="positive number"):
+        resolve_k(0, 10)
+    assert default_k(2) == 2 and default_k(7473) == 61
+    x, _ = planted(n=200)
+    assert spherical_kmeans(x, 0.05).k == 10
+    assert spherical_kmeans(x[:3], 5).k == 3  # never more clusters than rows
+
+
+def test_sparse_flags_follow_the_percentile_rule():
+    sizes = np.array([50, 3, 12, 7, 30, 7, 1, 20])
+    median = np.median(sizes)  # 9.5
+    assert sparse_clusters(sizes).tolist() == (sizes < median).tolist()
+    assert sparse_clusters(sizes, 25).tolist() == (sizes < np.percentile(sizes, 25)).tolist()
+    assert sparse_clusters(np.array([5, 5, 5])).tolist() == [
+        False,
+        False,
+        False,
+    ]  # all equal: none thin
+
+
+def test_keywords_and_representatives():
+    texts = ["the triangle angle and its hypotenuse"] * 5 + [
+        "interest rate on the loan payment"
+    ] * 5
+    labels = np.array([0] * 5 + [1] * 5)
+    words = keywords(texts, labels, 2, top=3)
+    assert set(words[0]) <= {"triangle", "angle", "hypotenuse"} and len(words[0]) == 3
+    assert set(words[1]) <= {"interest", "rate", "loan", "payment"}
+    x, _ = planted(n=300)
+    clustering = spherical_kmeans(x, 8, seed=0)
+    reps = representatives(clustering, per_cluster=3)
+    for c, rows in enumerate(reps):
+        members = np.flatnonzero(clustering.labels == c)
+        best = members[np.argsort(-clustering.similarity[members])][:3]
+        assert rows == best.tolist()
+
+
+def test_density_and_visual_groups():
+    blobs = np.vstack([rng.normal(0, 0.1, (200, 2)), rng.normal(5, 1.0, (200, 2))])
+    d = density(blobs)
+    assert d[:200].mean() > 3 * d[200:].mean()  # the tight blob is denser
+    groups = hdbscan_groups(blobs, min_size=20)
+    assert len(set(groups[:200]) - {-1}) == 1 and set(groups[:200]) != set(groups[200:])
+
+
+def test_selection_payload_of_a_multi_trace_figure_maps_to_rows():
+    coords = rng.standard_normal((300, 2)).astype(np.float32)
+    labels = rng.integers(0, 5, 300)
+    colour = np.array(["alpha", "beta", "gamma"])[rng.integers(0, 3, 300)]
+    figure = charts.map_figure(
+        coords,
+        colour=colour,
+        colour_kind="topic",
+        labels=labels,
+        sparse=np.array([True, False, False, True, False]),
+        hover=["x"] * 300,
+    )
+    data_traces = [t for t in figure.data if t.customdata is not None]
+    assert len(data_traces) == 3  # one per colour; the sparse rings and the labels carry none
+    # a lasso over two traces, as Streamlit reports it: trace-local indices, customdata per point
+    points = []
+    for curve, trace in enumerate(data_traces[:2]):
+        for j in (0, 2, 5):
+            points.append(
+                {
+                    "curve_number": curve,
+                    "point_index": j,
+                    "x": trace.x[j],
+                    "y": trace.y[j],
+                    "customdata": list(trace.customdata[j]),
+                }
+            )
+    points.append(
+        {"curve_number": 3, "point_index": 0, "x": 0, "y": 0}
+    )  # a cluster label: no customdata
+    rows = charts.selected_rows({"points": points, "box": [], "lasso": [{}]})
+    assert len(rows) == 6
+    for row, point in zip(
+        sorted(rows), sorted(points[:-1], key=lambda p: p["customdata"][0]), strict=True
+    ):
+        assert np.allclose(
+            coords[row], [point["x"], point["y"]]
+        )  # the row is the point drawn there
+        assert colour[row] == data_traces[point["curve_number"]].name
+    assert charts.selected_rows(None) == [] and charts.selected_rows({"points": []}) == []
+
+
+def test_hover_text_is_escaped():
+    assert charts.excerpt("<script>alert(1)</script> and <img src=x onerror=alert(2)>", 200) == (
+        "&lt;script&gt;alert(1)&lt;/script&gt; and &lt;img src=x onerror=alert(2)&gt;"
+    )
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    ws.import_dataset(demo_file(tmp_path / "d.jsonl", 80), name="d")
+    return ws
+
+
+def features(ws):
+    return compute_features(ws, "d", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=64))
+
+
+def test_layout_is_cached_not_recomputed(ws, monkeypatch):
+    fs = features(ws)
+    first = maps.layout_for(ws, fs, LayoutConfig(fit_rows=50))
+    assert not first.cached and first.coords.shape == (80, 2) and first.density.shape == (80,)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the layout was computed again")
+
+    monkeypatch.setattr(maps, "umap_layout", fail)
+    again = maps.layout_for(ws, fs, LayoutConfig(fit_rows=50))
+    assert again.cached and np.array_equal(again.coords, first.coords)
+    with pytest.raises(AssertionError, match="computed again"):  # other settings, another layout
+        maps.layout_for(ws, fs, LayoutConfig(fit_rows=50, neighbors=5))
+
+
+def test_clusters_are_cached_and_described(ws, monkeypatch):
+    fs = features(ws)
+    clustering = maps.clusters_for(ws, fs, k=6)
+    monkeypatch.setattr(
+        maps, "spherical_kmeans", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again"))
+    )
+    assert np.array_equal(maps.clusters_for(ws, fs, k=6).labels, clustering.labels)
+    described = maps.describe(ws, "d", fs, clustering, sparse_below=50)
+    assert [c["id"] for c in described] == list(range(6))
+    assert sum(c["size"] for c in described) == 80
+    sizes = np.array([c["size"] for c in described])
+    assert [c["sparse"] for c in described] == (sizes < np.median(sizes)).tolist()
+    assert all(len(c["examples"]) == min(3, c["size"]) and c["keywords"] for c in described)
+
+
+def test_selections(ws):
+    saved = ws.save_selection("d", "thin", [5, 3, 3, 70], note="cluster 4")
+    assert saved["rows"] == [3, 5, 70] and len(saved["ids"]) == 3
+    assert [s["name"] for s in ws.selections("d")] == ["thin"] and ws.selections("d")[0][
+        "size"
+    ] == 3
+    ws.save_selection("d", "thin", [1])  # the same name replaces it
+    assert ws.selection("d", "thin")["rows"] == [1]
+    with pytest.raises(UserError, match="empty"):
+        ws.save_selection("d", "none", [])
+    with pytest.raises(UserError, match="between 0 and 79"):
+        ws.save_selection("d", "far", [80])
+    with pytest.raises(UserError, match=r"no selection named 'x'.*thin"):
+        ws.selection("d", "x")
+    ws.delete_dataset("d")  # selections go with their dataset
+    with ws.connect() as db:
+        assert db.execute("SELECT COUNT(*) FROM selections").fetchone()[0] == 0
+
+
+def test_map_cli(cli, tmp_path):
+    assert cli("import", str(demo_file(tmp_path / "d.jsonl", 60)), "--name", "d").code == 0
+    r = cli(
+        "map",
+        "d",
+        "--proxy",
+        "tiny-random",
+        "--dim",
+        "64",
+        "--k",
+        "6",
+        "--sparse-below",
+        "40",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    clusters = r.json["clusters"]
+    assert len(clusters) == 6 and sum(c["size"] for c in clusters) == 60
+    sizes = np.array([c["size"] for c in clusters])
+    assert [c["sparse"] for c in clusters] == (sizes < np.percentile(sizes, 40)).tolist()
+    assert all({"id", "size", "sparse", "keywords"} <= set(c) for c in clusters)
+    human = cli("map", "d", "--proxy", "tiny-random", "--dim", "64", "--k", "6")
+    assert "6 clusters of 60 rows" in human.out
+    assert_user_error(
+        cli("map", "d", "--proxy", "tiny-random", "--sparse-below", "0"), "--sparse-below"
+    )
+    assert_user_error(cli("map", "d", "--proxy", "tiny-random", "--k", "-3"), "positive number")
