@@ -18,7 +18,7 @@ ws = ui.workspace()
 st.title("Map")
 st.caption(
     "Each point is a sample placed by UMAP from its gradient features; clusters are spherical "
-    "k-means in the full feature space. Sparse clusters (★, red outline) are the thin regions "
+    "k-means in the full feature space. Sparse clusters (red ★ labels, ringed points) are the thin regions "
     "worth filling. Draw a lasso or a box, click points, or pick clusters in the table."
 )
 info = ui.active_dataset(ws)

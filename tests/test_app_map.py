@@ -1,0 +1,51 @@
+"""The Map page through AppTest: the plot's points carry their rows, the cluster table, colouring."""
+
+from __future__ import annotations
+
+import json
+
+from core.workspace import Workspace
+from tests.app_driver import App
+
+
+def map_page(tmp_path) -> App:
+    ws = Workspace(tmp_path / "ws")
+    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 64}))
+    app = App(tmp_path / "ws")
+    app.at.switch_page("app_pages/map.py")
+    app.run()
+    next(b for b in app.at.button if b.label == "Compute features").click()
+    return app.run()
+
+
+def plotted_rows(app: App) -> list[int]:
+    chart = app.at.get("plotly_chart")[0]
+    spec = json.loads(chart.proto.spec)
+    rows = []
+    for trace in spec["data"]:
+        if "customdata" in trace:
+            rows += [int(point[0]) for point in trace["customdata"]]
+    return rows
+
+
+def test_map_page(tmp_path):
+    app = map_page(tmp_path)
+    assert not app.errors()
+    assert sorted(plotted_rows(app)) == list(range(360))  # every sample once, carrying its row
+    table = next(d.value for d in app.at.dataframe if "keywords" in d.value.columns)
+    assert len(table) == app.at.number_input(key="map_k").value == 13
+    assert table["size"].sum() == 360
+    assert table["sparse"].sum() == (table["size"] < table["size"].median()).sum()
+    assert "Nothing selected yet." in [c.value for c in app.at.caption]
+
+    app.at.selectbox(key="map_colour").set_value("family")
+    app.run()
+    spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
+    names = {t.get("name") for t in spec["data"] if "customdata" in t}
+    assert {"geometry", "probability", "sequences"} <= names  # one trace per problem family
+    assert sorted(plotted_rows(app)) == list(range(360))
+
+    app.at.number_input(key="map_k").set_value(6)
+    app.run()
+    table = next(d.value for d in app.at.dataframe if "keywords" in d.value.columns)
+    assert len(table) == 6
