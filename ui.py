@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,36 @@ def progress(label: str, unit: str = "") -> Iterator[ProgressFn]:
         yield update
     finally:
         bar.empty()
+
+
+@dataclass
+class FeaturePage:
+    """What a page working on the active dataset's features needs."""
+
+    ws: Workspace
+    info: DatasetInfo
+    proxy: ProxySpec
+    config: FeatureConfig
+    runtime: Runtime
+    features: FeatureSet | None
+
+
+def feature_page(title: str, caption: str, *, need_features: bool = True) -> FeaturePage:
+    """The head of a page on the active dataset: title, caption, the feature settings line,
+    and its features, or a Compute button (the page stops there when they are needed)."""
+    ws = workspace()
+    st.title(title)
+    st.caption(caption)
+    info = active_dataset(ws)
+    if info is None:
+        st.info("Import a dataset on the Data page first.")
+        st.stop()
+    proxy, config, runtime = feature_request(ws)
+    feature_summary(info, proxy, config, runtime)
+    fs = features_or_button(ws, info)
+    if fs is None and need_features:
+        st.stop()
+    return FeaturePage(ws, info, proxy, config, runtime, fs)
 
 
 def feature_summary(

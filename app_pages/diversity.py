@@ -9,21 +9,19 @@ from core import diversity
 from core.regions import default_k
 from core.workspace import Workspace
 
-ws = ui.workspace()
-st.title("Diversity")
-st.caption(
+page = ui.feature_page(
+    "Diversity",
     "G-Vendi is the effective number of distinct gradient directions in the data (PAPER.md): "
-    "1 when every sample pulls the proxy the same way, up to the number of samples or dimensions."
+    "1 when every sample pulls the proxy the same way, up to the number of samples or dimensions.",
 )
-info = ui.active_dataset(ws)
-if info is None:
-    st.info("Import a dataset on the Data page first.")
-    st.stop()
-proxy, config, runtime = ui.feature_request(ws)
-ui.feature_summary(info, proxy, config, runtime)
-fs = ui.features_or_button(ws, info)
-if fs is None:
-    st.stop()
+ws, info, proxy, config, runtime, fs = (
+    page.ws,
+    page.info,
+    page.proxy,
+    page.config,
+    page.runtime,
+    page.features,
+)
 root = str(ws.root)
 
 

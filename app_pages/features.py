@@ -6,20 +6,13 @@ import streamlit as st
 import ui
 from core.features import feature_sets
 
-ws = ui.workspace()
-st.title("Features")
-st.caption(
+page = ui.feature_page(
+    "Features",
     "Each sample becomes the gradient of its response loss in a small proxy model, projected to a "
-    "few hundred numbers: the space where diversity is measured and thin regions are found."
+    "few hundred numbers: the space where diversity is measured and thin regions are found.",
+    need_features=False,
 )
-info = ui.active_dataset(ws)
-if info is None:
-    st.info("Import a dataset on the Data page first.")
-    st.stop()
-
-proxy, config, runtime = ui.feature_request(ws)
-ui.feature_summary(info, proxy, config, runtime)
-ready = ui.features_or_button(ws, info)
+ws, info, config, ready = page.ws, page.info, page.config, page.features
 if ready:
     facts = ready.facts
     timing = (

@@ -14,22 +14,13 @@ from core.diversity import meta_fields
 from core.regions import default_k
 from core.workspace import Workspace
 
-ws = ui.workspace()
-st.title("Map")
-st.caption(
-    "Each point is a sample placed by UMAP from its gradient features; clusters are spherical "
-    "k-means in the full feature space. Sparse clusters (red ★ labels, ringed points) are the thin regions "
-    "worth filling. Draw a lasso or a box, click points, or pick clusters in the table."
+page = ui.feature_page(
+    "Map",
+    "Each point is a sample placed by UMAP from its gradient features; clusters are spherical k-means "
+    "in the full feature space. Sparse clusters (red ★ labels, ringed points) are the thin regions "
+    "worth filling. Draw a lasso or a box, click points, or pick clusters in the table.",
 )
-info = ui.active_dataset(ws)
-if info is None:
-    st.info("Import a dataset on the Data page first.")
-    st.stop()
-proxy, config, runtime = ui.feature_request(ws)
-ui.feature_summary(info, proxy, config, runtime)
-fs = ui.features_or_button(ws, info)
-if fs is None:
-    st.stop()
+ws, info, config, fs = page.ws, page.info, page.config, page.features
 root = str(ws.root)
 
 cols = st.columns([1, 2, 2, 1])
