@@ -1,0 +1,185 @@
+"""A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API, for tests.
+
+It writes math problems and solutions the synthesis loop can use, and can inject the
+faults real endpoints show: 429 with Retry-After, 500, replies slower than the client's
+timeout, malformed bodies, dropped connections, refusing or ignoring `n`.
+
+    with FakeLLM() as llm:               # llm.url is http://127.0.0.1:PORT/v1
+        llm.faults = ["429", "500"]      # the next requests fail so, then all succeed
+        ...
+        llm.count(text) -> how many requests carried `text` in their last message
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+NO_MAJORITY_EVERY = 7  # one problem in 7 gets three different answers
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def answer_of(problem: str) -> int:
+    """The fake solver's answer: a number fixed by the problem's text."""
+    return _digest(problem) % 1000
+
+
+def solution(problem: str, index: int) -> str:
+    if _digest(problem) % NO_MAJORITY_EVERY == 0:
+        answer = answer_of(problem) + index  # three different answers: no majority
+    else:
+        answer = answer_of(problem) + (1 if index == 2 else 0)  # two of three agree
+    return f"We work through the problem step by step.\nCombining the quantities gives {answer}.\nThe answer is \\boxed{{{answer}}}."
+
+
+def new_problems(prompt: str, n: int, salt: str) -> str:
+    """Problems like the prompt's examples: an example with its numbers changed."""
+    examples = re.findall(r"Example \d+:\n(.*?)(?=\n\nExample \d+:|\n\nWrite )", prompt, flags=re.S)
+    if not examples:
+        return "I could not find any examples."  # no marker: a parse failure for the client
+    out = ["Here are the new problems."]
+    for i in range(n):
+        base = examples[(_digest(salt) + i) % len(examples)]
+        shift = _digest(f"{salt}/{i}") % 90 + 7
+        out += ["[[Problem]]", re.sub(r"\d+", lambda m, s=shift: str(int(m.group()) + s), base)]
+    return "\n".join(out)
+
+
+class FakeLLM:
+    def __init__(self, *, supports_n: str = "yes", slow_seconds: float = 3.0):
+        self.supports_n = supports_n  # "yes", "ignore" (one choice only) or "refuse" (HTTP 400)
+        self.slow_seconds = slow_seconds
+        self.faults: list[str] = []  # consumed one per request: 429 500 slow malformed drop garbage
+        self.requests: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeLLM:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def count(self, text: str) -> int:
+        with self._lock:
+            return sum(text in r["messages"][-1]["content"] for r in self.requests)
+
+    def resent(self) -> Counter:
+        """How many times each distinct request body was answered with success."""
+        with self._lock:
+            return Counter(json.dumps(r, sort_keys=True) for r in self.requests if r.get("_ok"))
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            return self.faults.pop(0) if self.faults else None
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with fake._lock:
+                    fake.auth.append(self.headers.get("Authorization"))
+                fault = fake._next_fault()
+                if fault == "drop":
+                    self.connection.shutdown(2)
+                    self.connection.close()
+                    return
+                if fault in ("429", "500"):
+                    self._send(
+                        int(fault),
+                        {"error": {"message": "try again"}},
+                        {"Retry-After": "0"} if fault == "429" else {},
+                    )
+                    return
+                if fault == "slow":
+                    time.sleep(fake.slow_seconds)
+                if fault == "malformed":
+                    self._raw(200, b"{not json")
+                    return
+                if fault == "garbage":
+                    self._send(200, {"id": "x", "choices": []})
+                    return
+                n = int(body.get("n", 1))
+                if n > 1 and fake.supports_n == "refuse":
+                    self._send(400, {"error": {"message": "n > 1 is not supported: 'n' must be 1"}})
+                    return
+                if n > 1 and fake.supports_n == "ignore":
+                    n = 1
+                prompt = body["messages"][-1]["content"]
+                with fake._lock:
+                    salt = f"{len(fake.requests)}"
+                    fake.requests.append({**body, "_ok": True})
+                if "[[Problem]]" in prompt:
+                    texts = [
+                        new_problems(prompt, _wanted(prompt), f"{prompt}/{salt}/{i}")
+                        for i in range(n)
+                    ]
+                else:
+                    problem = prompt.split("\n\n", 1)[-1]
+                    first = int(body.get("_index", 0))
+                    texts = (
+                        [solution(problem, first + i) for i in range(n)]
+                        if n > 1
+                        else [solution(problem, _digest(salt) % 3)]
+                    )
+                choices = [
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": t},
+                        "finish_reason": "stop",
+                    }
+                    for i, t in enumerate(texts)
+                ]
+                usage = {
+                    "prompt_tokens": len(prompt.split()),
+                    "completion_tokens": sum(len(t.split()) for t in texts),
+                }
+                self._send(
+                    200,
+                    {"id": "cmpl", "object": "chat.completion", "choices": choices, "usage": usage},
+                )
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                self._raw(status, json.dumps(payload).encode(), headers)
+
+            def _raw(self, status: int, data: bytes, headers: dict | None = None) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout): nothing to answer
+
+        return Handler
+
+
+def _wanted(prompt: str) -> int:
+    match = re.search(r"Write (\d+) new problems", prompt)
+    return int(match.group(1)) if match else 2
