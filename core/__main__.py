@@ -359,6 +359,108 @@ def cmd_map(args: argparse.Namespace) -> Result:
     return data, lines
 
 
+def _clusters(text: str | None) -> tuple[int, ...]:
+    if not text or text == "auto":
+        return ()
+    try:
+        return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise UserError(f"--clusters {text!r}: give cluster ids like 3,7,12 or auto") from None
+
+
+def cmd_synthesize(args: argparse.Namespace) -> Result:
+    from core import synthesis
+    from core.llm import LLMSettings
+
+    ws = _workspace(args)
+    api_key = os.environ.get(args.api_key_env) or None
+    if args.resume:
+        run_id = args.resume
+        info = synthesis.run_info(ws, run_id)
+        if info["dataset"] != args.name:
+            raise UserError(
+                f"run {run_id} belongs to dataset {info['dataset']!r}, not {args.name!r}"
+            )
+    else:
+        if not args.base_url or not args.model:
+            raise UserError("give --base-url and --model (or --resume RUN)")
+        proxy, config, runtime = feature_request(args)
+        settings = synthesis.SynthesisSettings(
+            clusters=_clusters(args.clusters),
+            selection=args.selection,
+            target=args.target,
+            rounds=args.rounds,
+            solutions=args.solutions,
+            problems_per_prompt=args.problems,
+            k=args.k,
+            sparse_below=args.sparse_below,
+            cap=args.cap,
+            verifier=args.verifier,
+            seed=args.seed,
+        )
+        llm = LLMSettings(
+            base_url=args.base_url,
+            model=args.model,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            price_in=args.price_in,
+            price_out=args.price_out,
+            max_requests=args.max_requests,
+            max_tokens_total=args.max_tokens,
+        )
+        run_id = synthesis.create_run(
+            ws, args.name, llm=llm, settings=settings, proxy=proxy, config=config, runtime=runtime
+        )
+    print(
+        f"run {run_id}: {'resumed' if args.resume else 'started'} (resume it with --resume {run_id})",
+        file=sys.stderr,
+    )
+    target = synthesis.run_info(ws, run_id)["settings"]["synthesis"]["target"]
+    with progress_bar(f"run {run_id} accepted", unit="sample", unit_scale=False) as bar:
+        summary = synthesis.run_synthesis(
+            ws, run_id, api_key=api_key, on_update=lambda s: bar(min(s["accepted"], target), target)
+        )
+    lines = [
+        f"run {run_id}: {summary['state']}, {summary['accepted']} accepted of {target} wanted",
+        "rejected: " + (", ".join(f"{k}: {v}" for k, v in summary["rejected"].items()) or "none"),
+        f"G-Vendi {summary['g_vendi_before']:.2f} before, {summary['g_vendi_after']:.2f} after",
+        f"requests sent {summary['counts']['requests_sent']}, from the log {summary['counts']['requests_from_log']}, "
+        f"tokens {summary['counts']['prompt_tokens'] + summary['counts']['completion_tokens']}, "
+        f"cost {summary['counts']['cost']:.4f}",
+    ]
+    if summary.get("note"):
+        lines.append(summary["note"])
+    return summary, lines
+
+
+def cmd_runs(args: argparse.Namespace) -> Result:
+    from core import synthesis
+
+    runs = synthesis.list_runs(_workspace(args), args.name)
+    data = {
+        "runs": [
+            {
+                "run": r["id"],
+                "dataset": r["dataset"],
+                "state": r["state"],
+                "accepted": r["counts"].get("accepted", 0),
+                "rejected": r["counts"].get("rejected", {}),
+                "g_vendi_before": r["g_vendi_before"],
+                "g_vendi_after": r["g_vendi_after"],
+                "created_at": r["created_at"],
+                "error": r["error"],
+            }
+            for r in runs
+        ]
+    }
+    lines = [
+        f"{r['run']}  {r['dataset']:<16} {r['state']:<11} accepted {r['accepted']:>5}  {r['created_at']}"
+        + (f"  ({r['error']})" if r["error"] else "")
+        for r in data["runs"]
+    ]
+    return data, lines or ["no synthesis runs yet"]
+
+
 def cmd_demo(args: argparse.Namespace) -> Result:
     from core import demo
 
@@ -536,6 +638,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="a cluster is sparse below this percentile of cluster sizes (default: the median)",
     )
     p.add_argument("--layout", action="store_true", help="also compute (and cache) the 2-D layout")
+    p = verb(
+        "synthesize",
+        cmd_synthesize,
+        "generate samples for thin clusters with an OpenAI-compatible LLM",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    g = p.add_argument_group("generator")
+    g.add_argument("--base-url", help="the endpoint, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="the model name the endpoint serves")
+    g.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default: %(default)s); never stored",
+    )
+    g.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)"
+    )
+    g.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)"
+    )
+    g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens")
+    g.add_argument(
+        "--price-out", type=float, default=0.0, help="price per million completion tokens"
+    )
+    g.add_argument("--max-requests", type=int, help="stop after this many requests")
+    g.add_argument("--max-tokens", type=int, help="stop after this many tokens in all")
+    g = p.add_argument_group("targets and acceptance")
+    g.add_argument(
+        "--clusters",
+        metavar="IDS|auto",
+        default="auto",
+        help="map cluster ids to fill (comma-separated), or auto: the sparse clusters",
+    )
+    g.add_argument("--selection", help="a saved selection to fill instead")
+    g.add_argument(
+        "--target", type=int, default=20, help="accepted samples wanted (default: %(default)s)"
+    )
+    g.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds, re-clustering between them (default: %(default)s)",
+    )
+    g.add_argument(
+        "--solutions",
+        type=int,
+        default=3,
+        help="solutions per problem for the vote (default: %(default)s)",
+    )
+    g.add_argument(
+        "--problems",
+        type=int,
+        default=2,
+        help="problems asked for per request (default: %(default)s)",
+    )
+    g.add_argument("--k", type=float, help="clusters: a count or a fraction (default: the map's)")
+    g.add_argument(
+        "--sparse-below", type=float, default=50.0, help="sparse percentile (default: %(default)s)"
+    )
+    g.add_argument("--cap", type=int, help="at most this many accepted per cluster and round")
+    g.add_argument(
+        "--verifier",
+        choices=["math", "label"],
+        default="math",
+        help="answer agreement (default: math)",
+    )
+    g.add_argument(
+        "--resume", metavar="RUN", help="continue a run; finished requests are not sent again"
+    )
+    p = verb("runs", cmd_runs, "list synthesis runs with their state and counts")
+    p.add_argument("name", nargs="?", help="only the runs of this dataset")
     p = verb("demo", cmd_demo, "import the built-in demo dataset (or write it to --out)")
     p.add_argument(
         "--out", metavar="FILE.jsonl", help="write the demo problems to this file instead"

@@ -3,7 +3,8 @@
 Math (default): the final answer is the last \\boxed{...} of a solution; two answers are
 the same when math-verify says they are mathematically equivalent. math-verify's own
 timeouts use signal.alarm, which only works in the main thread, so it runs with them off
-in a separate worker process that is given `timeout` seconds per comparison and replaced
+in a worker process (a plain subprocess, so no fork of a threaded server and no re-import
+of the caller's main module) that is given `timeout` seconds per comparison and killed
 when it hangs; a comparison that times out counts as "not equal".
 
 Labels (non-math data): the answer is the text after the last "Answer:" (or the last
@@ -12,13 +13,16 @@ line); two answers are the same when they match after case and spacing are folde
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
 import re
+import select
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 
@@ -70,20 +74,33 @@ class LabelAgreement:
 def _math_equal(a: str, b: str) -> bool:
     from math_verify import parse, verify
 
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
     gold = parse(f"\\boxed{{{a}}}", parsing_timeout=None)
     target = parse(f"\\boxed{{{b}}}", parsing_timeout=None)
     return bool(gold and target and verify(gold, target, timeout_seconds=None))
 
 
+def _serve() -> None:
+    """The worker process: one JSON pair per line in, "1" or "0" per line out."""
+    logging.disable(logging.CRITICAL)  # math-verify warns on every call that its timeouts are off
+    for line in sys.stdin:
+        try:
+            a, b = json.loads(line)
+            answer = _math_equal(a, b)
+        except Exception:
+            answer = False
+        sys.stdout.write("1\n" if answer else "0\n")
+        sys.stdout.flush()
+
+
 class MathEquivalence:
-    """Mathematical equivalence through math-verify, safely off the main thread."""
+    """Mathematical equivalence through math-verify, in a worker process with a timeout."""
 
     name = "math"
 
-    def __init__(self, timeout: float = 5.0):
+    def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
-        self._pool: ProcessPoolExecutor | None = None
+        self._worker: subprocess.Popen | None = None
+        self._lock = threading.Lock()
 
     def extract(self, solution: str) -> str | None:
         return last_boxed(solution)
@@ -91,26 +108,37 @@ class MathEquivalence:
     def same(self, a: str, b: str) -> bool:
         if _normalise_label(a) == _normalise_label(b):
             return True
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
-        future = self._pool.submit(_math_equal, a, b)
-        try:
-            return future.result(timeout=self.timeout)
-        except FutureTimeout:
-            self.close(kill=True)  # the worker may be stuck in sympy: start a fresh one next time
-            return False
-        except Exception:  # an answer math-verify cannot read: not equal
-            return False
+        with self._lock:  # one comparison at a time per worker
+            worker = self._start()
+            worker.stdin.write(json.dumps([a, b]) + "\n")
+            worker.stdin.flush()
+            ready, _, _ = select.select([worker.stdout], [], [], self.timeout)
+            if not ready:  # stuck in sympy: kill it; a fresh one starts next time
+                self.close()
+                return False
+            line = worker.stdout.readline()
+            if not line:
+                self.close()
+                return False
+            return line.strip() == "1"
 
-    def close(self, kill: bool = False) -> None:
-        if self._pool is not None:
-            if kill:
-                for process in list(getattr(self._pool, "_processes", {}).values()):
-                    process.kill()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def _start(self) -> subprocess.Popen:
+        if self._worker is None or self._worker.poll() is not None:
+            self._worker = subprocess.Popen(
+                [sys.executable, "-c", "from core.answers import _serve; _serve()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
+        return self._worker
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker.wait()
+            self._worker = None
 
 
 @dataclass
@@ -121,13 +149,6 @@ class Vote:
     majority: str | None
     agreeing: list[int]
     reason: str | None  # why there is no usable majority, else None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        groups: dict[str, int] = {}
-        for a in self.answers:
-            groups[a or "(none)"] = groups.get(a or "(none)", 0) + 1
-        return groups
 
 
 def majority_vote(solutions: Sequence[str], verifier: Verifier) -> Vote:

@@ -262,7 +262,7 @@ def compute_features(
     folder = info.path.parent / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder):
-        encoder = _encoder(proxy, config, runtime)
+        encoder = encoder_for(proxy, config, runtime)
         fs = _open_set(folder, key, info, proxy, config, runtime.chunk_rows, encoder.dim)
         todo = [i for i in range(fs.n_chunks) if not fs.chunk_is_valid(i)]
         _register(ws, info, fs, proxy)
@@ -345,9 +345,11 @@ class _SentenceChunks:
         return self.model.encode(prompts, responses), 0
 
 
-def _encoder(
+def encoder_for(
     proxy: ProxySpec, config: FeatureConfig, runtime: Runtime
 ) -> _GradientEncoder | _SentenceChunks:
+    """A loaded model that turns (prompts, responses, messages) into feature rows exactly
+    as the feature set of these settings does (used for new samples, e.g. synthetic ones)."""
     if config.method == SENTENCE:
         return _SentenceChunks(proxy, runtime)
     return _GradientEncoder(proxy, config, runtime)

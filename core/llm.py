@@ -52,6 +52,14 @@ class LLMSettings:
     max_requests: int | None = None
     max_tokens_total: int | None = None
 
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise LLMError(f"base URL {self.base_url!r}: give http://host:port/v1 or https://...")
+        if not self.model:
+            raise LLMError("give the model name the endpoint serves")
+        if self.concurrency < 1:
+            raise LLMError("concurrency must be at least 1")
+
     def public(self) -> dict[str, Any]:
         """The settings without the key, for the run record."""
         return {k: v for k, v in self.__dict__.items() if k != "api_key"}
@@ -119,10 +127,6 @@ class ChatClient:
     def __init__(
         self, settings: LLMSettings, log: RequestLog, *, sleep: Callable[[float], None] = time.sleep
     ):
-        if not settings.base_url.startswith(("http://", "https://")):
-            raise LLMError(
-                f"base URL {settings.base_url!r}: give http://host:port/v1 or https://..."
-            )
         self.settings = settings
         self.log = log
         self.usage = Usage()

@@ -86,6 +86,39 @@ _MIGRATIONS = [
         PRIMARY KEY (dataset_id, name)
     );
     """,
+    """
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        dataset_id      TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        state           TEXT NOT NULL,
+        settings        TEXT NOT NULL,
+        counts          TEXT NOT NULL DEFAULT '{}',
+        g_vendi_before  REAL,
+        g_vendi_after   REAL,
+        error           TEXT,
+        pid             INTEGER,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE TABLE run_items (
+        run_id          TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        item_id         TEXT NOT NULL,
+        round           INTEGER NOT NULL,
+        target_cluster  INTEGER,
+        exemplar_ids    TEXT NOT NULL DEFAULT '[]',
+        problem         TEXT NOT NULL DEFAULT '',
+        solutions       TEXT NOT NULL DEFAULT '[]',
+        answers         TEXT NOT NULL DEFAULT '[]',
+        majority        TEXT,
+        response        TEXT,
+        status          TEXT NOT NULL,
+        reason          TEXT,
+        reason_kind     TEXT,
+        landed_cluster  INTEGER,
+        override        TEXT,
+        PRIMARY KEY (run_id, item_id)
+    );
+    """,
 ]
 
 

@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API, for tests.
 
-It writes math problems and solutions the synthesis loop can use, and can inject the
+It writes math problems and solutions the synthesis loop can use (the same request
+always gets the same reply, so runs are reproducible), and can inject the
 faults real endpoints show: 429 with Retry-After, 500, replies slower than the client's
 timeout, malformed bodies, dropped connections, refusing or ignoring `n`.
 
@@ -129,8 +130,8 @@ class FakeLLM:
                 if n > 1 and fake.supports_n == "ignore":
                     n = 1
                 prompt = body["messages"][-1]["content"]
+                salt = json.dumps(body, sort_keys=True)  # the same request, the same reply
                 with fake._lock:
-                    salt = f"{len(fake.requests)}"
                     fake.requests.append({**body, "_ok": True})
                 if "[[Problem]]" in prompt:
                     texts = [
