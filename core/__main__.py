@@ -359,13 +359,14 @@ def cmd_map(args: argparse.Namespace) -> Result:
     return data, lines
 
 
-def _clusters(text: str | None) -> tuple[int, ...]:
+def _numbers(text: str | None, flag: str) -> tuple[int, ...]:
+    """Numbers from "3,7,12" (cluster ids, rows, group ids); "auto" or nothing: none."""
     if not text or text == "auto":
         return ()
     try:
         return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
-        raise UserError(f"--clusters {text!r}: give cluster ids like 3,7,12 or auto") from None
+        raise UserError(f"{flag} {text!r}: give numbers separated by commas, like 3,7,12") from None
 
 
 def cmd_synthesize(args: argparse.Namespace) -> Result:
@@ -386,7 +387,7 @@ def cmd_synthesize(args: argparse.Namespace) -> Result:
             raise UserError("give --base-url and --model (or --resume RUN)")
         proxy, config, runtime = feature_request(args)
         settings = synthesis.SynthesisSettings(
-            clusters=_clusters(args.clusters),
+            clusters=_numbers(args.clusters, "--clusters"),
             selection=args.selection,
             target=args.target,
             rounds=args.rounds,
@@ -459,6 +460,100 @@ def cmd_runs(args: argparse.Namespace) -> Result:
         for r in data["runs"]
     ]
     return data, lines or ["no synthesis runs yet"]
+
+
+def _map_labels(args: argparse.Namespace, ws, name: str):
+    """The map's cluster of each row when the features for these settings exist, else None."""
+    from core.features import find_features
+    from core.maps import clusters_for
+
+    proxy, config, _ = feature_request(args)
+    fs = find_features(ws, name, proxy=proxy, config=config)
+    return (fs, clusters_for(ws, fs, seed=config.seed).labels) if fs else (None, None)
+
+
+def cmd_export(args: argparse.Namespace) -> Result:
+    from core import curation, export
+
+    ws = _workspace(args)
+    include = curation.check_include([s.strip() for s in args.include.split(",") if s.strip()])
+    ws.dataset(args.name)
+    _, labels = _map_labels(args, ws, args.name)
+    with progress_bar(f"exporting {args.name}", unit="row") as bar:
+        data = export.export(
+            curation.curated_records(ws, args.name, include=include, clusters=labels),
+            args.out,
+            format=args.format,
+            provenance=not args.no_provenance,
+            on_progress=bar,
+        )
+    if data["rows"] == 0:
+        raise UserError(
+            f"nothing to export: the curated set of {args.name!r} is empty (include: {args.include})"
+        )
+    return data, [f"wrote {data['rows']:,} rows to {data['path']} ({data['format']})"]
+
+
+def cmd_duplicates(args: argparse.Namespace) -> Result:
+    from core import curation
+
+    ws = _workspace(args)
+    fs = features_for(args, ws, args.name) if not args.text_only else None
+    groups = curation.duplicate_groups(ws, args.name, fs, threshold=args.threshold)
+    resolved = 0
+    if args.resolve:
+        chosen = (
+            groups
+            if args.resolve == "all"
+            else [groups[i] for i in _numbers(args.resolve, "--resolve") if i < len(groups)]
+        )
+        for group in chosen:
+            resolved += curation.resolve_group(ws, args.name, group)
+    data = {"groups": groups, "resolved": resolved, "threshold": args.threshold}
+    lines = [
+        f"{len(groups)} near-duplicate groups in {args.name!r}"
+        + (f"; {resolved} rows removed, the first of each group kept" if args.resolve else "")
+    ]
+    lines += [
+        f"  group {g['group']} ({g['kind']}): rows {g['rows']}  {g['prompt'][:60]!r}"
+        for g in groups[:50]
+    ]
+    return data, lines
+
+
+def cmd_curate(args: argparse.Namespace) -> Result:
+    from core import curation, diversity
+
+    ws = _workspace(args)
+    ws.dataset(args.name)
+    changed = 0
+    if args.restore:
+        changed -= curation.restore_rows(ws, args.name)
+    if args.remove_selection:
+        rows = ws.selection(args.name, args.remove_selection)["rows"]
+        changed += curation.remove_rows(ws, args.name, rows, f"selection {args.remove_selection}")
+    if args.remove_rows:
+        changed += curation.remove_rows(
+            ws, args.name, list(_numbers(args.remove_rows, "--remove-rows")), "by hand"
+        )
+    if args.remove_redundant:
+        fs = features_for(args, ws, args.name)
+        rows = [
+            r["row"] for r in diversity.redundant(ws, args.name, fs, limit=args.remove_redundant)
+        ]
+        changed += curation.remove_rows(ws, args.name, rows, "redundant (lowest marginal value)")
+    fs, labels = _map_labels(args, ws, args.name)
+    data = curation.summary(ws, args.name, clusters=labels)
+    if fs is not None:
+        data["g_vendi"] = curation.curated_g_vendi(ws, args.name, fs)
+    lines = [
+        f"curated {args.name!r}: {data['rows']:,} rows "
+        + ", ".join(f"{k} {v:,}" for k, v in data["by_source"].items())
+        + f"; {data['removed']:,} seed rows removed"
+    ]
+    if "g_vendi" in data:
+        lines.append(f"G-Vendi of the curated set: {data['g_vendi']:.2f}")
+    return data, lines
 
 
 def cmd_demo(args: argparse.Namespace) -> Result:
@@ -711,6 +806,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = verb("runs", cmd_runs, "list synthesis runs with their state and counts")
     p.add_argument("name", nargs="?", help="only the runs of this dataset")
+    p = verb(
+        "export",
+        cmd_export,
+        "write the curated set (kept seed + accepted synthetic) for training",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the file (or folder, for --format hf) to write",
+    )
+    p.add_argument(
+        "--format",
+        choices=["messages", "prompt-response", "parquet", "hf"],
+        default="messages",
+        help="JSONL with chat messages (default), JSONL prompt/response, Parquet, or a save_to_disk folder",
+    )
+    p.add_argument(
+        "--include", default="seed,synthetic", help="seed, synthetic or both (default: %(default)s)"
+    )
+    p.add_argument(
+        "--no-provenance", action="store_true", help="leave out source, cluster, run and votes"
+    )
+    p = verb(
+        "duplicates",
+        cmd_duplicates,
+        "near-duplicate groups: the same text or gradient cosine above a threshold",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--threshold", type=float, default=0.98, help="gradient cosine (default: %(default)s)"
+    )
+    p.add_argument(
+        "--text-only", action="store_true", help="only the same text, no features needed"
+    )
+    p.add_argument(
+        "--resolve", metavar="all|IDS", help="keep the first row of these groups, remove the rest"
+    )
+    p = verb(
+        "curate",
+        cmd_curate,
+        "remove seed rows from the curated set, or restore them; show its summary",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--remove-selection", metavar="NAME", help="remove the rows of a saved selection"
+    )
+    p.add_argument("--remove-rows", metavar="ROWS", help="remove these rows (comma-separated)")
+    p.add_argument(
+        "--remove-redundant", type=int, metavar="N", help="remove the N most redundant samples"
+    )
+    p.add_argument("--restore", action="store_true", help="put every removed row back first")
     p = verb("demo", cmd_demo, "import the built-in demo dataset (or write it to --out)")
     p.add_argument(
         "--out", metavar="FILE.jsonl", help="write the demo problems to this file instead"
@@ -741,10 +892,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False, default=str))
-    else:
-        print("\n".join(lines))
+    try:
+        if args.json:
+            print(json.dumps(data, ensure_ascii=False, default=str))
+        else:
+            print("\n".join(lines))
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        sys.stderr.close()
+        return 0
     for warning in data.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     return 0

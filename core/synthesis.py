@@ -288,6 +288,43 @@ def synthetic_records(ws: Workspace, dataset: str) -> list[Record]:
     return out
 
 
+def synthetic_features(
+    ws: Workspace,
+    dataset: str,
+    proxy: ProxySpec,
+    config: FeatureConfig,
+    runtime: Runtime = Runtime(),
+) -> np.ndarray:
+    """Unit features of the dataset's accepted synthetic samples (in `synthetic_records`
+    order) under these feature settings: from the runs' stores where a run used the same
+    settings, else computed."""
+    records = synthetic_records(ws, dataset)
+    stored: dict[str, np.ndarray] = {}
+    for run in list_runs(ws, dataset):
+        s = run["settings"]
+        if ProxySpec(**s["proxy"]) != proxy or FeatureConfig(**s["features"]) != config:
+            continue
+        folder = ws.dataset(dataset).path.parent / "runs" / run["id"]
+        for path in folder.glob("features-r*.npz"):
+            with np.load(path, allow_pickle=False) as saved:
+                for item_id, vector in zip(saved["ids"], saved["features"], strict=True):
+                    stored[f"syn-{run['id']}-{item_id}"] = vector
+    missing = [r for r in records if r.id not in stored]
+    if missing:
+        encoder = encoder_for(proxy, config, runtime)
+        values, _ = encoder.encode(
+            [r.prompt for r in missing],
+            [r.response for r in missing],
+            [None] * len(missing),
+            on_rows=lambda n: None,
+        )
+        for record, vector in zip(missing, unit_rows(values, np.float32), strict=True):
+            stored[record.id] = vector
+    if not records:
+        return np.empty((0, config.dim), dtype=np.float32)
+    return np.vstack([stored[r.id] for r in records])
+
+
 # --- running ----------------------------------------------------------------------------------
 
 

@@ -119,6 +119,15 @@ _MIGRATIONS = [
         PRIMARY KEY (run_id, item_id)
     );
     """,
+    """
+    CREATE TABLE removed (
+        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        row         INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (dataset_id, row)
+    );
+    """,
 ]
 
 

@@ -1,0 +1,279 @@
+"""The curated set: the seed samples the curator keeps, plus the accepted synthetic ones.
+
+Removals are rows of the seed dataset with a reason, kept in the catalogue (table
+`removed`), so they survive restarts and can be undone. They come from a map selection,
+the redundancy list, or near-duplicate groups: samples with the same text, or whose
+gradient features have a cosine above a threshold; resolving a group keeps one sample
+and removes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from core.config import ProxySpec, Runtime
+from core.errors import UserError
+from core.features import FeatureSet
+from core.records import Record, iter_records
+from core.synthesis import synthetic_features, synthetic_records
+from core.vendi import spectrum, unit_rows, vendi
+from core.workspace import Workspace
+
+SOURCES = ("seed", "synthetic")
+
+
+def removed(ws: Workspace, dataset: str) -> dict[int, str]:
+    """Removed seed rows and why."""
+    info = ws.dataset(dataset)
+    with ws.connect() as db:
+        rows = db.execute(
+            "SELECT row, reason FROM removed WHERE dataset_id = ?", (info.id,)
+        ).fetchall()
+    return {r["row"]: r["reason"] for r in rows}
+
+
+def remove_rows(ws: Workspace, dataset: str, rows: list[int], reason: str) -> int:
+    """Take seed rows out of the curated set (again: the newer reason wins); returns how many."""
+    info = ws.dataset(dataset)
+    rows = sorted({int(r) for r in rows})
+    if rows and (rows[0] < 0 or rows[-1] >= info.rows):
+        raise UserError(f"rows must be between 0 and {info.rows - 1}")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with ws.transaction() as db:
+        db.executemany(
+            "INSERT OR REPLACE INTO removed VALUES (?, ?, ?, ?)",
+            [(info.id, r, reason, stamp) for r in rows],
+        )
+    return len(rows)
+
+
+def restore_rows(ws: Workspace, dataset: str, rows: list[int] | None = None) -> int:
+    """Put removed rows back (all of them when `rows` is None); returns how many."""
+    info = ws.dataset(dataset)
+    with ws.transaction() as db:
+        if rows is None:
+            return db.execute("DELETE FROM removed WHERE dataset_id = ?", (info.id,)).rowcount
+        return sum(
+            db.execute(
+                "DELETE FROM removed WHERE dataset_id = ? AND row = ?", (info.id, int(r))
+            ).rowcount
+            for r in rows
+        )
+
+
+# --- near-duplicate groups -----------------------------------------------------------------
+
+
+def _components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def duplicate_groups(
+    ws: Workspace,
+    dataset: str,
+    features: FeatureSet | None = None,
+    *,
+    threshold: float = 0.98,
+    block: int = 4096,
+) -> list[dict[str, Any]]:
+    """Groups of seed rows that say the same: the same prompt and response (white space and
+    case folded), or gradient features with a cosine above `threshold` (when `features`
+    are given). Rows already removed are left out. Largest groups first."""
+    info = ws.dataset(dataset)
+    gone = removed(ws, dataset)
+    table = pq.read_table(info.path, columns=["id", "prompt", "response"])
+    ids = table.column("id").to_pylist()
+    prompts, responses = table.column("prompt").to_pylist(), table.column("response").to_pylist()
+    live = [i for i in range(info.rows) if i not in gone]
+    first_of: dict[str, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for i in live:
+        key = _norm(prompts[i]) + "\x00" + _norm(responses[i])
+        if key in first_of:
+            pairs.append((first_of[key], i))
+        else:
+            first_of[key] = i
+    if features is not None and len(live) > 1:
+        x = unit_rows(features.matrix()[live], np.float32)
+        for start in range(0, len(x), block):
+            sims = x[start : start + block] @ x.T
+            a, b = np.nonzero(sims > threshold)
+            keep = (start + a) < b  # each pair once, no self pairs
+            pairs += [(live[start + i], live[j]) for i, j in zip(a[keep], b[keep], strict=True)]
+    out = []
+    for members in _components(info.rows, pairs):
+        members.sort()
+        same = all(_same_text(members[0], m, prompts, responses) for m in members[1:])
+        kind = "exact" if same else "gradient"
+        out.append(
+            {
+                "rows": members,
+                "ids": [ids[m] for m in members],
+                "kind": kind,
+                "keep": members[0],
+                "prompt": prompts[members[0]][:200],
+            }
+        )
+    out.sort(key=lambda g: (-len(g["rows"]), g["rows"][0]))
+    for n, group in enumerate(out):
+        group["group"] = n
+    return out
+
+
+def _same_text(a: int, b: int, prompts: list[str], responses: list[str]) -> bool:
+    return _norm(prompts[a]) == _norm(prompts[b]) and _norm(responses[a]) == _norm(responses[b])
+
+
+def resolve_group(
+    ws: Workspace, dataset: str, group: dict[str, Any], keep: int | None = None
+) -> int:
+    """Keep one row of a duplicate group (its first unless told), remove the others."""
+    keep = group["keep"] if keep is None else keep
+    if keep not in group["rows"]:
+        raise UserError(f"row {keep} is not in this group (rows {group['rows']})")
+    others = [r for r in group["rows"] if r != keep]
+    return remove_rows(ws, dataset, others, f"{group['kind']} duplicate of row {keep}")
+
+
+# --- the curated set -----------------------------------------------------------------------
+
+
+def check_include(include: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    bad = [s for s in include if s not in SOURCES]
+    if bad or not include:
+        raise UserError(f"include {', '.join(bad) or 'nothing'}: choose from seed, synthetic")
+    return tuple(include)
+
+
+def curated_records(
+    ws: Workspace,
+    dataset: str,
+    *,
+    include: tuple[str, ...] = SOURCES,
+    clusters: np.ndarray | None = None,
+) -> Iterator[tuple[Record, dict[str, Any]]]:
+    """The curated set, streamed: (record, provenance) for kept seed rows, then accepted
+    synthetic samples. Provenance: id, source, cluster (the map's, when `clusters` is given
+    for the seed rows; where it landed for synthetic ones), run, round, generator,
+    exemplar ids, votes."""
+    include = check_include(include)
+    if "seed" in include:
+        gone = removed(ws, dataset)
+        for row, record in enumerate(iter_records(ws.dataset(dataset).path)):
+            if row in gone:
+                continue
+            cluster = int(clusters[row]) if clusters is not None else None
+            yield record, _provenance(record, cluster=cluster)
+    if "synthetic" in include:
+        for record in synthetic_records(ws, dataset):
+            m = record.meta
+            yield (
+                record,
+                _provenance(
+                    record,
+                    cluster=m.get("cluster"),
+                    run=m.get("run"),
+                    round=m.get("round"),
+                    generator=m.get("generator"),
+                    exemplar_ids=m.get("exemplar_ids"),
+                    votes=m.get("votes"),
+                ),
+            )
+
+
+def _provenance(record: Record, **fields: Any) -> dict[str, Any]:
+    base = {
+        "id": record.id,
+        "source": record.source,
+        "cluster": None,
+        "run": None,
+        "round": None,
+        "generator": None,
+        "exemplar_ids": None,
+        "votes": None,
+    }
+    base.update(fields)
+    if base["votes"] is not None:
+        base["votes"] = json.dumps(base["votes"], ensure_ascii=False)  # one type for every row
+    return base
+
+
+def curated_g_vendi(
+    ws: Workspace,
+    dataset: str,
+    features: FeatureSet,
+    *,
+    include: tuple[str, ...] = SOURCES,
+    runtime: Runtime = Runtime(),
+) -> float:
+    """G-Vendi of the curated set in the feature space of `features` (kept seed rows, plus
+    the synthetic samples' features from their runs, computed anew where a run used
+    other feature settings)."""
+    include = check_include(include)
+    parts = []
+    if "seed" in include:
+        gone = removed(ws, dataset)
+        keep = np.array([i for i in range(features.rows) if i not in gone], dtype=np.int64)
+        parts.append(unit_rows(features.matrix()[keep], np.float32))
+    if "synthetic" in include:
+        vectors = synthetic_features(
+            ws, dataset, ProxySpec(features.proxy), features.config, runtime
+        )
+        if len(vectors):
+            parts.append(vectors)
+    rows = [p for p in parts if len(p)]
+    if not rows:
+        raise UserError("the curated set is empty")
+    return vendi(spectrum(np.vstack(rows)).eigen()[0])
+
+
+def summary(
+    ws: Workspace,
+    dataset: str,
+    *,
+    include: tuple[str, ...] = SOURCES,
+    clusters: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Sizes of the curated set by source and by cluster, and the removals by reason."""
+    by_source: Counter = Counter()
+    by_cluster: Counter = Counter()
+    for _, prov in curated_records(ws, dataset, include=include, clusters=clusters):
+        by_source[prov["source"]] += 1
+        if prov["cluster"] is not None:
+            by_cluster[int(prov["cluster"])] += 1
+    gone = removed(ws, dataset)
+    reasons = Counter(reason.split(" of row")[0] for reason in gone.values())
+    return {
+        "dataset": dataset,
+        "rows": sum(by_source.values()),
+        "by_source": dict(by_source),
+        "by_cluster": {str(k): v for k, v in sorted(by_cluster.items())},
+        "removed": len(gone),
+        "removed_by_reason": dict(reasons),
+    }

@@ -1,0 +1,288 @@
+"""Curation and export: round trips byte for byte, readers, atomic writes, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core import curation, synthesis
+from core.config import FeatureConfig
+from core.errors import UserError
+from core.export import export
+from core.features import compute_features
+from core.llm import LLMSettings
+from core.records import Mapping, iter_records
+from core.workspace import Workspace
+from tests.conftest import REPO, assert_user_error, write_jsonl
+from tests.fake_llm import FakeLLM
+from tests.test_synthesis import CONFIG, TINY, seeded  # noqa: F401 - the seeded workspace fixture
+from tests.test_workspace import big_jsonl
+
+HARD = [
+    {
+        "id": "u1",
+        "question": "Ünïcödé: ∑_{i=1}^{n} i = \\frac{n(n+1)}{2} — 🙂 «ok»?",
+        "answer": "Yes:\n\n  $x^2$\r\n\ttab",
+    },
+    {
+        "id": "u2",
+        "question": "Line one\nLine two\n\n",
+        "answer": '\\boxed{\\{1,2\\}} and "quotes" and \\\\ slashes',
+    },
+    {"id": "u3", "question": "Long " + "word " * 200_000, "answer": "ok " * 50_000},
+    {"id": "u4", "question": "<script>alert(1)</script>", "answer": "<img src=x onerror=alert(2)>"},
+]
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    ws.import_dataset(
+        write_jsonl(tmp_path / "hard.jsonl", HARD),
+        name="hard",
+        mapping=Mapping(prompt="question", response="answer", id="id"),
+    )
+    return ws
+
+
+@pytest.mark.parametrize("form", ["messages", "prompt-response"])
+def test_export_then_import_gives_the_same_records(ws, tmp_path, form):
+    out = tmp_path / f"out-{form}.jsonl"
+    result = export(curation.curated_records(ws, "hard"), out, format=form)
+    assert result == {"rows": 4, "path": str(out), "format": form}
+    back, _ = ws.import_dataset(out, name=f"back-{form}")
+    original = [(r.id, r.prompt, r.response) for r in iter_records(ws.dataset("hard").path)]
+    again = [(r.id, r.prompt, r.response) for r in iter_records(back.path)]
+    assert again == original  # unicode, newlines, \r, tabs, LaTeX, 1 MB texts: byte for byte
+
+
+def test_readers_read_the_exports(ws, tmp_path):
+    import datasets
+
+    export(curation.curated_records(ws, "hard"), tmp_path / "m.jsonl", format="messages")
+    ds = datasets.load_dataset(
+        "json",
+        data_files=str(tmp_path / "m.jsonl"),
+        split="train",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert ds.num_rows == 4 and ds[0]["messages"][1]["content"] == HARD[0]["answer"]
+    assert ds[0]["source"] == "seed"
+    export(curation.curated_records(ws, "hard"), tmp_path / "p.parquet", format="parquet")
+    table = datasets.load_dataset(
+        "parquet",
+        data_files=str(tmp_path / "p.parquet"),
+        split="train",
+        cache_dir=str(tmp_path / "cache2"),
+    )
+    assert table["prompt"][1] == HARD[1]["question"]
+    export(curation.curated_records(ws, "hard"), tmp_path / "folder", format="hf")
+    disk = datasets.load_from_disk(str(tmp_path / "folder"))
+    assert disk.num_rows == 4 and disk[3]["response"] == HARD[3]["answer"]
+    export(
+        curation.curated_records(ws, "hard"), tmp_path / "folder", format="hf", provenance=False
+    )  # replaced
+    assert set(datasets.load_from_disk(str(tmp_path / "folder")).column_names) == {
+        "id",
+        "prompt",
+        "response",
+        "messages",
+    }
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_without_provenance(ws, tmp_path):
+    export(
+        curation.curated_records(ws, "hard"),
+        tmp_path / "x.jsonl",
+        format="prompt-response",
+        provenance=False,
+    )
+    row = json.loads((tmp_path / "x.jsonl").read_text().splitlines()[0])
+    assert set(row) == {"id", "prompt", "response"}
+
+
+def test_a_failed_write_leaves_the_target_as_it_was(ws, tmp_path, monkeypatch):
+    target = tmp_path / "out.jsonl"
+    target.write_text("the previous export\n")
+
+    def rows():
+        yield from list(curation.curated_records(ws, "hard"))[:2]
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(UserError, match=r"No space left on device.*nothing was changed"):
+        export(rows(), target)
+    assert target.read_text() == "the previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hard.jsonl",
+        "out.jsonl",
+        "ws",
+    ]  # no temporary left
+
+
+def test_a_killed_export_leaves_no_partial_file(tmp_path):
+    env = {**os.environ, "PRISM_WORKSPACE": str(tmp_path / "ws"), "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "import",
+            str(big_jsonl(tmp_path / "big.jsonl", 400_000)),
+            "--name",
+            "big",
+        ],
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
+    target = tmp_path / "out" / "big.jsonl"
+    target.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "export", "big", "--out", str(target)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        parts = list(target.parent.glob(".big.jsonl.*.part"))
+        if parts and parts[0].stat().st_size > 1_000_000:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert parts, "the export never started writing"
+    assert not target.exists()  # only the hidden temporary, never a half file at the target
+
+
+def test_curation_removals_groups_and_summary(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    rows = [{"question": f"Q{i}: what is {i} + {i}?", "answer": f"{2 * i}"} for i in range(30)]
+    rows += [
+        dict(rows[3]),
+        {"question": " q3: WHAT is 3 +  3? ", "answer": "6"},
+        dict(rows[7]),
+    ]  # 3 repeats
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    groups = curation.duplicate_groups(ws, "d")
+    assert [(g["rows"], g["kind"]) for g in groups] == [([3, 30, 31], "exact"), ([7, 32], "exact")]
+    assert curation.resolve_group(ws, "d", groups[0]) == 2
+    assert curation.resolve_group(ws, "d", groups[1], keep=32) == 1
+    with pytest.raises(UserError, match="not in this group"):
+        curation.resolve_group(ws, "d", groups[1], keep=0)
+    assert curation.removed(ws, "d") == {
+        30: "exact duplicate of row 3",
+        31: "exact duplicate of row 3",
+        7: "exact duplicate of row 32",
+    }
+    assert curation.duplicate_groups(ws, "d") == []  # resolved groups are gone
+    ws.save_selection("d", "drop-me", [0, 1])
+    curation.remove_rows(ws, "d", ws.selection("d", "drop-me")["rows"], "selection drop-me")
+    s = curation.summary(ws, "d")
+    assert s["rows"] == 33 - 5 and s["by_source"] == {"seed": 28} and s["removed"] == 5
+    assert s["removed_by_reason"] == {"exact duplicate": 3, "selection drop-me": 2}
+    assert curation.restore_rows(ws, "d", [0]) == 1 and curation.restore_rows(ws, "d") == 4
+    assert curation.summary(ws, "d")["rows"] == 33
+    with pytest.raises(UserError, match="choose from seed, synthetic"):
+        list(curation.curated_records(ws, "d", include=("seeds",)))
+
+
+def test_gradient_near_duplicates(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    rows = [
+        {"question": f"Q{i}: what is {i} times {i + 1}?", "answer": f"{i * (i + 1)}"}
+        for i in range(20)
+    ]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    fs = compute_features(ws, "d", proxy=TINY, config=FeatureConfig(dim=64))
+    strict = curation.duplicate_groups(ws, "d", fs, threshold=0.9999)
+    loose = curation.duplicate_groups(ws, "d", fs, threshold=0.0)
+    assert (
+        strict == []
+        and len(loose) == 1
+        and loose[0]["kind"] == "gradient"
+        and len(loose[0]["rows"]) == 20
+    )
+
+
+def test_synthetic_rows_carry_provenance_and_never_the_key(seeded, tmp_path):  # noqa: F811
+    shutil.copytree(seeded, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    secret = "sk-export-SECRET-42"
+    with FakeLLM() as llm:
+        run_id = synthesis.create_run(
+            ws,
+            "demo",
+            llm=LLMSettings(base_url=llm.url, model="gen-7b"),
+            settings=synthesis.SynthesisSettings(target=4, rounds=1),
+            proxy=TINY,
+            config=CONFIG,
+        )
+        synthesis.run_synthesis(ws, run_id, api_key=secret)
+    out = tmp_path / "curated.jsonl"
+    export(curation.curated_records(ws, "demo"), out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    synthetic = [r for r in rows if r["source"] == "synthetic"]
+    assert len(rows) == 360 + len(synthetic) and synthetic
+    for r in synthetic:
+        assert r["run"] == run_id and r["round"] == 1 and r["generator"] == "gen-7b"
+        assert (
+            r["exemplar_ids"]
+            and isinstance(r["cluster"], int)
+            and json.loads(r["votes"])["agreeing"] >= 2
+        )
+    assert secret not in out.read_text()
+    fs = compute_features(ws, "demo", proxy=TINY, config=CONFIG)
+    before = curation.curated_g_vendi(ws, "demo", fs, include=("seed",))
+    assert curation.curated_g_vendi(ws, "demo", fs) >= before
+
+
+def test_cli(cli, tmp_path):
+    assert (
+        cli(
+            "import",
+            str(write_jsonl(tmp_path / "d.jsonl", HARD[:2] + HARD[3:])),
+            "--name",
+            "d",
+            "--id",
+            "id",
+        ).code
+        == 0
+    )
+    r = cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--json")
+    assert r.code == 0 and r.json == {
+        "rows": 3,
+        "path": str(tmp_path / "o.jsonl"),
+        "format": "messages",
+    }
+    r = cli("curate", "d", "--remove-rows", "0", "--json")
+    assert r.json["rows"] == 2 and r.json["removed"] == 1
+    assert cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--json").json["rows"] == 2
+    assert cli("curate", "d", "--restore", "--json").json["removed"] == 0
+    r = cli("duplicates", "d", "--text-only", "--json")
+    assert r.code == 0 and r.json["groups"] == []
+    assert_user_error(cli("export", "d", "--out", str(tmp_path / "none" / "o.jsonl")), "no folder")
+    assert_user_error(
+        cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--include", "seeds"),
+        "seed, synthetic",
+    )
+    assert_user_error(
+        cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--include", "synthetic"),
+        "nothing to export",
+        "not touched",
+    )
+    assert (
+        len((tmp_path / "o.jsonl").read_text().splitlines()) == 3
+    )  # the last good export is still there
+    assert_user_error(
+        cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--format", "xml"), "invalid choice"
+    )
