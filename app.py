@@ -18,6 +18,7 @@ page = st.navigation(
         st.Page("app_pages/diversity.py", title="Diversity", icon=":material/diversity_3:"),
         st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
         st.Page("app_pages/synthesize.py", title="Synthesize", icon=":material/auto_awesome:"),
+        st.Page("app_pages/export.py", title="Export", icon=":material/file_export:"),
     ]
 )
 ui.sidebar(ws)

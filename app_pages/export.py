@@ -1,0 +1,180 @@
+"""Export: the curated set (kept seed samples + accepted synthetic ones) for training."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from core import curation, diversity
+from core.export import export
+from core.maps import clusters_for
+
+page = ui.feature_page(
+    "Export",
+    "The curated set is the seed samples you keep plus the synthetic samples accepted (with your "
+    "overrides). Trim it here, check its size and diversity, and write it out for training.",
+    need_features=False,
+)
+ws, info, fs = page.ws, page.info, page.features
+labels = clusters_for(ws, fs, seed=page.config.seed).labels if fs else None
+
+# --- the summary -------------------------------------------------------------------------------
+st.subheader("The curated set")
+summary = curation.summary(ws, info.name, clusters=labels)
+cols = st.columns(4)
+cols[0].metric("Samples", f"{summary['rows']:,}")
+cols[1].metric("Seed kept", f"{summary['by_source'].get('seed', 0):,}")
+cols[2].metric("Synthetic", f"{summary['by_source'].get('synthetic', 0):,}")
+cols[3].metric("Seed removed", f"{summary['removed']:,}")
+if fs is not None:
+    key = (fs.key, summary["rows"], summary["removed"])
+    if st.session_state.get("curated_gv", (None,))[0] != key and st.button(
+        "G-Vendi of the curated set"
+    ):
+        with st.spinner("Scoring the curated set..."):
+            score = ui.attempt(
+                lambda: curation.curated_g_vendi(ws, info.name, fs, runtime=page.runtime)
+            )
+        if score is not None:
+            st.session_state["curated_gv"] = (key, score)
+    if st.session_state.get("curated_gv", (None,))[0] == key:
+        st.metric("G-Vendi of the curated set", f"{st.session_state['curated_gv'][1]:.2f}")
+if summary["by_cluster"]:
+    with st.expander("Size by cluster (the map's clusters)"):
+        st.bar_chart(
+            pd.Series(summary["by_cluster"], name="samples"), x_label="cluster", y_label="samples"
+        )
+if summary["removed_by_reason"]:
+    st.caption(
+        "Removed: " + ", ".join(f"{k} ({v})" for k, v in summary["removed_by_reason"].items())
+    )
+
+# --- trimming ----------------------------------------------------------------------------------
+st.subheader("Trim the seed")
+cols = st.columns(2)
+with cols[0]:
+    saved = [s["name"] for s in ws.selections(info.name)]
+    selection = st.selectbox(
+        "Remove a saved selection",
+        saved,
+        key="exp_selection",
+        index=None,
+        placeholder="Choose a selection from the Map page",
+    )
+    if st.button("Remove its rows", disabled=not selection):
+        rows = ws.selection(info.name, selection)["rows"]
+        curation.remove_rows(ws, info.name, rows, f"selection {selection}")
+        st.rerun()
+with cols[1]:
+    n = st.number_input(
+        "Remove the most redundant samples",
+        0,
+        max(0, info.rows - 1),
+        0,
+        key="exp_redundant",
+        disabled=fs is None,
+        help="Lowest marginal value first (see the Diversity page).",
+    )
+    if st.button("Remove them", disabled=fs is None or not n):
+        rows = [r["row"] for r in diversity.redundant(ws, info.name, fs, limit=int(n))]
+        curation.remove_rows(ws, info.name, rows, "redundant (lowest marginal value)")
+        st.rerun()
+
+st.markdown(
+    "**Near-duplicates**: the same text, or gradient features closer than a cosine threshold."
+)
+cols = st.columns([2, 1, 3], vertical_alignment="bottom")
+threshold = cols[0].slider(
+    "Gradient cosine above", 0.80, 1.0, 0.98, 0.005, key="exp_threshold", disabled=fs is None
+)
+if cols[1].button("Find them"):
+    st.session_state["dup_groups"] = ui.attempt(
+        lambda: curation.duplicate_groups(ws, info.name, fs, threshold=threshold)
+    )
+groups = st.session_state.get("dup_groups")
+if groups is not None:
+    if not groups:
+        st.caption("No near-duplicates.")
+    else:
+        if st.button(f"Resolve all {len(groups)} groups: keep the first row of each"):
+            for group in groups:
+                curation.resolve_group(ws, info.name, group)
+            st.session_state.pop("dup_groups")
+            st.rerun()
+        for group in groups[:50]:
+            cols = st.columns([6, 1], vertical_alignment="center")
+            cols[0].text(
+                f"group {group['group']} ({group['kind']}): rows {group['rows']} · {group['prompt'][:100]}"
+            )
+            if cols[1].button("Keep first", key=f"keep_{group['group']}"):
+                curation.resolve_group(ws, info.name, group)
+                st.session_state["dup_groups"] = [g for g in groups if g["group"] != group["group"]]
+                st.rerun()
+        if len(groups) > 50:
+            st.caption(f"... and {len(groups) - 50} more (resolve them all above).")
+if summary["removed"] and st.button("Restore every removed row"):
+    curation.restore_rows(ws, info.name)
+    st.rerun()
+
+# --- writing -------------------------------------------------------------------------------------
+st.subheader("Write it out")
+cols = st.columns(3)
+form = cols[0].selectbox(
+    "Format",
+    ["messages", "prompt-response", "parquet", "hf"],
+    key="exp_format",
+    format_func={
+        "messages": "JSONL, chat messages (TRL SFTTrainer)",
+        "prompt-response": "JSONL, prompt / response",
+        "parquet": "Parquet",
+        "hf": "Hugging Face save_to_disk folder",
+    }.get,
+)
+include = cols[1].multiselect(
+    "Include", ["seed", "synthetic"], default=["seed", "synthetic"], key="exp_include"
+)
+provenance = cols[2].toggle(
+    "Provenance fields",
+    value=True,
+    key="exp_prov",
+    help="id, source, cluster, run, round, generator, exemplar_ids, votes",
+)
+suffix = {"messages": ".jsonl", "prompt-response": ".jsonl", "parquet": ".parquet", "hf": ""}[form]
+
+
+def rows():
+    return curation.curated_records(ws, info.name, include=tuple(include), clusters=labels)
+
+
+cols = st.columns([3, 1], vertical_alignment="bottom")
+path = cols[0].text_input(
+    "Write to a path on the server",
+    value=str(ws.root / f"{info.name}-curated{suffix}"),
+    key=f"exp_path_{form}",
+)
+if cols[1].button("Write", type="primary", icon=":material/save:"):
+    with ui.progress("Writing...") as bar:
+        done = ui.attempt(
+            lambda: export(rows(), path, format=form, provenance=provenance, on_progress=bar)
+        )
+    if done:
+        st.success(f"Wrote {done['rows']:,} rows to `{done['path']}`.")
+if form != "hf":
+    if st.button("Prepare a download", icon=":material/download:"):
+        with ws.staging() as tmp, ui.progress("Preparing...") as bar:
+            target = tmp / f"{info.name}-curated{suffix}"
+            done = ui.attempt(
+                lambda: export(rows(), target, format=form, provenance=provenance, on_progress=bar)
+            )
+            if done:
+                st.session_state["download"] = (target.name, target.read_bytes(), done["rows"])
+    if st.session_state.get("download"):
+        name, data, count = st.session_state["download"]
+        st.download_button(
+            f"Download {name} ({count:,} rows)",
+            data,
+            file_name=name,
+            key="exp_download",
+            mime="application/jsonl" if name.endswith(".jsonl") else "application/octet-stream",
+        )
+else:
+    st.caption("A save_to_disk folder is written to a path on the server.")
