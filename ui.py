@@ -39,8 +39,11 @@ def _open_workspace(root: str) -> Workspace:
 
 
 def workspace() -> Workspace:
-    """The workspace of this session (the sidebar can switch it); the demo is there on first start."""
+    """The workspace of this session (the sidebar can switch it); the demo is there on first
+    start. Says what a cancelled action kept, once, on the page after the cancel."""
     root = st.session_state.get("workspace_root") or str(resolve_root())
+    if note := st.session_state.pop("cancelled_note", None):
+        st.info(note, icon=":material/info:")
     return _open_workspace(root)
 
 
@@ -174,9 +177,18 @@ def _feature_settings(ws: Workspace) -> None:
 
 
 @contextmanager
-def progress(label: str, unit: str = "") -> Iterator[ProgressFn]:
+def progress(label: str, unit: str = "", *, cancel: str | None = None) -> Iterator[ProgressFn]:
     """An st.progress bar driven by a core progress callback, with rate and time left when
-    `unit` is given; removed when done."""
+    `unit` is given; removed when done. With `cancel` (what a cancel keeps, said to the
+    user afterwards), a Cancel button above it: clicking it makes Streamlit stop this run
+    of the script at the next progress update, and the work stops there."""
+    if cancel:
+        st.button(
+            "Cancel",
+            key=f"cancel-{label}",
+            icon=":material/stop_circle:",
+            on_click=lambda: st.session_state.update(cancelled_note=f"Cancelled. {cancel}"),
+        )
     bar = st.progress(0.0, text=label)
     started = time.perf_counter()
     first: list[int] = []
@@ -250,12 +262,9 @@ def features_or_button(ws: Workspace, info: DatasetInfo) -> FeatureSet | None:
     ready = attempt(lambda: find_features(ws, info.name, proxy=proxy, config=config))
     if ready:
         return ready
-    if st.session_state.pop("features_cancelled", False):
-        st.info("Cancelled. The finished chunks are kept: computing again resumes from them.")
-    cols = st.columns([2, 1, 5])
-    if cols[0].button("Compute features", type="primary", icon=":material/play_arrow:"):
-        cols[1].button("Cancel", on_click=lambda: st.session_state.update(features_cancelled=True))
-        with progress("Computing features", unit="samples") as bar:
+    if st.button("Compute features", type="primary", icon=":material/play_arrow:"):
+        keeps = "The finished chunks are kept: computing again resumes from them."
+        with progress("Computing features", unit="samples", cancel=keeps) as bar:
             done = attempt(
                 lambda: compute_features(
                     ws, info.name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
@@ -264,6 +273,21 @@ def features_or_button(ws: Workspace, info: DatasetInfo) -> FeatureSet | None:
         if done:
             st.rerun()
     return None
+
+
+def remembered(ws: Workspace, group: str, defaults: dict[str, Any]) -> Callable[[], None]:
+    """Widget values kept in the workspace (so a browser refresh keeps them): puts the saved
+    values (else `defaults`) into the session for the widget keys not shown yet, and returns
+    the on_change callback that saves them. The widgets take no value of their own."""
+    saved = json.loads(ws.get_meta(group) or "{}")
+    for key, default in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = saved.get(key, default)
+
+    def save() -> None:
+        ws.set_meta(group, json.dumps({k: st.session_state.get(k) for k in defaults}))
+
+    return save
 
 
 def attempt(action: Callable[[], Any]) -> Any:

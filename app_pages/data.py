@@ -128,7 +128,10 @@ else:
         # --- 3. validate and import -------------------------------------------------------
         st.subheader("3. Check and import")
         if st.button("Validate the whole file", icon=":material/fact_check:"):
-            with ui.progress("Validating...") as bar, ws.staging() as tmp:
+            with (
+                ui.progress("Validating...", cancel="Nothing was imported.") as bar,
+                ws.staging() as tmp,
+            ):
                 source = ui.attempt(lambda: open_source(spec, split=split, subset=subset))
                 full = source and ui.attempt(
                     lambda: stage(source, mapping, tmp / "r.parquet", on_progress=bar)
@@ -144,7 +147,9 @@ else:
         name = cols[0].text_input("Dataset name", value=stem, key=f"name_{spec}")
         replace = cols[1].checkbox("Replace if it exists", key="import_replace")
         if cols[2].button("Import", type="primary", icon=":material/download:"):
-            with ui.progress(f"Importing {name}...") as bar:
+            with ui.progress(
+                f"Importing {name}...", cancel="Nothing was imported; the workspace is as it was."
+            ) as bar:
                 done = ui.attempt(
                     lambda: ws.import_dataset(
                         spec,

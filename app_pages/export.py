@@ -152,7 +152,7 @@ path = cols[0].text_input(
     key=f"exp_path_{form}",
 )
 if cols[1].button("Write", type="primary", icon=":material/save:"):
-    with ui.progress("Writing...") as bar:
+    with ui.progress("Writing...", cancel="The target file was not touched.") as bar:
         done = ui.attempt(
             lambda: export(rows(), path, format=form, provenance=provenance, on_progress=bar)
         )
@@ -160,7 +160,10 @@ if cols[1].button("Write", type="primary", icon=":material/save:"):
         st.success(f"Wrote {done['rows']:,} rows to `{done['path']}`.")
 if form != "hf":
     if st.button("Prepare a download", icon=":material/download:"):
-        with ws.staging() as tmp, ui.progress("Preparing...") as bar:
+        with (
+            ws.staging() as tmp,
+            ui.progress("Preparing...", cancel="No download was made.") as bar,
+        ):
             target = tmp / f"{info.name}-curated{suffix}"
             done = ui.attempt(
                 lambda: export(rows(), target, format=form, provenance=provenance, on_progress=bar)

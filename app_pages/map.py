@@ -56,11 +56,15 @@ def clusters(root: str, dataset: str, key: str, k: int, sparse_below: float):
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def layout(root: str, key: str):
-    with ui.progress("Laying out the map (PCA, then UMAP)") as bar:
-        result = maps.layout_for(Workspace(root), fs, on_progress=bar)
-    return result.coords, result.density
+def layout():
+    """The cached layout, or computed now with progress and a Cancel."""
+    found = maps.layout_for(ws, fs, compute=False)
+    if found is None:
+        with ui.progress(
+            "Laying out the map (PCA, then UMAP)", cancel="No layout was stored."
+        ) as bar:
+            found = ui.attempt(lambda: maps.layout_for(ws, fs, on_progress=bar))
+    return (found.coords, found.density) if found else None
 
 
 @st.cache_data(show_spinner="Reading the samples...", max_entries=8)
@@ -75,7 +79,7 @@ def samples(root: str, dataset: str, fingerprint: str) -> pd.DataFrame:
 labels, described = ui.attempt(
     lambda: clusters(root, info.name, fs.key, k, float(sparse_below))
 ) or (None, None)
-coords_density = ui.attempt(lambda: layout(root, fs.key))
+coords_density = layout()
 if labels is None or coords_density is None:
     st.stop()
 coords, density = coords_density

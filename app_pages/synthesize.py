@@ -65,15 +65,34 @@ else:
 
 # --- generator and loop ------------------------------------------------------------------------------
 st.subheader("2. Generator")
+save = ui.remembered(
+    ws,
+    "generator_settings",
+    {
+        "syn_url": "http://127.0.0.1:8000/v1",
+        "syn_model": "",
+        "syn_target": 20,
+        "syn_rounds": 2,
+        "syn_k": 3,
+        "syn_conc": 8,
+        "syn_verifier": "math",
+        "syn_maxreq": 0,
+        "syn_maxtok": 0,
+        "syn_pin": 0.0,
+        "syn_pout": 0.0,
+        "syn_cap": 0,
+    },
+)  # everything but the API key, which stays in this browser session only
 cols = st.columns([3, 2, 2])
 base_url = cols[0].text_input(
     "Base URL",
-    value="http://127.0.0.1:8000/v1",
     key="syn_url",
-    help="vLLM / SGLang / llama.cpp: http://host:port/v1 · Ollama: http://127.0.0.1:11434/v1 "
-    "· OpenAI: https://api.openai.com/v1",
+    on_change=save,
+    help="vLLM / SGLang / llama.cpp: http://host:port/v1 · Ollama: http://127.0.0.1:11434/v1 · OpenAI: https://api.openai.com/v1",
 )
-model = cols[1].text_input("Model", key="syn_model", placeholder="Qwen/Qwen2.5-72B-Instruct")
+model = cols[1].text_input(
+    "Model", key="syn_model", on_change=save, placeholder="Qwen/Qwen2.5-72B-Instruct"
+)
 api_key = cols[2].text_input(
     "API key",
     type="password",
@@ -82,24 +101,33 @@ api_key = cols[2].text_input(
     "the server's OPENAI_API_KEY, if set.",
 )
 cols = st.columns(5)
-target = cols[0].number_input("Samples wanted", 1, 100_000, 20, key="syn_target")
-rounds = cols[1].number_input("Rounds", 1, 50, 2, key="syn_rounds")
-solutions = cols[2].number_input("Solutions per problem", 1, 16, 3, key="syn_k")
-concurrency = cols[3].number_input("Requests at once", 1, 256, 8, key="syn_conc")
+target = cols[0].number_input("Samples wanted", 1, 100_000, key="syn_target", on_change=save)
+rounds = cols[1].number_input("Rounds", 1, 50, key="syn_rounds", on_change=save)
+solutions = cols[2].number_input("Solutions per problem", 1, 16, key="syn_k", on_change=save)
+concurrency = cols[3].number_input("Requests at once", 1, 256, key="syn_conc", on_change=save)
 verifier = cols[4].selectbox(
     "Answers agree by",
     ["math", "label"],
     key="syn_verifier",
+    on_change=save,
     help="math: equivalence by math-verify on \\boxed{} answers; label: exact label match.",
 )
 with st.expander("Budget, prices and limits"):
     cols = st.columns(5)
-    max_requests = cols[0].number_input("Max requests (0: none)", 0, 10**9, 0, key="syn_maxreq")
-    max_tokens = cols[1].number_input("Max tokens (0: none)", 0, 10**12, 0, key="syn_maxtok")
-    price_in = cols[2].number_input("$ per 1M prompt tokens", 0.0, 1000.0, 0.0, key="syn_pin")
-    price_out = cols[3].number_input("$ per 1M completion tokens", 0.0, 1000.0, 0.0, key="syn_pout")
+    max_requests = cols[0].number_input(
+        "Max requests (0: none)", 0, 10**9, key="syn_maxreq", on_change=save
+    )
+    max_tokens = cols[1].number_input(
+        "Max tokens (0: none)", 0, 10**12, key="syn_maxtok", on_change=save
+    )
+    price_in = cols[2].number_input(
+        "$ per 1M prompt tokens", 0.0, 1000.0, key="syn_pin", on_change=save
+    )
+    price_out = cols[3].number_input(
+        "$ per 1M completion tokens", 0.0, 1000.0, key="syn_pout", on_change=save
+    )
     cap = cols[4].number_input(
-        "Max accepted per cluster and round (0: none)", 0, 10**6, 0, key="syn_cap"
+        "Max accepted per cluster and round (0: none)", 0, 10**6, key="syn_cap", on_change=save
     )
 with st.expander("Prompt templates"):
     current = prompts.load_templates(ws)
@@ -163,8 +191,6 @@ def run_live(run_id: str) -> None:
 
 
 st.subheader("3. Run")
-if st.session_state.pop("syn_cancelled", None):
-    st.info("Cancelled. The run keeps everything finished so far; resume it from the list below.")
 if st.button(
     "Start a run",
     type="primary",

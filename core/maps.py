@@ -108,11 +108,16 @@ def layout_for(
     fs: FeatureSet,
     config: LayoutConfig = LayoutConfig(),
     on_progress: ProgressFn = no_progress,
-) -> Layout:
-    """The 2-D layout and local density of a feature set, cached."""
+    *,
+    compute: bool = True,
+) -> Layout | None:
+    """The 2-D layout and local density of a feature set, cached; None when it is not
+    cached yet and `compute` is False."""
     key, path = _artefact(ws, fs, "layout", config.key_fields())
     if (saved := _load(path)) is not None:
         return Layout(saved["coords"], saved["density"], True)
+    if not compute:
+        return None
     coords = umap_layout(fs.matrix(), config, on_progress)
     dens = density(coords)
     _save(ws, fs, "layout", config.key_fields(), key, path, coords=coords, density=dens)
