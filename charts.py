@@ -95,7 +95,7 @@ def map_figure(
                 category, PALETTE[i % len(PALETTE)]
             )
             traces.append(go.Scattergl(name=category, **points(values == category, color=named)))
-    ring = sparse[labels]
+    ring = sparse[labels] & (np.isin(labels, list(highlight)) if highlight else True)
     if (
         ring.any()
     ):  # rings on the points of sparse clusters; no customdata, so never selected as data

@@ -58,7 +58,6 @@ def active_dataset(ws: Workspace) -> DatasetInfo | None:
 
 def set_active(ws: Workspace, name: str) -> None:
     ws.set_meta(ACTIVE_KEY, name)
-    st.session_state.pop("sidebar_active", None)
 
 
 def feature_request(ws: Workspace) -> tuple[ProxySpec, FeatureConfig, Runtime]:
@@ -84,13 +83,14 @@ def sidebar(ws: Workspace) -> None:
         if info is None:
             st.info("No datasets yet: import one on the Data page.")
         else:
-            names = [d.name for d in ws.datasets()]
-            choice = st.selectbox(
-                "Active dataset", names, index=names.index(info.name), key="sidebar_active"
+            # the workspace holds the choice: shown on every run, saved when the user picks one
+            st.session_state["sidebar_active"] = info.name
+            st.selectbox(
+                "Active dataset",
+                [d.name for d in ws.datasets()],
+                key="sidebar_active",
+                on_change=lambda: set_active(ws, st.session_state["sidebar_active"]),
             )
-            if choice != info.name:
-                set_active(ws, choice)
-                st.rerun()
             st.caption(f"{info.rows:,} rows · from {info.source}")
         _feature_settings(ws)
         with st.expander("Switch workspace"):
@@ -182,12 +182,14 @@ def progress(label: str, unit: str = "", *, cancel: str | None = None) -> Iterat
     `unit` is given; removed when done. With `cancel` (what a cancel keeps, said to the
     user afterwards), a Cancel button above it: clicking it makes Streamlit stop this run
     of the script at the next progress update, and the work stops there."""
+    cancel_slot = st.empty()
     if cancel:
-        st.button(
+        note = f"Cancelled. {cancel}"
+        cancel_slot.button(
             "Cancel",
             key=f"cancel-{label}",
             icon=":material/stop_circle:",
-            on_click=lambda: st.session_state.update(cancelled_note=f"Cancelled. {cancel}"),
+            on_click=lambda: st.session_state.update(cancelled_note=note),
         )
     bar = st.progress(0.0, text=label)
     started = time.perf_counter()
@@ -208,6 +210,7 @@ def progress(label: str, unit: str = "", *, cancel: str | None = None) -> Iterat
         yield update
     finally:
         bar.empty()
+        cancel_slot.empty()
 
 
 @dataclass

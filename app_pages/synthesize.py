@@ -154,10 +154,13 @@ with st.expander("Prompt templates"):
 def run_live(run_id: str) -> None:
     """Run (or resume) a run with live progress; a Cancel click stops it, resumable."""
     target_count = synthesis.run_info(ws, run_id)["settings"]["synthesis"]["target"]
-    st.button(
+    cancel = st.empty()
+    note = "Cancelled. The run keeps everything finished so far; resume it from the list below."
+    cancel.button(
         "Cancel",
         key=f"cancel_{run_id}",
-        on_click=lambda: st.session_state.update(syn_cancelled=run_id),
+        icon=":material/stop_circle:",
+        on_click=lambda: st.session_state.update(cancelled_note=note),
     )
     bar = st.progress(0.0, text=f"Run {run_id}: starting...")
     cards = st.empty()
@@ -184,6 +187,7 @@ def run_live(run_id: str) -> None:
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
     done = ui.attempt(lambda: synthesis.run_synthesis(ws, run_id, api_key=key, on_update=update))
+    cancel.empty()
     if done:
         st.success(
             f"Run {run_id} {done['state']}: {done['accepted']} accepted. Review the decisions below."

@@ -1,0 +1,281 @@
+"""The whole path in a real browser: Debian's chromium driven by Playwright, the app started
+on a free 127.0.0.1 port with an empty workspace, the LLM a local chat-completions server.
+
+demo present -> upload a file -> tiny-random features -> G-Vendi -> the map: a cluster from
+the table, points by a real lasso drag, a saved selection -> synthesis -> review -> export,
+downloaded and read back. Dataset text with <script> and <img onerror> must show as text
+and never run. A refresh keeps the state. Each page's render time once cached is measured
+and printed (budget: 2 s). A screenshot of every page goes to $PRISM_SCREENSHOTS (the
+README's come from there) or the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import curation
+from core.demo import demo_rows
+from core.workspace import Workspace
+from tests.conftest import REPO
+from tests.fake_llm import FakeLLM
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"
+)
+
+XSS = [
+    {
+        "question": "<script>window.__xss = 'script'</script>What is 2 + 2?",
+        "answer": "<img src=x onerror=\"window.__xss = 'img'\">2 + 2 = 4. The answer is \\boxed{4}.",
+    },
+    {
+        "question": "<b onmouseover=\"window.__xss = 'b'\">Bold?</b> What is 3 + 3?",
+        "answer": "6 \\boxed{6}",
+    },
+]
+PAGES = {
+    "Data": "Datasets in this workspace",
+    "Features": "Feature sets of this dataset",
+    "Diversity": "By group",
+    "Map": "Clusters",
+    "Synthesize": "3. Run",
+    "Export": "Write it out",
+}
+BUDGET_SECONDS = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The app on a free port with an empty workspace; yields (url, workspace folder)."""
+    port = free_port()
+    ws = tmp_path / "ws"
+    env = {**os.environ, "PRISM_WORKSPACE": str(ws), "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.3)
+    yield url, ws
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_the_whole_path(app, tmp_path):
+    url, ws_root = app
+    shots = Path(os.environ.get("PRISM_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    upload = tmp_path / "e2e.jsonl"
+    rows = XSS + [{"question": r["question"], "answer": r["answer"]} for r in demo_rows(60, seed=7)]
+    upload.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    with FakeLLM() as llm, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.set_default_timeout(120_000)
+
+        def text(value: str, **kw):
+            return page.get_by_text(value, **kw).first
+
+        def go(name: str) -> float:
+            """Open a page from the sidebar; seconds until its marker is shown and it is idle."""
+            started = time.perf_counter()
+            page.get_by_role("link", name=name, exact=True).click()
+            text(PAGES[name], exact=True).wait_for()
+            idle()
+            return time.perf_counter() - started
+
+        def idle() -> None:
+            page.wait_for_timeout(200)
+            page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+
+        def shot(name: str, at: str | None = None) -> None:
+            if at:  # the page scrolls inside the app, so bring the part worth seeing into view
+                text(at, exact=True).scroll_into_view_if_needed()
+                page.wait_for_timeout(300)
+            page.screenshot(path=str(shots / f"{name}.png"))
+
+        # 1. the demo is there on first start
+        page.goto(url)
+        text("Datasets in this workspace", exact=True).wait_for()
+        idle()
+        assert page.get_by_role("combobox", name="Active dataset").input_value() == "demo"
+        shot("1-data")
+
+        # 2. import a file through the upload widget
+        page.locator('input[type="file"]').set_input_files(str(upload))
+        text("The first record in full").wait_for()
+        idle()
+        text("The first record in full").click()
+        text("window.__xss = 'script'").wait_for()  # the script tag shows as text
+        page.get_by_role("button", name="Import").click()
+        text("Imported 62 rows as").wait_for()
+        idle()
+        assert page.get_by_role("combobox", name="Active dataset").input_value() == "e2e"
+
+        # 3. the proxy: tiny-random, in the sidebar
+        page.get_by_role("combobox", name="Proxy model").click()
+        page.get_by_role("option", name="tiny-random", exact=True).click()
+        idle()
+
+        # 4. features
+        go("Features")
+        page.get_by_role("button", name="Compute features").click()
+        text("Features ready: 62 x 1024").wait_for()
+        idle()
+        shot("2-features")
+
+        # 5. G-Vendi
+        go("Diversity")
+        gvendi = page.locator('[data-testid="stMetric"]').filter(has_text="G-Vendi").first
+        assert float(re.search(r"\d+\.\d+", gvendi.inner_text()).group()) > 1
+        shot("3-diversity")
+
+        # 6. the map: a cluster from the table, then points with a lasso drag
+        go("Map")
+        plot = page.locator(".js-plotly-plot .nsewdrag").first
+        plot.wait_for()
+        table = page.locator('[data-testid="stDataFrame"]').first
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
+        text("samples in cluster(s)").wait_for()
+        idle()
+        shot("4-map", at="Colour by")  # the picked cluster highlighted
+        area = plot.bounding_box()
+        cx, cy, r = (
+            area["x"] + area["width"] / 2,
+            area["y"] + area["height"] / 2,
+            min(area["width"], area["height"]) / 3,
+        )
+        page.mouse.move(cx + r, cy)
+        page.mouse.down()
+        for i in range(1, 41):
+            a = 2 * math.pi * i / 40
+            page.mouse.move(cx + r * math.cos(a), cy + r * math.sin(a))
+        page.mouse.up()
+        text("points selected on the map").wait_for()
+        idle()
+        page.get_by_role("textbox", name="Save the selection as").fill("lassoed")
+        page.keyboard.press("Enter")
+        idle()
+        page.get_by_role("button", name="Save selection").click()
+        text("as selection lassoed").wait_for()
+        shot("5-map-selection", at="Selection")
+        assert Workspace(ws_root).selection("e2e", "lassoed")["rows"]
+
+        # 7. synthesis against the local chat-completions server, then the review table
+        go("Synthesize")
+        page.get_by_role("textbox", name="Base URL").fill(llm.url)
+        page.keyboard.press("Enter")
+        idle()
+        page.get_by_role("textbox", name="Model").fill("fake-generator")
+        page.keyboard.press("Enter")
+        idle()
+        page.get_by_role("spinbutton", name="Samples wanted").fill("6")
+        page.keyboard.press("Enter")
+        idle()
+        page.get_by_role("button", name="Start a run").click()
+        text("Review the decisions below").wait_for(timeout=240_000)
+        idle()
+        text("Review run").wait_for()
+        shot("6-synthesize", at="Runs")
+        assert llm.requests, "the generator was never asked"
+
+        # 8. export, downloaded and read back
+        go("Export")
+        page.get_by_role("button", name="Prepare a download").click()
+        download_button = page.get_by_role(
+            "button", name=re.compile(r"^Download e2e-curated\.jsonl")
+        )
+        download_button.wait_for()
+        with page.expect_download() as download:
+            download_button.click()
+        path = tmp_path / "downloaded.jsonl"
+        download.value.save_as(path)
+        shot("7-export")
+        exported = [json.loads(line) for line in path.read_text().splitlines()]
+        expected = curation.summary(Workspace(ws_root), "e2e")
+        assert len(exported) == expected["rows"] == 62 + expected["by_source"].get("synthetic", 0)
+        assert all(
+            r["messages"][0]["role"] == "user" and r["messages"][1]["content"] for r in exported
+        )
+        assert {r["source"] for r in exported} == {"seed", "synthetic"}
+        assert exported[0]["messages"][0]["content"] == XSS[0]["question"]  # kept as the data said
+
+        # 9. nothing ran from the data
+        assert page.evaluate("window.__xss") is None and dialogs == []
+
+        # 10. a refresh keeps the state: the dataset, the proxy, the generator
+        page.reload()
+        text("Write it out", exact=True).wait_for()
+        idle()
+        assert page.get_by_role("combobox", name="Active dataset").input_value() == "e2e"
+        assert page.get_by_role("combobox", name="Proxy model").input_value() == "tiny-random"
+        go("Synthesize")
+        assert page.get_by_role("textbox", name="Model").input_value() == "fake-generator"
+
+        # 11. each page once its results are cached
+        timings = {name: min(go(name) for _ in range(2)) for name in PAGES}
+        browser.close()
+    print(
+        "\npage render times once cached (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in timings.items())
+    )
+    (shots / "timings.json").write_text(json.dumps(timings, indent=1))
+    slow = {k: v for k, v in timings.items() if v > BUDGET_SECONDS}
+    assert not slow, f"over the {BUDGET_SECONDS} s budget: {slow}"
