@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +33,8 @@ from core.features import FeatureSet, _register, feature_key, find_features
 from core.maps import clusters_for, layout_for
 from core.regions import spherical_kmeans
 from core.workspace import Workspace
+from tests.browser import launch, running_app
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ProxySpec("tiny-random")
 
 
@@ -85,77 +82,32 @@ def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
     return ws
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def browser_round_trip(workspace: Path) -> tuple[float, float]:
     """(seconds until the map is drawn, seconds from lasso release to the selection shown)."""
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    env = {**os.environ, "PRISM_WORKSPACE": str(workspace)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            deadline = time.time() + 60
-            while True:  # wait for the server
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/map", timeout=5000)
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.5)
-            started = time.perf_counter()
-            page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=300_000)
-            page.get_by_text("Nothing selected yet.").wait_for(timeout=300_000)
-            loaded = time.perf_counter() - started
-            box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            r = min(box["width"], box["height"]) / 5
-            page.mouse.move(cx + r, cy)
-            page.mouse.down()
-            for i in range(1, 33):
-                a = 2 * math.pi * i / 32
-                page.mouse.move(cx + r * math.cos(a), cy + r * math.sin(a))
-            released = time.perf_counter()
-            page.mouse.up()
-            page.get_by_text("points selected on the map").wait_for(timeout=60_000)
-            round_trip = time.perf_counter() - released
-            browser.close()
-        return loaded, round_trip
-    finally:
-        server.terminate()
-        server.wait()
+    with running_app(workspace) as url, sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{url}/map")
+        started = time.perf_counter()
+        page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=300_000)
+        page.get_by_text("Nothing selected yet.").wait_for(timeout=300_000)
+        loaded = time.perf_counter() - started
+        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        r = min(box["width"], box["height"]) / 5
+        page.mouse.move(cx + r, cy)
+        page.mouse.down()
+        for i in range(1, 33):
+            a = 2 * math.pi * i / 32
+            page.mouse.move(cx + r * math.cos(a), cy + r * math.sin(a))
+        released = time.perf_counter()
+        page.mouse.up()
+        page.get_by_text("points selected on the map").wait_for(timeout=60_000)
+        round_trip = time.perf_counter() - released
+        browser.close()
+    return loaded, round_trip
 
 
 def main() -> None:

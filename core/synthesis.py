@@ -42,7 +42,7 @@ from core.prompts import generation_prompt, load_templates, parse_problems, solv
 from core.records import Record
 from core.regions import default_k, resolve_k, sparse_clusters, spherical_kmeans
 from core.vendi import spectrum, unit_rows, vendi
-from core.workspace import Workspace
+from core.workspace import Workspace, process_alive
 
 OVERGENERATE = 2  # problems asked for per sample wanted: many are rejected on the way
 
@@ -143,19 +143,9 @@ def run_info(ws: Workspace, run_id: str) -> dict[str, Any]:
 def _run_dict(row: Any) -> dict[str, Any]:
     d = dict(row)
     d["settings"], d["counts"] = json.loads(d["settings"]), json.loads(d["counts"])
-    if d["state"] == "running" and d.get("pid") and not _alive(d["pid"]):
+    if d["state"] == "running" and d.get("pid") and not process_alive(d["pid"]):
         d["state"] = "interrupted"  # its process died: resume it
     return d
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def list_runs(ws: Workspace, dataset: str | None = None) -> list[dict[str, Any]]:

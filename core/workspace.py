@@ -435,12 +435,15 @@ def _owner_alive(path: Path) -> bool:
         pid = int((path / "owner").read_text())
     except (OSError, ValueError):
         return time.time() - path.stat().st_mtime < 3600  # an owner file may be coming
-    if pid == os.getpid():
-        return True
+    return pid == os.getpid() or process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with this id is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # it exists, owned by another user
     return True

@@ -15,12 +15,7 @@ import json
 import math
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,10 +23,9 @@ import pytest
 from core import curation
 from core.demo import demo_rows
 from core.workspace import Workspace
-from tests.conftest import REPO
+from tests.browser import CHROMIUM, launch, running_app
 from tests.fake_llm import FakeLLM
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"
@@ -58,49 +52,11 @@ PAGES = {
 BUDGET_SECONDS = 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def app(tmp_path):
     """The app on a free port with an empty workspace; yields (url, workspace folder)."""
-    port = free_port()
-    ws = tmp_path / "ws"
-    env = {**os.environ, "PRISM_WORKSPACE": str(ws), "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline:
-                server.kill()
-                raise
-            time.sleep(0.3)
-    yield url, ws
-    server.terminate()
-    server.wait(timeout=30)
+    with running_app(tmp_path / "ws") as url:
+        yield url, tmp_path / "ws"
 
 
 def test_the_whole_path(app, tmp_path):
@@ -112,24 +68,15 @@ def test_the_whole_path(app, tmp_path):
     upload.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     with FakeLLM() as llm, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.set_default_timeout(120_000)
 
         def text(value: str, **kw):
-            return page.get_by_text(value, **kw).first
+            # visible only: the data grid keeps hidden copies of cell text for screen readers
+            return page.get_by_text(value, **kw).filter(visible=True).first
 
         def go(name: str) -> float:
             """Open a page from the sidebar; seconds until its marker is shown and it is idle."""
