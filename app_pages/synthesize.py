@@ -169,7 +169,7 @@ def run_live(run_id: str) -> None:
         accepted = summary["accepted"]
         bar.progress(
             min(accepted / target_count, 1.0),
-            text=f"Run {run_id}: {summary.get('stage', summary['state'])} · {accepted} of {target_count} accepted",
+            text=f"Run {run_id}: {summary.get('stage', summary['state'])} · {accepted} accepted, {target_count} wanted",
         )
         with cards.container():
             c = st.columns(5)
