@@ -23,19 +23,6 @@ page = ui.feature_page(
 ws, info, config, fs = page.ws, page.info, page.config, page.features
 root = str(ws.root)
 
-cols = st.columns([1, 2, 2, 1])
-k = int(
-    cols[0].number_input("Clusters (k)", 2, max(2, info.rows), default_k(info.rows), key="map_k")
-)
-sparse_below = cols[1].slider(
-    "Sparse below percentile of cluster sizes",
-    5,
-    95,
-    50,
-    step=5,
-    key="map_sparse",
-    help="50: clusters smaller than the median cluster (the paper's acceptance set).",
-)
 colour_options = [
     "cluster",
     "sparse",
@@ -44,7 +31,27 @@ colour_options = [
     "visual group (HDBSCAN)",
     *meta_fields(ws, info.name),
 ]
-colour_by = cols[2].selectbox("Colour by", colour_options, key="map_colour")
+# the controls are kept per dataset in the workspace, so a refresh or a visit elsewhere keeps them
+K, SPARSE, COLOUR = (f"map_{name}/{info.name}" for name in ("k", "sparse", "colour"))
+save = ui.remembered(
+    ws, f"map_settings/{info.name}", {K: default_k(info.rows), SPARSE: 50, COLOUR: "cluster"}
+)
+if st.session_state[COLOUR] not in colour_options:  # a field the dataset no longer has
+    st.session_state[COLOUR] = "cluster"
+st.session_state[K] = min(max(int(st.session_state[K]), 2), max(2, info.rows))
+
+cols = st.columns([1, 2, 2, 1])
+k = int(cols[0].number_input("Clusters (k)", 2, max(2, info.rows), key=K, on_change=save))
+sparse_below = cols[1].slider(
+    "Sparse below percentile of cluster sizes",
+    5,
+    95,
+    step=5,
+    key=SPARSE,
+    on_change=save,
+    help="50: clusters smaller than the median cluster (the paper's acceptance set).",
+)
+colour_by = cols[2].selectbox("Colour by", colour_options, key=COLOUR, on_change=save)
 
 
 @st.cache_data(show_spinner="Clustering...", max_entries=16)

@@ -320,7 +320,9 @@ if items:
                 options=["auto", "accepted", "rejected"],
                 required=True,
                 help="auto: the loop's decision (status); or override it.",
-            )
+            ),
+            "reason": st.column_config.TextColumn("reason", width="medium"),
+            "problem": st.column_config.TextColumn("problem", width="large"),
         },
     )
     changed = edited[edited["decision"] != frame["decision"]]

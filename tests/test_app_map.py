@@ -33,19 +33,23 @@ def test_map_page(tmp_path):
     assert not app.errors()
     assert sorted(plotted_rows(app)) == list(range(360))  # every sample once, carrying its row
     table = next(d.value for d in app.at.dataframe if "keywords" in d.value.columns)
-    assert len(table) == app.at.number_input(key="map_k").value == 13
+    assert len(table) == app.at.number_input(key="map_k/demo").value == 13
     assert table["size"].sum() == 360
     assert table["sparse"].sum() == (table["size"] < table["size"].median()).sum()
     assert "Nothing selected yet." in [c.value for c in app.at.caption]
 
-    app.at.selectbox(key="map_colour").set_value("family")
+    app.at.selectbox(key="map_colour/demo").set_value("family")
     app.run()
     spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
     names = {t.get("name") for t in spec["data"] if "customdata" in t}
     assert {"geometry", "probability", "sequences"} <= names  # one trace per problem family
     assert sorted(plotted_rows(app)) == list(range(360))
 
-    app.at.number_input(key="map_k").set_value(6)
+    app.at.number_input(key="map_k/demo").set_value(6)
     app.run()
     table = next(d.value for d in app.at.dataframe if "keywords" in d.value.columns)
     assert len(table) == 6
+
+    again = App(tmp_path / "ws", page="app_pages/map.py").run()  # a browser refresh
+    assert again.at.number_input(key="map_k/demo").value == 6
+    assert again.at.selectbox(key="map_colour/demo").value == "family"

@@ -2,7 +2,8 @@
 on a free 127.0.0.1 port with an empty workspace, the LLM a local chat-completions server.
 
 demo present -> upload a file -> tiny-random features -> G-Vendi -> the map: a cluster from
-the table, points by a real lasso drag, a saved selection -> synthesis -> review -> export,
+the table, points by a real lasso drag, a saved selection -> synthesis -> review (a
+rejected item accepted by editing the grid) -> export,
 downloaded and read back. Dataset text with <script> and <img onerror> must show as text
 and never run. A refresh keeps the state. Each page's render time once cached is measured
 and printed (budget: 2 s). A screenshot of every page goes to $PRISM_SCREENSHOTS (the
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from core import curation
+from core import curation, synthesis
 from core.demo import demo_rows
 from core.workspace import Workspace
 from tests.browser import CHROMIUM, launch, running_app
@@ -183,8 +184,36 @@ def test_the_whole_path(app, tmp_path):
         text("Review the decisions below").wait_for(timeout=240_000)
         idle()
         text("Review run").wait_for()
-        shot("6-synthesize", at="Runs")
         assert llm.requests, "the generator was never asked"
+
+        # the curator accepts an item the loop rejected, by editing the review grid
+        kept = re.compile(r"(\d+) samples of this run go to the curated set")
+        before = int(kept.search(text(kept).inner_text()).group(1))  # shown under the grid
+        grid = page.locator('[data-testid="stDataFrame"]').last
+        grid.scroll_into_view_if_needed()
+        grid.locator("#glide-cell-0-0").wait_for(state="attached")
+
+        def cell(column: int, row: int) -> str:  # the grid's hidden accessible copy of a cell
+            return grid.locator(f"#glide-cell-{column}-{row}").inner_text()
+
+        shown = grid.locator('[id^="glide-cell-0-"]').count()
+        row = next(  # columns: 0 item, 1 decision, 2 status, ..., 6 reason
+            i for i in range(shown) if cell(2, i) == "rejected" and cell(6, i).startswith("landed")
+        )
+        item = cell(0, row)
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 20, box["y"] + 35 * (row + 1) + 17)  # the row's item cell
+        page.keyboard.press("ArrowRight")  # to its decision cell
+        page.keyboard.press("Enter")  # opens the choice
+        page.get_by_role("option", name="accepted", exact=True).click()
+        text(f"{before + 1} samples of this run go to the curated set").wait_for()
+        idle()
+        run_id = synthesis.list_runs(Workspace(ws_root), "e2e")[0]["id"]
+        flipped = next(
+            i for i in synthesis.review(Workspace(ws_root), run_id) if i["item_id"] == item
+        )
+        assert flipped["decision"] == "accepted" and flipped["status"] == "rejected"
+        shot("6-synthesize", at="Runs")
 
         # 8. export, downloaded and read back
         go("Export")
@@ -206,6 +235,7 @@ def test_the_whole_path(app, tmp_path):
         )
         assert {r["source"] for r in exported} == {"seed", "synthetic"}
         assert exported[0]["messages"][0]["content"] == XSS[0]["question"]  # kept as the data said
+        assert flipped["problem"] in {r["messages"][0]["content"] for r in exported}
 
         # 9. nothing ran from the data
         assert page.evaluate("window.__xss") is None and dialogs == []
