@@ -87,9 +87,12 @@ threshold = cols[0].slider(
     "Gradient cosine above", 0.80, 1.0, 0.98, 0.005, key="exp_threshold", disabled=fs is None
 )
 if cols[1].button("Find them"):
-    st.session_state["dup_groups"] = ui.attempt(
-        lambda: curation.duplicate_groups(ws, info.name, fs, threshold=threshold)
-    )
+    with ui.progress("Comparing samples...", unit="rows", cancel="Nothing was removed.") as bar:
+        st.session_state["dup_groups"] = ui.attempt(
+            lambda: curation.duplicate_groups(
+                ws, info.name, fs, threshold=threshold, on_progress=bar
+            )
+        )
 groups = st.session_state.get("dup_groups")
 if groups is not None:
     if not groups:

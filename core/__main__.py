@@ -499,7 +499,10 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
 
     ws = _workspace(args)
     fs = features_for(args, ws, args.name) if not args.text_only else None
-    groups = curation.duplicate_groups(ws, args.name, fs, threshold=args.threshold)
+    with progress_bar(f"near-duplicates in {args.name}", unit="row") as bar:
+        groups = curation.duplicate_groups(
+            ws, args.name, fs, threshold=args.threshold, on_progress=bar
+        )
     resolved = 0
     if args.resolve:
         chosen = (

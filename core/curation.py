@@ -21,12 +21,14 @@ import pyarrow.parquet as pq
 from core.config import ProxySpec, Runtime
 from core.errors import UserError
 from core.features import FeatureSet
+from core.progress import ProgressFn, no_progress
 from core.records import Record, iter_records
 from core.synthesis import synthetic_features, synthetic_records
 from core.vendi import spectrum, unit_rows, vendi
 from core.workspace import Workspace
 
 SOURCES = ("seed", "synthetic")
+SIMS_BYTES = 256 * 2**20  # the most memory one band of near-duplicate cosines takes
 
 
 def removed(ws: Workspace, dataset: str) -> dict[int, str]:
@@ -101,10 +103,13 @@ def duplicate_groups(
     *,
     threshold: float = 0.98,
     block: int = 4096,
+    on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, Any]]:
     """Groups of seed rows that say the same: the same prompt and response (white space and
     case folded), or gradient features with a cosine above `threshold` (when `features`
-    are given). Rows already removed are left out. Largest groups first."""
+    are given). Rows already removed are left out. Largest groups first. The cosines are
+    taken `block` rows at a time against the rows after them (at most SIMS_BYTES at once);
+    progress counts rows."""
     info = ws.dataset(dataset)
     gone = removed(ws, dataset)
     table = pq.read_table(info.path, columns=["id", "prompt", "response"])
@@ -121,11 +126,16 @@ def duplicate_groups(
             first_of[key] = i
     if features is not None and len(live) > 1:
         x = unit_rows(features.matrix()[live], np.float32)
-        for start in range(0, len(x), block):
-            sims = x[start : start + block] @ x.T
+        n = len(x)
+        step = max(1, min(block, SIMS_BYTES // (4 * n)))
+        for start in range(0, n, step):
+            sims = x[start : start + step] @ x[start:].T  # the upper triangle, a band at a time
             a, b = np.nonzero(sims > threshold)
-            keep = (start + a) < b  # each pair once, no self pairs
-            pairs += [(live[start + i], live[j]) for i, j in zip(a[keep], b[keep], strict=True)]
+            keep = a < b  # each pair once, no self pairs
+            pairs += [
+                (live[start + i], live[start + j]) for i, j in zip(a[keep], b[keep], strict=True)
+            ]
+            on_progress(min(start + step, n), n)
     out = []
     for members in _components(info.rows, pairs):
         members.sort()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from core import curation, synthesis
@@ -212,6 +213,19 @@ def test_gradient_near_duplicates(tmp_path):
         and loose[0]["kind"] == "gradient"
         and len(loose[0]["rows"]) == 20
     )
+    x = fs.matrix() / np.linalg.norm(fs.matrix(), axis=1, keepdims=True)
+    cosines = (x @ x.T)[np.triu_indices(20, 1)]
+    middle = float(np.quantile(cosines, 0.97))  # a threshold that splits the rows into groups
+    seen: list[tuple[int, int | None]] = []
+    banded = curation.duplicate_groups(
+        ws, "d", fs, threshold=middle, block=3, on_progress=lambda d, t: seen.append((d, t))
+    )
+    assert banded == curation.duplicate_groups(ws, "d", fs, threshold=middle)  # one band
+    assert seen[-1] == (20, 20) and len(seen) == 7  # bands of 3 rows
+    pairs = {(i, j) for i, j in zip(*np.triu_indices(20, 1), strict=True) if x[i] @ x[j] > middle}
+    grouped = [set(g["rows"]) for g in banded]
+    assert pairs and all(any({i, j} <= g for g in grouped) for i, j in pairs)
+    assert 1 < sum(len(g) for g in grouped) < 20
 
 
 def test_synthetic_rows_carry_provenance_and_never_the_key(seeded, tmp_path):  # noqa: F811
