@@ -107,9 +107,7 @@ def duplicate_groups(
 ) -> list[dict[str, Any]]:
     """Groups of seed rows that say the same: the same prompt and response (white space and
     case folded), or gradient features with a cosine above `threshold` (when `features`
-    are given). Rows already removed are left out. Largest groups first. The cosines are
-    taken `block` rows at a time against the rows after them (at most SIMS_BYTES at once);
-    progress counts rows."""
+    are given; see similar_pairs). Rows already removed are left out. Largest groups first."""
     info = ws.dataset(dataset)
     gone = removed(ws, dataset)
     table = pq.read_table(info.path, columns=["id", "prompt", "response"])
@@ -126,16 +124,8 @@ def duplicate_groups(
             first_of[key] = i
     if features is not None and len(live) > 1:
         x = unit_rows(features.matrix()[live], np.float32)
-        n = len(x)
-        step = max(1, min(block, SIMS_BYTES // (4 * n)))
-        for start in range(0, n, step):
-            sims = x[start : start + step] @ x[start:].T  # the upper triangle, a band at a time
-            a, b = np.nonzero(sims > threshold)
-            keep = a < b  # each pair once, no self pairs
-            pairs += [
-                (live[start + i], live[start + j]) for i, j in zip(a[keep], b[keep], strict=True)
-            ]
-            on_progress(min(start + step, n), n)
+        close = similar_pairs(x, threshold, block=block, on_progress=on_progress)
+        pairs += [(live[i], live[j]) for i, j in close]
     out = []
     for members in _components(info.rows, pairs):
         members.sort()
@@ -154,6 +144,25 @@ def duplicate_groups(
     for n, group in enumerate(out):
         group["group"] = n
     return out
+
+
+def similar_pairs(
+    x: np.ndarray, threshold: float, *, block: int = 4096, on_progress: ProgressFn = no_progress
+) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of rows of `x` (N x d, unit rows) whose dot product is above
+    `threshold`. Each band of `block` rows is compared with itself and the rows after it
+    (the upper triangle, never more than SIMS_BYTES of products at once); progress counts rows."""
+    n = len(x)
+    step = max(1, min(block, SIMS_BYTES // (4 * n)))
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, n, step):
+        sims = x[start : start + step] @ x[start:].T
+        a, b = np.nonzero(sims > threshold)
+        keep = a < b  # each pair once, no self pairs
+        a, b = (a[keep] + start).tolist(), (b[keep] + start).tolist()
+        pairs += zip(a, b, strict=True)
+        on_progress(min(start + step, n), n)
+    return pairs
 
 
 def _same_text(a: int, b: int, prompts: list[str], responses: list[str]) -> bool:

@@ -197,6 +197,22 @@ def test_curation_removals_groups_and_summary(tmp_path):
         list(curation.curated_records(ws, "d", include=("seeds",)))
 
 
+def test_similar_pairs_are_the_upper_triangle_above_the_threshold(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    brute = {(i, j) for i in range(50) for j in range(i + 1, 50) if sims[i, j] > 0.5}
+    assert brute
+    for block in (1, 7, 4096):
+        found = curation.similar_pairs(x, 0.5, block=block)
+        assert len(found) == len(set(found)) and set(found) == brute
+    monkeypatch.setattr(curation, "SIMS_BYTES", 4 * 50 * 10)  # room for 10 rows of products
+    bands: list[int] = []
+    assert set(curation.similar_pairs(x, 0.5, on_progress=lambda d, t: bands.append(d))) == brute
+    assert bands == [10, 20, 30, 40, 50]
+
+
 def test_gradient_near_duplicates(tmp_path):
     ws = Workspace(tmp_path / "ws")
     rows = [
