@@ -16,3 +16,10 @@ class UserError(Exception):
 
 class Cancelled(Exception):
     """Raised from a progress callback to stop a long job; nothing half-done is kept."""
+
+
+def check_at_least(limits: tuple[tuple[str, float, float], ...]) -> None:
+    """Raise a UserError naming the first (label, value, lowest allowed) whose value is too low."""
+    for label, value, low in limits:
+        if value < low:
+            raise UserError(f"{label} must be at least {low}, not {value}")

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from core.config import METHODS, SENTENCE, FeatureConfig, ProxySpec, Runtime
-from core.errors import UserError
+from core.errors import UserError, check_at_least
 from core.gradients import collate, featurizer
 from core.progress import ProgressFn, no_progress
 from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity
@@ -358,14 +358,14 @@ def encoder_for(
 def _check(config: FeatureConfig, runtime: Runtime) -> None:
     if config.method not in (*METHODS, SENTENCE):
         raise UserError(f"method {config.method!r}: use factorized, exact or sentence")
-    for label, value, low in (
-        ("dim", config.dim, 1),
-        ("rank", config.rank, 1),
-        ("max length", config.max_length, 8),
-        ("chunk rows", runtime.chunk_rows, 1),
-    ):
-        if value < low:
-            raise UserError(f"{label} must be at least {low}, not {value}")
+    check_at_least(
+        (
+            ("dim", config.dim, 1),
+            ("rank", config.rank, 1),
+            ("max length", config.max_length, 8),
+            ("chunk rows", runtime.chunk_rows, 1),
+        )
+    )
     if runtime.batch_size is not None and runtime.batch_size < 1:
         raise UserError("batch size must be at least 1")
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from core.answers import majority_vote, verifier_named
 from core.config import FeatureConfig, ProxySpec, Runtime
-from core.errors import Cancelled, UserError
+from core.errors import Cancelled, UserError, check_at_least
 from core.features import compute_features, encoder_for
 from core.llm import BudgetExhausted, ChatClient, LLMSettings, RequestLog
 from core.maps import clusters_for
@@ -74,15 +74,15 @@ class SynthesisSettings:
         return "targeted" if self.clusters or self.selection else "auto"
 
     def check(self) -> None:
-        for name, value, low in (
-            ("target", self.target, 1),
-            ("rounds", self.rounds, 1),
-            ("solutions", self.solutions, 1),
-            ("problems per prompt", self.problems_per_prompt, 1),
-            ("exemplars", self.exemplars, 1),
-        ):
-            if value < low:
-                raise UserError(f"{name} must be at least {low}, not {value}")
+        check_at_least(
+            (
+                ("target", self.target, 1),
+                ("rounds", self.rounds, 1),
+                ("solutions", self.solutions, 1),
+                ("problems per prompt", self.problems_per_prompt, 1),
+                ("exemplars", self.exemplars, 1),
+            )
+        )
         if self.verifier not in ("math", "label"):
             raise UserError(f"verifier {self.verifier!r}: use math or label")
 
