@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
+from core.workspace import Workspace
 from tests.conftest import REPO
 
 
@@ -32,6 +34,16 @@ class App:
 
     def errors(self) -> list[str]:
         return [e.value for e in self.at.error]
+
+    def button(self, label: str):
+        return next(b for b in self.at.button if b.label == label)
+
+
+def open_page(workspace: Path, page: str, **feature_settings) -> App:
+    """The app on `page`, with the sidebar's feature settings (proxy, dim, ...) stored in the
+    workspace before the first start (which imports the demo)."""
+    Workspace(workspace).set_meta("feature_settings", json.dumps(feature_settings))
+    return App(workspace, page=page)
 
 
 class DataPage(App):
@@ -61,9 +73,6 @@ class DataPage(App):
         frames = [d.value for d in self.at.dataframe if "prompt" in d.value.columns]
         assert frames, f"no preview; errors: {self.errors()}"
         return frames[0]
-
-    def button(self, label: str):
-        return next(b for b in self.at.button if b.label == label)
 
     def import_as(self, name: str, replace: bool = False) -> None:
         self.at.text_input(key=next(k for k in self._keys() if k.startswith("name_"))).set_value(

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 from core.workspace import Workspace
-from tests.app_driver import App
+from tests.app_driver import App, open_page
 from tests.test_features import demo_file
 
 
 def diversity_page(tmp_path) -> App:
-    app = App(tmp_path / "ws")
-    ws = Workspace(tmp_path / "ws")
-    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 64}))
-    ws.import_dataset(demo_file(tmp_path / "small.jsonl", 40), name="small")
-    app.at.switch_page("app_pages/diversity.py")
+    app = open_page(tmp_path / "ws", "app_pages/diversity.py", proxy="tiny-random", dim=64)
+    Workspace(tmp_path / "ws").import_dataset(demo_file(tmp_path / "small.jsonl", 40), name="small")
     return app.run()
 
 

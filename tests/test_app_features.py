@@ -7,15 +7,11 @@ import json
 from core.config import FeatureConfig, ProxySpec
 from core.features import find_features
 from core.workspace import Workspace
-from tests.app_driver import App
+from tests.app_driver import App, open_page
 
 
 def features_page(workspace) -> App:
-    app = App(workspace)  # first start: the demo is imported
-    ws = Workspace(workspace)
-    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 64}))
-    app.at.switch_page("app_pages/features.py")
-    return app.run()
+    return open_page(workspace, "app_pages/features.py", proxy="tiny-random", dim=64)
 
 
 def test_compute_then_cached(tmp_path):
@@ -39,12 +35,7 @@ def test_compute_then_cached(tmp_path):
 
 
 def test_unloadable_proxy_shows_the_fix(tmp_path):
-    app = App(tmp_path / "ws")
-    Workspace(tmp_path / "ws").set_meta(
-        "feature_settings", json.dumps({"proxy": "no-such-org/no-model"})
-    )
-    app.at.switch_page("app_pages/features.py")
-    app.run()
+    app = open_page(tmp_path / "ws", "app_pages/features.py", proxy="no-such-org/no-model")
     app.at.button[0].click()
     app.run()
     assert any("tiny-random" in e and "cannot be loaded" in e for e in app.errors())

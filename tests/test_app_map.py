@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 
-from core.workspace import Workspace
-from tests.app_driver import App
+from tests.app_driver import App, open_page
 
 
 def map_page(tmp_path) -> App:
-    ws = Workspace(tmp_path / "ws")
-    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 64}))
-    app = App(tmp_path / "ws")
-    app.at.switch_page("app_pages/map.py")
-    app.run()
-    next(b for b in app.at.button if b.label == "Compute features").click()
+    app = open_page(tmp_path / "ws", "app_pages/map.py", proxy="tiny-random", dim=64)
+    app.button("Compute features").click()
     return app.run()
 
 

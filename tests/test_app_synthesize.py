@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 from core import synthesis
 from core.workspace import Workspace
-from tests.app_driver import App
+from tests.app_driver import App, open_page
 from tests.fake_llm import FakeLLM
+
+
+def synthesize_page(tmp_path) -> App:
+    app = open_page(tmp_path / "ws", "app_pages/synthesize.py", proxy="tiny-random", dim=128)
+    app.button("Compute features").click()
+    return app.run()
 
 
 def test_start_a_run_and_review_it(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 128}))
-    app = App(tmp_path / "ws")
-    app.at.switch_page("app_pages/synthesize.py")
-    app.run()
-    next(b for b in app.at.button if b.label == "Compute features").click()
-    app.run()
+    app = synthesize_page(tmp_path)
     start = next(b for b in app.at.button if b.label == "Start a run")
     assert start.disabled  # no model yet
     with FakeLLM() as llm:
@@ -46,13 +45,7 @@ def test_start_a_run_and_review_it(tmp_path):
 
 
 def test_bad_endpoint_is_an_error_on_the_page(tmp_path):
-    ws = Workspace(tmp_path / "ws")
-    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": 128}))
-    app = App(tmp_path / "ws")
-    app.at.switch_page("app_pages/synthesize.py")
-    app.run()
-    next(b for b in app.at.button if b.label == "Compute features").click()
-    app.run()
+    app = synthesize_page(tmp_path)
     app.at.text_input(key="syn_url").set_value("localhost:9")
     app.at.text_input(key="syn_model").set_value("m")
     app.run()
