@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import time
@@ -80,20 +81,27 @@ class FeatureSet:
     def chunk_path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:05d}.npy"
 
-    def chunk_is_valid(self, index: int) -> bool:
-        """Listed in the manifest, the right size, and its checksum matches."""
+    def _chunk_bytes(self, index: int) -> bytes | None:
+        """The chunk file's bytes if it is listed in the manifest, the right size, and its
+        checksum matches; else None."""
         entry = self.chunks.get(index)
         path = self.chunk_path(index)
         if entry is None or not path.exists() or path.stat().st_size != entry["bytes"]:
-            return False
-        return _crc(path) == entry["crc32"]
+            return None
+        data = path.read_bytes()
+        return data if zlib.crc32(data) == entry["crc32"] else None
+
+    def chunk_is_valid(self, index: int) -> bool:
+        return self._chunk_bytes(index) is not None
 
     def load_chunk(self, index: int) -> np.ndarray:
-        if not self.chunk_is_valid(index):
+        """The chunk's rows x dim float32 array, checked and read from disk once."""
+        data = self._chunk_bytes(index)
+        if data is None:
             raise UserError(
                 f"feature chunk {self.chunk_path(index)} is missing or damaged; compute the features again"
             )
-        return np.load(self.chunk_path(index))
+        return np.load(io.BytesIO(data))
 
     def iter_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, rows x dim float32 array) per chunk, in dataset order."""
@@ -129,29 +137,17 @@ class FeatureSet:
 
     def write_chunk(self, index: int, values: np.ndarray, *, truncated: int = 0) -> None:
         """Store rows [index * chunk_rows, ...) atomically; `truncated` counts cut samples."""
-        path = self.chunk_path(index)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, values.astype(np.float32, copy=False))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        size = path.stat().st_size
+        buffer = io.BytesIO()
+        np.save(buffer, values.astype(np.float32, copy=False))
+        data = buffer.getvalue()
+        _atomic_write(self.chunk_path(index), data)
         self.chunks[index] = {
             "rows": len(values),
-            "bytes": size,
-            "crc32": _crc(path),
+            "bytes": len(data),
+            "crc32": zlib.crc32(data),
             "truncated": truncated,
         }
         self.save_manifest()
-
-
-def _crc(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-    return crc
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
