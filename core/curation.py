@@ -22,9 +22,10 @@ from core.config import ProxySpec, Runtime
 from core.errors import UserError
 from core.features import FeatureSet
 from core.progress import ProgressFn, no_progress
+from core.prompts import normalise_text
 from core.records import Record, iter_records
 from core.synthesis import synthetic_features, synthetic_records
-from core.vendi import spectrum, unit_rows, vendi
+from core.vendi import g_vendi, unit_rows
 from core.workspace import Workspace
 
 SOURCES = ("seed", "synthetic")
@@ -92,10 +93,6 @@ def _components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def duplicate_groups(
     ws: Workspace,
     dataset: str,
@@ -117,7 +114,7 @@ def duplicate_groups(
     first_of: dict[str, int] = {}
     pairs: list[tuple[int, int]] = []
     for i in live:
-        key = _norm(prompts[i]) + "\x00" + _norm(responses[i])
+        key = normalise_text(prompts[i]) + "\x00" + normalise_text(responses[i])
         if key in first_of:
             pairs.append((first_of[key], i))
         else:
@@ -166,7 +163,9 @@ def similar_pairs(
 
 
 def _same_text(a: int, b: int, prompts: list[str], responses: list[str]) -> bool:
-    return _norm(prompts[a]) == _norm(prompts[b]) and _norm(responses[a]) == _norm(responses[b])
+    return normalise_text(prompts[a]) == normalise_text(prompts[b]) and normalise_text(
+        responses[a]
+    ) == normalise_text(responses[b])
 
 
 def resolve_group(
@@ -269,7 +268,7 @@ def curated_g_vendi(
     rows = [p for p in parts if len(p)]
     if not rows:
         raise UserError("the curated set is empty")
-    return vendi(spectrum(np.vstack(rows)).eigen()[0])
+    return g_vendi(np.vstack(rows))
 
 
 def summary(

@@ -25,6 +25,7 @@ from core.textstats import distinct_n, mean_length
 from core.vendi import (
     bootstrap,
     equal_size,
+    g_vendi,
     marginal_values,
     per_group,
     spectrum,
@@ -194,7 +195,7 @@ def baselines(
             runtime=runtime,
             on_progress=on_progress,
         )
-        out["sentence_vendi"] = vendi(spectrum(fs.arrays()).eigen()[0])
+        out["sentence_vendi"] = g_vendi(fs.arrays())
         out["sentence_model"] = sentence_model
     except UserError as e:
         out["sentence_vendi"] = None
@@ -230,9 +231,7 @@ def compare(
     }
     out = []
     for name, fs in sets.items():
-        out.append(
-            {"name": name, "rows": fs.rows, "g_vendi": vendi(spectrum(fs.arrays()).eigen()[0], q)}
-        )
+        out.append({"name": name, "rows": fs.rows, "g_vendi": g_vendi(fs.arrays(), q)})
     sizes = {fs.rows for fs in sets.values()}
     result: dict[str, Any] = {
         "q": q,

@@ -75,6 +75,11 @@ def solve_prompt(template: str, problem: str) -> str:
     return template.format(problem=problem)
 
 
+def normalise_text(text: str) -> str:
+    """The text with case and white space folded: what counts as "the same text"."""
+    return " ".join(text.lower().split())
+
+
 def parse_problems(reply: str) -> list[str]:
     """The problems of a generation reply: each after a line that is only the marker; text
     before the first marker is ignored; empty and repeated problems are dropped."""
@@ -82,7 +87,7 @@ def parse_problems(reply: str) -> list[str]:
     seen, out = set(), []
     for part in parts[1:]:
         text = part.strip()
-        key = " ".join(text.lower().split())
+        key = normalise_text(text)
         if text and key not in seen:
             seen.add(key)
             out.append(text)

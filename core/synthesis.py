@@ -38,10 +38,16 @@ from core.errors import Cancelled, UserError, check_at_least
 from core.features import compute_features, encoder_for
 from core.llm import BudgetExhausted, ChatClient, LLMSettings, RequestLog
 from core.maps import clusters_for
-from core.prompts import generation_prompt, load_templates, parse_problems, solve_prompt
+from core.prompts import (
+    generation_prompt,
+    load_templates,
+    normalise_text,
+    parse_problems,
+    solve_prompt,
+)
 from core.records import Record
 from core.regions import default_k, resolve_k, sparse_clusters, spherical_kmeans
-from core.vendi import spectrum, unit_rows, vendi
+from core.vendi import g_vendi, unit_rows
 from core.workspace import Workspace, process_alive
 
 OVERGENERATE = 2  # problems asked for per sample wanted: many are rejected on the way
@@ -332,11 +338,7 @@ class _Pool:
         self.features = np.vstack([self.features, vector[None, :]])
         self.texts.append(text)
         self.ids.append(sample_id)
-        self.normalised.add(_norm(text))
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+        self.normalised.add(normalise_text(text))
 
 
 def _rng(*parts: Any) -> random.Random:
@@ -459,9 +461,9 @@ class _Runner:
             list(prompts),
             list(ids),
             len(prompts),
-            {_norm(p) for p in prompts},
+            {normalise_text(p) for p in prompts},
         )
-        self.g_before = self.g_now = vendi(spectrum(pool.features).eigen()[0])
+        self.g_before = self.g_now = g_vendi(pool.features)
         k = resolve_k(st.k, fs.rows) if st.k else default_k(fs.rows)
         first = clusters_for(self.ws, fs, k=k, seed=self.config.seed)
         target_rows = self._target_rows(first)
@@ -489,7 +491,7 @@ class _Runner:
                 self._accept(
                     r, candidates, encoder, centroids, labels, accepting, limits, pool, target_rows
                 )
-                self.g_now = vendi(spectrum(pool.features).eigen()[0])
+                self.g_now = g_vendi(pool.features)
                 self.progress(f"round {r} done")
         except BudgetExhausted as e:
             state = "budget"
@@ -631,9 +633,9 @@ class _Runner:
                 )
                 return
             for j, problem in enumerate(problems):
-                if _norm(problem) in seen:
+                if normalise_text(problem) in seen:
                     continue  # the same problem from another request of this round
-                seen.add(_norm(problem))
+                seen.add(normalise_text(problem))
                 items.append(
                     {
                         **base,
@@ -710,7 +712,7 @@ class _Runner:
             landed = int(np.argmax(centroids @ vector))
             it["landed_cluster"] = landed
             nearest = float((pool.features @ vector).max())
-            if _norm(it["problem"]) in pool.normalised:
+            if normalise_text(it["problem"]) in pool.normalised:
                 it.update(
                     status="rejected",
                     reason="duplicate (the same text as an existing sample)",
