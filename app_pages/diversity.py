@@ -53,7 +53,10 @@ def redundancy(root: str, dataset: str, key: str):
 
 
 @st.cache_data(show_spinner="Comparing...", max_entries=16)
-def compared(root: str, names: tuple[str, ...], keys: tuple[str, ...], equal: bool):
+def compared(
+    root: str, names: tuple[str, ...], fingerprints: tuple[str, ...], key: str, equal: bool
+):
+    """Cached by the datasets' contents and the active feature set's key (proxy, settings)."""
     return diversity.compare(
         Workspace(root),
         list(names),
@@ -115,12 +118,12 @@ if picked:
         )
     if st.button("Compare", icon=":material/bar_chart:"):
         fingerprints = tuple(chosen[n].fingerprint for n in names)  # new data, new results
-        comparison = ui.attempt(lambda: compared(root, names, fingerprints, equal))
+        comparison = ui.attempt(lambda: compared(root, names, fingerprints, fs.key, equal))
         if comparison:
-            st.session_state["comparison"] = (names, equal, comparison)
+            st.session_state["comparison"] = (names, equal, fs.key, comparison)
     stored = st.session_state.get("comparison")
-    if stored and stored[0] == names and stored[1] == equal:
-        comparison = stored[2]
+    if stored and stored[:3] == (names, equal, fs.key):  # the same datasets and feature settings
+        comparison = stored[3]
         frame = pd.DataFrame(comparison["datasets"])
         if equal:
             err = dict(type="data", array=frame["std"])
