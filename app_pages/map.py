@@ -178,7 +178,6 @@ def explore() -> None:
         origin = f"{len(rows):,} samples in cluster(s) {', '.join(map(str, clusters_picked))}"
     else:
         rows, origin = [], ""
-    st.session_state["map_selection"] = rows
 
     st.subheader("Selection")
     if not rows:

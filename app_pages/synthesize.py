@@ -334,5 +334,5 @@ if items:
         )
     if len(changed):
         st.rerun()
-    kept = sum(1 for i in synthesis.review(ws, chosen) if i["decision"] == "accepted")
+    kept = sum(1 for i in items if i["decision"] == "accepted")  # a change reran above
     st.caption(f"{kept} samples of this run go to the curated set (with overrides).")
