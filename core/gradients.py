@@ -72,16 +72,10 @@ def collate(samples: Sequence[Encoded], *, pad_id: int, side: str = "right") -> 
     return Batch(ids, mask, positions, loss)
 
 
-def response_losses(
-    model: nn.Module, batch: Batch, hidden: torch.Tensor | None = None
-) -> torch.Tensor:
+def response_losses(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Per-sample mean cross-entropy over response tokens, shape (B,), in float32.
-
-    The LM head runs only on the positions that carry a loss. `hidden` is the decoder's
-    last hidden state when the caller has it; otherwise the decoder runs here.
-    """
-    if hidden is None:
-        hidden = decoder_hidden(model, batch)
+    The LM head runs only on the positions that carry a loss."""
+    hidden = decoder_hidden(model, batch)
     rows, cols = batch.loss_mask.nonzero(as_tuple=True)
     logits = model.get_output_embeddings()(hidden[rows, cols])
     targets = batch.input_ids[rows, cols + 1]

@@ -36,7 +36,7 @@ from core.workspace import Workspace
 CLUSTERS_VERSION = 1
 
 
-def _artefact(ws: Workspace, fs: FeatureSet, kind: str, params: dict[str, Any]) -> tuple[str, Path]:
+def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> tuple[str, Path]:
     key = hashlib.blake2b(
         json.dumps({"features": fs.key, "kind": kind, **params}, sort_keys=True).encode(),
         digest_size=10,
@@ -75,7 +75,7 @@ def clusters_for(
     `default_k`), cached."""
     k_rows = resolve_k(k, fs.rows) if k else default_k(fs.rows)
     params = {"k": k_rows, "seed": seed, "version": CLUSTERS_VERSION}
-    key, path = _artefact(ws, fs, "clusters", params)
+    key, path = _artefact(fs, "clusters", params)
     if (saved := _load(path)) is not None:
         return Clustering(
             saved["labels"], saved["centroids"], saved["similarity"], int(saved["iterations"])
@@ -113,7 +113,7 @@ def layout_for(
 ) -> Layout | None:
     """The 2-D layout and local density of a feature set, cached; None when it is not
     cached yet and `compute` is False."""
-    key, path = _artefact(ws, fs, "layout", config.key_fields())
+    key, path = _artefact(fs, "layout", config.key_fields())
     if (saved := _load(path)) is not None:
         return Layout(saved["coords"], saved["density"], True)
     if not compute:
@@ -129,7 +129,7 @@ def groups_for(
 ) -> np.ndarray:
     """HDBSCAN groups on the layout, cached with it."""
     params = {**config.key_fields(), "hdbscan": 1}
-    key, path = _artefact(ws, fs, "groups", params)
+    key, path = _artefact(fs, "groups", params)
     if (saved := _load(path)) is not None:
         return saved["labels"]
     labels = hdbscan_groups(layout.coords)

@@ -488,9 +488,7 @@ class _Runner:
                 candidates = self._solve(items)
                 if candidates and encoder is None:
                     encoder = encoder_for(self.proxy, self.config, self.runtime)
-                self._accept(
-                    r, candidates, encoder, centroids, labels, accepting, limits, pool, target_rows
-                )
+                self._accept(r, candidates, encoder, centroids, accepting, limits, pool)
                 self.g_now = g_vendi(pool.features)
                 self.progress(f"round {r} done")
         except BudgetExhausted as e:
@@ -700,9 +698,7 @@ class _Runner:
         self.progress("solutions checked")
         return [it for it in items if it["status"] == "solved"]
 
-    def _accept(
-        self, r, candidates, encoder, centroids, labels, accepting, room, pool: _Pool, target_rows
-    ) -> None:
+    def _accept(self, r, candidates, encoder, centroids, accepting, room, pool: _Pool) -> None:
         if not candidates:
             return
         features = self._features(r, candidates, encoder)
