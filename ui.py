@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from core.workspace import DatasetInfo, Workspace, resolve_root
 
 ACTIVE_KEY = "active_dataset"
 SETTINGS_KEY = "feature_settings"
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
 
 
 @st.cache_resource(show_spinner="Opening the workspace...")
@@ -36,6 +38,20 @@ def _open_workspace(root: str) -> Workspace:
     ws = Workspace(root)
     demo.ensure_demo(ws)
     return ws
+
+
+def md(text: object) -> str:
+    """`text` (from a dataset, a file name, a field name, a server's reply) escaped for any
+    Streamlit element that renders Markdown (markdown, caption, info, labels...), so that it
+    shows as typed: no links, images, HTML, LaTeX, colours or icons. Streamlit's own
+    extensions (`:material/x:`, `:red[...]`) and GFM's bare-URL and e-mail links survive
+    backslash escapes, so a word joiner (U+2060, invisible) breaks their triggers."""
+    escaped = _MARKUP.sub(r"\\\1", str(text)).replace("\n", "  \n")
+    return (
+        escaped.replace("\\:", "\\:\u2060")
+        .replace("@", "\u2060@")
+        .replace("www\\.", "www\u2060\\.")
+    )
 
 
 def workspace() -> Workspace:
