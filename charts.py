@@ -150,6 +150,20 @@ def map_figure(
     return figure
 
 
+def cluster_sizes(by_cluster: dict[str, int]) -> go.Figure:
+    """Bars of samples per cluster, in the order of the cluster ids as numbers (0, 1, 2,
+    ..., 10), not as text (0, 1, 10, 2)."""
+    ids = sorted(by_cluster, key=int)
+    figure = go.Figure(go.Bar(x=ids, y=[by_cluster[i] for i in ids], marker_color=PALETTE[0]))
+    figure.update_layout(
+        height=300,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis=dict(title="cluster", type="category", categoryorder="array", categoryarray=ids),
+        yaxis_title="samples",
+    )
+    return figure
+
+
 def _natural(value: str) -> tuple[int, Any]:
     return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
 

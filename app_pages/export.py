@@ -1,12 +1,15 @@
 """Export: the curated set (kept seed samples + accepted synthetic ones) for training."""
 
-import pandas as pd
+from pathlib import Path
+
 import streamlit as st
 
+import charts
 import ui
 from core import curation, diversity
-from core.export import export
+from core.export import export_curated
 from core.maps import clusters_for
+from core.progress import no_progress
 
 page = ui.feature_page(
     "Export",
@@ -40,12 +43,13 @@ if fs is not None:
         st.metric("G-Vendi of the curated set", f"{st.session_state['curated_gv'][1]:.2f}")
 if summary["by_cluster"]:
     with st.expander("Size by cluster (the map's clusters)"):
-        st.bar_chart(
-            pd.Series(summary["by_cluster"], name="samples"), x_label="cluster", y_label="samples"
-        )
+        st.plotly_chart(charts.cluster_sizes(summary["by_cluster"]), width="stretch")
+for note in summary["notes"]:
+    st.info(ui.md(note[0].upper() + note[1:] + "."), icon=":material/info:")
 if summary["removed_by_reason"]:
     st.caption(
-        "Removed: " + ", ".join(f"{k} ({v})" for k, v in summary["removed_by_reason"].items())
+        "Removed: "
+        + ", ".join(f"{ui.md(k)} ({v})" for k, v in summary["removed_by_reason"].items())
     )
 
 # --- trimming ----------------------------------------------------------------------------------
@@ -139,13 +143,26 @@ provenance = cols[2].toggle(
     "Provenance fields",
     value=True,
     key="exp_prov",
-    help="id, source, cluster, run, round, generator, exemplar_ids, votes",
+    help="source, cluster, run, round, generator, exemplar_ids, votes. Each row keeps its id "
+    "either way.",
 )
 suffix = {"messages": ".jsonl", "prompt-response": ".jsonl", "parquet": ".parquet", "hf": ""}[form]
 
 
-def rows():
-    return curation.curated_records(ws, info.name, include=tuple(include), clusters=labels)
+def write(target, *, overwrite: bool = False, on_progress=no_progress) -> dict | None:
+    return ui.attempt(
+        lambda: export_curated(
+            ws,
+            info.name,
+            target,
+            format=form,
+            include=tuple(include),
+            provenance=provenance,
+            overwrite=overwrite,
+            clusters=labels,
+            on_progress=on_progress,
+        )
+    )
 
 
 cols = st.columns([3, 1], vertical_alignment="bottom")
@@ -154,13 +171,20 @@ path = cols[0].text_input(
     value=str(ws.root / f"{info.name}-curated{suffix}"),
     key=f"exp_path_{form}",
 )
-if cols[1].button("Write", type="primary", icon=":material/save:"):
-    with ui.progress("Writing...", cancel="The target file was not touched.") as bar:
-        done = ui.attempt(
-            lambda: export(rows(), path, format=form, provenance=provenance, on_progress=bar)
-        )
+exists = bool(path) and Path(path).expanduser().exists()
+overwrite = exists and st.checkbox(
+    f"{ui.md(path)} exists: replace it",
+    key=f"exp_overwrite_{form}",
+    help="Unticked, an existing file or folder is never replaced. A folder is replaced only "
+    "when it is empty or an earlier export of this kind.",
+)
+if cols[1].button(
+    "Write", type="primary", icon=":material/save:", disabled=exists and not overwrite
+):
+    with ui.progress("Writing...", cancel="The target was not touched.") as bar:
+        done = write(path, overwrite=overwrite, on_progress=bar)
     if done:
-        st.success(f"Wrote {done['rows']:,} rows to `{done['path']}`.")
+        st.success(f"Wrote {done['rows']:,} rows to {ui.md(done['path'])}.")
 if form != "hf":
     if st.button("Prepare a download", icon=":material/download:"):
         with (
@@ -168,9 +192,7 @@ if form != "hf":
             ui.progress("Preparing...", cancel="No download was made.") as bar,
         ):
             target = tmp / f"{info.name}-curated{suffix}"
-            done = ui.attempt(
-                lambda: export(rows(), target, format=form, provenance=provenance, on_progress=bar)
-            )
+            done = write(target, on_progress=bar)
             if done:
                 st.session_state["download"] = (target.name, target.read_bytes(), done["rows"])
     if st.session_state.get("download"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -58,6 +59,41 @@ def progress_bar(desc: str, unit: str = "", unit_scale: bool = True) -> Iterator
         yield update
     finally:
         bar.close()
+
+
+def _number(
+    kind: type, low: float, high: float = math.inf, *, above: bool = False
+) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` from `low` (or, with `above`, more than
+    `low`) to `high`; argparse names the flag in the error."""
+    lowest = f"more than {low:,}" if above else f"at least {low:,}"
+    rule = lowest if math.isinf(high) else f"{lowest} and at most {high:,}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (
+            math.isfinite(value) and (value > low if above else value >= low) and value <= high
+        ):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return value
+
+    return parse
+
+
+def _cluster_k(text: str) -> float:
+    """An argparse type for --k: a count of clusters or a fraction of the rows."""
+    from core.regions import check_k
+
+    try:
+        return check_k(float(text))
+    except (ValueError, UserError) as e:
+        raise argparse.ArgumentTypeError(
+            str(e) if isinstance(e, UserError) else f"{text!r} is not a number"
+        ) from None
 
 
 def _workspace(args: argparse.Namespace):
@@ -175,9 +211,14 @@ def features_for(args: argparse.Namespace, ws, name: str):
 def cmd_embed(args: argparse.Namespace) -> Result:
     import numpy as np
 
+    from core.files import TargetExists, atomic_target, check_target
+
     out = Path(args.out) if args.out else None
-    if out and not out.parent.is_dir():
-        raise UserError(f"{out}: cannot write the features (no folder {out.parent})")
+    if out:
+        try:
+            check_target(out, overwrite=args.overwrite)
+        except TargetExists as e:
+            raise UserError(f"{e}; pass --overwrite to replace it") from None
     ws = _workspace(args)
     fs = features_for(args, ws, args.name)
     data = {
@@ -202,13 +243,10 @@ def cmd_embed(args: argparse.Namespace) -> Result:
             f"{data['truncated']} samples were cut to --max-length {fs.config.max_length} tokens"
         )
     if out:
-        tmp = out.with_name(out.name + ".part")
         try:
-            with open(tmp, "wb") as f:
+            with atomic_target(out) as tmp, open(tmp, "wb") as f:
                 np.save(f, fs.matrix())
-            tmp.replace(out)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise UserError(f"{out}: cannot write the features ({e.strerror})") from e
         data["out"] = str(out)
         lines.append(f"wrote {out} ({fs.rows} x {fs.dim} float32, dataset row order)")
@@ -220,8 +258,8 @@ def _q(text: str) -> float:
         q = float(text)
     except ValueError:
         raise UserError(f"--q {text!r}: give a number (0.5, 1, 2) or inf") from None
-    if q < 0:
-        raise UserError("--q must be at least 0")
+    if not q >= 0:  # also refuses nan
+        raise UserError(f"--q must be at least 0 (or inf), not {text}")
     return q
 
 
@@ -324,8 +362,6 @@ def cmd_compare(args: argparse.Namespace) -> Result:
 def cmd_map(args: argparse.Namespace) -> Result:
     from core import maps
 
-    if not 0 < args.sparse_below <= 100:
-        raise UserError("--sparse-below is a percentile of cluster sizes, between 0 and 100")
     ws = _workspace(args)
     fs = features_for(args, ws, args.name)
     clustering = maps.clusters_for(ws, fs, k=args.k, seed=args.seed)
@@ -474,23 +510,27 @@ def _map_labels(args: argparse.Namespace, ws, name: str):
 
 def cmd_export(args: argparse.Namespace) -> Result:
     from core import curation, export
+    from core.files import TargetExists
 
     ws = _workspace(args)
     include = curation.check_include([s.strip() for s in args.include.split(",") if s.strip()])
     ws.dataset(args.name)
     _, labels = _map_labels(args, ws, args.name)
     with progress_bar(f"exporting {args.name}", unit="row") as bar:
-        data = export.export(
-            curation.curated_records(ws, args.name, include=include, clusters=labels),
-            args.out,
-            format=args.format,
-            provenance=not args.no_provenance,
-            on_progress=bar,
-        )
-    if data["rows"] == 0:
-        raise UserError(
-            f"nothing to export: the curated set of {args.name!r} is empty (include: {args.include})"
-        )
+        try:
+            data = export.export_curated(
+                ws,
+                args.name,
+                args.out,
+                format=args.format,
+                include=include,
+                provenance=not args.no_provenance,
+                overwrite=args.overwrite,
+                clusters=labels,
+                on_progress=bar,
+            )
+        except TargetExists as e:
+            raise UserError(f"{e}; pass --overwrite to replace it") from None
     return data, [f"wrote {data['rows']:,} rows to {data['path']} ({data['format']})"]
 
 
@@ -505,11 +545,14 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
         )
     resolved = 0
     if args.resolve:
-        chosen = (
-            groups
-            if args.resolve == "all"
-            else [groups[i] for i in _numbers(args.resolve, "--resolve") if i < len(groups)]
+        wanted = (
+            range(len(groups)) if args.resolve == "all" else _numbers(args.resolve, "--resolve")
         )
+        unknown = [i for i in wanted if not 0 <= i < len(groups)]
+        if unknown:
+            known = f"groups 0 to {len(groups) - 1}" if groups else "no groups"
+            raise UserError(f"--resolve {unknown[0]}: there are {known}; nothing was removed")
+        chosen = [groups[i] for i in wanted]
         for group in chosen:
             resolved += curation.resolve_group(ws, args.name, group)
     data = {"groups": groups, "resolved": resolved, "threshold": args.threshold}
@@ -528,17 +571,25 @@ def cmd_curate(args: argparse.Namespace) -> Result:
     from core import curation, diversity
 
     ws = _workspace(args)
-    ws.dataset(args.name)
+    info = ws.dataset(args.name)
+    by_hand = list(_numbers(args.remove_rows, "--remove-rows"))
+    outside = [r for r in by_hand if not 0 <= r < info.rows]
+    if outside:  # checked before any change: a bad flag changes nothing
+        raise UserError(
+            f"--remove-rows {outside[0]}: rows are 0 to {info.rows - 1}; nothing was changed"
+        )
+    selected = (
+        ws.selection(args.name, args.remove_selection)["rows"] if args.remove_selection else []
+    )
     changed = 0
     if args.restore:
         changed -= curation.restore_rows(ws, args.name)
-    if args.remove_selection:
-        rows = ws.selection(args.name, args.remove_selection)["rows"]
-        changed += curation.remove_rows(ws, args.name, rows, f"selection {args.remove_selection}")
-    if args.remove_rows:
+    if selected:
         changed += curation.remove_rows(
-            ws, args.name, list(_numbers(args.remove_rows, "--remove-rows")), "by hand"
+            ws, args.name, selected, f"selection {args.remove_selection}"
         )
+    if by_hand:
+        changed += curation.remove_rows(ws, args.name, by_hand, "by hand")
     if args.remove_redundant:
         fs = features_for(args, ws, args.name)
         rows = [
@@ -556,6 +607,7 @@ def cmd_curate(args: argparse.Namespace) -> Result:
     ]
     if "g_vendi" in data:
         lines.append(f"G-Vendi of the curated set: {data['g_vendi']:.2f}")
+    lines += [f"note: {note}" for note in data["notes"]]
     return data, lines
 
 
@@ -573,7 +625,7 @@ def cmd_demo(args: argparse.Namespace) -> Result:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.config import DEFAULT_PROXY, FeatureConfig
+    from core.config import DEFAULT_PROXY, FEATURE_BOUNDS, RUNTIME_BOUNDS, FeatureConfig
 
     defaults = FeatureConfig()
     common = argparse.ArgumentParser(add_help=False)
@@ -596,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--id", metavar="FIELD", help="a field with unique ids (default: row numbers)")
     g.add_argument("--split", help="split of a Hugging Face dataset")
     g.add_argument("--subset", help="configuration of a Hugging Face hub dataset")
-    g.add_argument("--limit", type=int, metavar="N", help="read at most N rows")
+    g.add_argument("--limit", type=_number(int, 1), metavar="N", help="read at most N rows")
     g.add_argument("--encoding", help="text encoding of the file (default UTF-8)")
 
     parser = _Parser(
@@ -641,27 +693,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--method", choices=["factorized", "exact"], default="factorized")
     g.add_argument(
-        "--dim", type=int, default=defaults.dim, help="feature dimensions (default: %(default)s)"
+        "--dim",
+        type=_number(int, *FEATURE_BOUNDS["dim"]),
+        default=defaults.dim,
+        help="feature dimensions (default: %(default)s)",
     )
     g.add_argument(
         "--rank",
-        type=int,
+        type=_number(int, *FEATURE_BOUNDS["rank"]),
         default=defaults.rank,
         help="per-layer sketch rank (default: %(default)s)",
     )
     g.add_argument(
-        "--seed", type=int, default=defaults.seed, help="projection seed (default: %(default)s)"
+        "--seed",
+        type=_number(int, *FEATURE_BOUNDS["seed"]),
+        default=defaults.seed,
+        help="projection seed (default: %(default)s)",
     )
     g.add_argument(
         "--max-length",
-        type=int,
+        type=_number(int, *FEATURE_BOUNDS["max_length"]),
         default=defaults.max_length,
         help="tokens per sample (default: %(default)s)",
     )
-    g.add_argument("--batch-size", type=int, help="at most this many samples per batch")
-    g.add_argument("--token-budget", type=int, help="at most this many padded tokens per batch")
     g.add_argument(
-        "--chunk-rows", type=int, default=256, help="rows per stored chunk (default: %(default)s)"
+        "--batch-size",
+        type=_number(int, *RUNTIME_BOUNDS["batch_size"]),
+        help="at most this many samples per batch",
+    )
+    g.add_argument(
+        "--token-budget",
+        type=_number(int, *RUNTIME_BOUNDS["token_budget"]),
+        help="at most this many padded tokens per batch",
+    )
+    g.add_argument(
+        "--chunk-rows",
+        type=_number(int, *RUNTIME_BOUNDS["chunk_rows"]),
+        default=256,
+        help="rows per stored chunk (default: %(default)s)",
     )
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
 
@@ -675,6 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", metavar="FILE.npy", help="also write the N x dim float32 matrix, in row order"
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (else refused)"
+    )
     p = verb(
         "score",
         cmd_score,
@@ -687,17 +759,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--by", metavar="FIELD|cluster|source", help="also score each group of rows")
     p.add_argument(
-        "--k", type=float, help="clusters for --by cluster: a count, or a fraction of the rows"
+        "--k", type=_cluster_k, help="clusters for --by cluster: a count, or a fraction of the rows"
     )
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=_number(int, 0, 100_000),
         default=0,
         metavar="B",
         help="a bootstrap interval from B replicates",
     )
     p.add_argument(
-        "--redundant", type=int, default=0, metavar="N", help="list the N most redundant samples"
+        "--redundant",
+        type=_number(int, 0),
+        default=0,
+        metavar="N",
+        help="list the N most redundant samples",
     )
     p.add_argument(
         "--baselines", action="store_true", help="sentence-embedding Vendi, distinct-n, lengths"
@@ -714,7 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--repeats",
-        type=int,
+        type=_number(int, 1, 10_000),
         default=5,
         help="subsample draws with --equal-size (default: %(default)s)",
     )
@@ -725,12 +801,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset name")
     p.add_argument(
         "--k",
-        type=float,
+        type=_cluster_k,
         help="clusters: a count, or a fraction of the rows (default: about sqrt(N/2))",
     )
     p.add_argument(
         "--sparse-below",
-        type=float,
+        type=_number(float, 0, 100, above=True),
         default=50.0,
         metavar="P",
         help="a cluster is sparse below this percentile of cluster sizes (default: the median)",
@@ -832,7 +908,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--include", default="seed,synthetic", help="seed, synthetic or both (default: %(default)s)"
     )
     p.add_argument(
-        "--no-provenance", action="store_true", help="leave out source, cluster, run and votes"
+        "--no-provenance",
+        action="store_true",
+        help="leave out source, cluster, run, round, generator, exemplar_ids and votes "
+        "(each row keeps its id)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the target if it exists (else refused)"
     )
     p = verb(
         "duplicates",
@@ -842,7 +924,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="dataset name")
     p.add_argument(
-        "--threshold", type=float, default=0.98, help="gradient cosine (default: %(default)s)"
+        "--threshold",
+        type=_number(float, 0, 1, above=True),
+        default=0.98,
+        help="gradient cosine (default: %(default)s)",
     )
     p.add_argument(
         "--text-only", action="store_true", help="only the same text, no features needed"
@@ -862,7 +947,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--remove-rows", metavar="ROWS", help="remove these rows (comma-separated)")
     p.add_argument(
-        "--remove-redundant", type=int, metavar="N", help="remove the N most redundant samples"
+        "--remove-redundant",
+        type=_number(int, 1),
+        metavar="N",
+        help="remove the N most redundant samples",
     )
     p.add_argument("--restore", action="store_true", help="put every removed row back first")
     p = verb("demo", cmd_demo, "import the built-in demo dataset (or write it to --out)")
@@ -876,8 +964,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "limit", None) is not None and args.limit < 1:
-            raise UserError("--limit must be at least 1")
         data, lines = args.run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

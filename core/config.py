@@ -21,6 +21,20 @@ class ProxySpec:
     trust_remote_code: bool = False
 
 
+# The range of each numeric setting, inclusive (the CLI, the pages and the checks use these).
+FEATURE_BOUNDS = {
+    "dim": (8, 65536),
+    "rank": (1, 8192),
+    "seed": (0, 2**31 - 1),
+    "max_length": (8, 131072),
+}
+RUNTIME_BOUNDS = {
+    "batch_size": (1, 1_000_000),
+    "token_budget": (8, 10**9),
+    "chunk_rows": (1, 1_000_000),
+}
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """The feature settings (PAPER.md section 2; SPEC section 4)."""

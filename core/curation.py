@@ -10,6 +10,7 @@ and removes the rest.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +31,10 @@ from core.workspace import Workspace
 
 SOURCES = ("seed", "synthetic")
 SIMS_BYTES = 256 * 2**20  # the most memory one band of near-duplicate cosines takes
+ANSWER_FORMATS = (  # how a response states its final answer, checked in this order
+    ("'#### N'", re.compile(r"^\s*####\s*\S", re.M)),
+    ("'\\boxed{...}'", re.compile(r"\\boxed\s*\{")),
+)
 
 
 def removed(ws: Workspace, dataset: str) -> dict[int, str]:
@@ -271,6 +276,32 @@ def curated_g_vendi(
     return g_vendi(np.vstack(rows))
 
 
+def answer_format(response: str) -> str:
+    """The way `response` states its final answer: one of ANSWER_FORMATS' names, or
+    'another form'."""
+    for name, pattern in ANSWER_FORMATS:
+        if pattern.search(response):
+            return name
+    return "another form"
+
+
+def answer_format_note(formats: dict[str, Counter]) -> str | None:
+    """A note when the seed and synthetic answers (`formats[source][format]`: counts) mostly
+    end in different formats, which a model trained on the mix would learn both of."""
+    seed, synthetic = formats.get("seed"), formats.get("synthetic")
+    if not seed or not synthetic:
+        return None
+    (seed_format, seed_n), (syn_format, syn_n) = seed.most_common(1)[0], synthetic.most_common(1)[0]
+    if seed_format == syn_format:
+        return None
+    return (
+        f"the seed answers mostly end in {seed_format} ({seed_n:,} of {seed.total():,}) and "
+        f"the synthetic ones in {syn_format} ({syn_n:,} of {synthetic.total():,}): a model "
+        "trained on the mix learns both formats; rewrite one side (for synthetic samples, "
+        "the solve template) if one format matters"
+    )
+
+
 def summary(
     ws: Workspace,
     dataset: str,
@@ -278,11 +309,14 @@ def summary(
     include: tuple[str, ...] = SOURCES,
     clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Sizes of the curated set by source and by cluster, and the removals by reason."""
+    """Sizes of the curated set by source and by cluster, the removals by reason, and notes
+    (answers in different formats by source)."""
     by_source: Counter = Counter()
     by_cluster: Counter = Counter()
-    for _, prov in curated_records(ws, dataset, include=include, clusters=clusters):
+    formats: dict[str, Counter] = {source: Counter() for source in SOURCES}
+    for record, prov in curated_records(ws, dataset, include=include, clusters=clusters):
         by_source[prov["source"]] += 1
+        formats[prov["source"]][answer_format(record.response)] += 1
         if prov["cluster"] is not None:
             by_cluster[int(prov["cluster"])] += 1
     gone = removed(ws, dataset)
@@ -294,4 +328,5 @@ def summary(
         "by_cluster": {str(k): v for k, v in sorted(by_cluster.items())},
         "removed": len(gone),
         "removed_by_reason": dict(reasons),
+        "notes": [note] if (note := answer_format_note(formats)) else [],
     }

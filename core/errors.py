@@ -18,6 +18,13 @@ class Cancelled(Exception):
     """Raised from a progress callback to stop a long job; nothing half-done is kept."""
 
 
+def check_within(label: str, value: float | None, bounds: tuple[float, float]) -> None:
+    """Raise a UserError naming `label` when `value` (None: not set) is outside `bounds`."""
+    low, high = bounds
+    if value is not None and not low <= value <= high:
+        raise UserError(f"{label} must be between {low:,} and {high:,}, not {value:,}")
+
+
 def check_at_least(limits: tuple[tuple[str, float, float], ...]) -> None:
     """Raise a UserError naming the first (label, value, lowest allowed) whose value is too low."""
     for label, value, low in limits:

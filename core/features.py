@@ -33,8 +33,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from core.config import METHODS, SENTENCE, FeatureConfig, ProxySpec, Runtime
-from core.errors import UserError, check_at_least
+from core.config import (
+    FEATURE_BOUNDS,
+    METHODS,
+    RUNTIME_BOUNDS,
+    SENTENCE,
+    FeatureConfig,
+    ProxySpec,
+    Runtime,
+)
+from core.errors import UserError, check_within
 from core.gradients import collate, featurizer
 from core.progress import ProgressFn, no_progress
 from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity
@@ -354,16 +362,10 @@ def encoder_for(
 def _check(config: FeatureConfig, runtime: Runtime) -> None:
     if config.method not in (*METHODS, SENTENCE):
         raise UserError(f"method {config.method!r}: use factorized, exact or sentence")
-    check_at_least(
-        (
-            ("dim", config.dim, 1),
-            ("rank", config.rank, 1),
-            ("max length", config.max_length, 8),
-            ("chunk rows", runtime.chunk_rows, 1),
-        )
-    )
-    if runtime.batch_size is not None and runtime.batch_size < 1:
-        raise UserError("batch size must be at least 1")
+    for name, bounds in FEATURE_BOUNDS.items():
+        check_within(name.replace("_", " "), getattr(config, name), bounds)
+    for name, bounds in RUNTIME_BOUNDS.items():
+        check_within(name.replace("_", " "), getattr(runtime, name), bounds)
 
 
 def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:

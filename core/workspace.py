@@ -399,6 +399,15 @@ class Workspace:
                 (self.dataset(dataset).id, name),
             )
 
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether `path` is the workspace folder itself, its catalogue or inside datasets/:
+        never a place to write user files."""
+        target = Path(path).expanduser().resolve()
+        root = self.root.resolve()
+        if target == root or (target.parent == root and target.name.startswith(self.db_path.name)):
+            return True  # the catalogue and its -wal and -shm files
+        return target.is_relative_to(root / "datasets")
+
     # --- scratch space and cleaning up -------------------------------------------------
 
     @contextmanager

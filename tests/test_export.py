@@ -88,7 +88,11 @@ def test_readers_read_the_exports(ws, tmp_path):
     disk = datasets.load_from_disk(str(tmp_path / "folder"))
     assert disk.num_rows == 4 and disk[3]["response"] == HARD[3]["answer"]
     export(
-        curation.curated_records(ws, "hard"), tmp_path / "folder", format="hf", provenance=False
+        curation.curated_records(ws, "hard"),
+        tmp_path / "folder",
+        format="hf",
+        provenance=False,
+        overwrite=True,
     )  # replaced
     assert set(datasets.load_from_disk(str(tmp_path / "folder")).column_names) == {
         "id",
@@ -119,7 +123,7 @@ def test_a_failed_write_leaves_the_target_as_it_was(ws, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(UserError, match=r"No space left on device.*nothing was changed"):
-        export(rows(), target)
+        export(rows(), target, overwrite=True)
     assert target.read_text() == "the previous export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "hard.jsonl",
@@ -296,7 +300,8 @@ def test_cli(cli, tmp_path):
     }
     r = cli("curate", "d", "--remove-rows", "0", "--json")
     assert r.json["rows"] == 2 and r.json["removed"] == 1
-    assert cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--json").json["rows"] == 2
+    r = cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--overwrite", "--json")
+    assert r.json["rows"] == 2
     assert cli("curate", "d", "--restore", "--json").json["removed"] == 0
     r = cli("duplicates", "d", "--text-only", "--json")
     assert r.code == 0 and r.json["groups"] == []
@@ -306,7 +311,15 @@ def test_cli(cli, tmp_path):
         "seed, synthetic",
     )
     assert_user_error(
-        cli("export", "d", "--out", str(tmp_path / "o.jsonl"), "--include", "synthetic"),
+        cli(
+            "export",
+            "d",
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--include",
+            "synthetic",
+            "--overwrite",
+        ),
         "nothing to export",
         "not touched",
     )

@@ -54,8 +54,9 @@ def test_kmeans_is_deterministic_for_a_seed():
 
 def test_k_as_count_or_fraction():
     assert resolve_k(10, 500) == 10 and resolve_k(0.1, 500) == 50 and resolve_k(900, 500) == 500
-    with pytest.raises(UserError, match="positive number"):
-        resolve_k(0, 10)
+    for bad in (0, -4, 2.5, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="whole number of clusters"):
+            resolve_k(bad, 10)
     assert default_k(2) == 2 and default_k(7473) == 61
     x, _ = planted(n=200)
     assert spherical_kmeans(x, 0.05).k == 10
