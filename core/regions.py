@@ -54,7 +54,8 @@ def check_k(k: float) -> float:
 
 def resolve_k(k: float, n: int) -> int:
     """k as given (a count), or a fraction of n (0 < k < 1); at least 1, at most n."""
-    value = round(check_k(k) * n) if k < 1 else int(k)
+    check_k(k)
+    value = round(k * n) if k < 1 else int(k)
     return max(1, min(value, n))
 
 
