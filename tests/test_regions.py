@@ -233,4 +233,6 @@ def test_map_cli(cli, tmp_path):
     assert_user_error(
         cli("map", "d", "--proxy", "tiny-random", "--sparse-below", "0"), "--sparse-below"
     )
-    assert_user_error(cli("map", "d", "--proxy", "tiny-random", "--k", "-3"), "positive number")
+    assert_user_error(
+        cli("map", "d", "--proxy", "tiny-random", "--k", "-3"), "--k", "whole number of clusters"
+    )
