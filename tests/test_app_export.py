@@ -48,3 +48,24 @@ def test_export_page(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 17 and lines[0]["messages"][0]["content"].startswith("Q3:")
     assert any("Wrote 17 rows" in s.value for s in app.at.success)
+
+
+def test_writing_over_an_existing_file_asks_first(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    rows = [{"question": f"Q{i}: what is {i} + 1?", "answer": f"{i + 1}"} for i in range(5)]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    ws.set_meta("active_dataset", "d")
+    out = tmp_path / "mine.jsonl"
+    out.write_text("the user's own file\n")
+    app = App(tmp_path / "ws", page="app_pages/export.py")
+    app.at.text_input(key="exp_path_messages").set_value(str(out))
+    app.run()
+    assert app.button("Write").disabled  # not before the user says so
+    confirm = app.at.checkbox(key="exp_overwrite_messages")
+    assert "exists: replace it" in confirm.label
+    confirm.check()
+    app.run()
+    app.button("Write").click()
+    app.run()
+    assert not app.errors() and len(out.read_text().splitlines()) == 5
+    assert any("Wrote 5 rows" in s.value for s in app.at.success)
