@@ -59,7 +59,7 @@ def workspace() -> Workspace:
     start. Says what a cancelled action kept, once, on the page after the cancel."""
     root = st.session_state.get("workspace_root") or str(resolve_root())
     if note := st.session_state.pop("cancelled_note", None):
-        st.info(note, icon=":material/info:")
+        st.info(note, icon=":material/info:")  # our own words
     return _open_workspace(root)
 
 
@@ -94,7 +94,7 @@ def feature_request(ws: Workspace) -> tuple[ProxySpec, FeatureConfig, Runtime]:
 def sidebar(ws: Workspace) -> None:
     """The workspace, the active dataset, and the proxy / method / device for features."""
     with st.sidebar:
-        st.caption(f"Workspace: `{ws.root.resolve()}`")
+        st.caption(f"Workspace: {md(ws.root.resolve())}")
         info = active_dataset(ws)
         if info is None:
             st.info("No datasets yet: import one on the Data page.")
@@ -107,7 +107,7 @@ def sidebar(ws: Workspace) -> None:
                 key="sidebar_active",
                 on_change=lambda: set_active(ws, st.session_state["sidebar_active"]),
             )
-            st.caption(f"{info.rows:,} rows · from {info.source}")
+            st.caption(f"{info.rows:,} rows · from {md(info.source)}")
         _feature_settings(ws)
         with st.expander("Switch workspace"):
             new_root = st.text_input("Folder", value=str(ws.root), key="workspace_input")
@@ -115,7 +115,7 @@ def sidebar(ws: Workspace) -> None:
                 try:
                     _open_workspace(new_root)
                 except UserError as e:
-                    st.error(str(e))
+                    st.error(md(e))
                 else:
                     st.session_state["workspace_root"] = new_root
                     st.rerun()
@@ -207,6 +207,7 @@ def progress(label: str, unit: str = "", *, cancel: str | None = None) -> Iterat
             icon=":material/stop_circle:",
             on_click=lambda: st.session_state.update(cancelled_note=note),
         )
+    label = md(label)  # it may name a dataset
     bar = st.progress(0.0, text=label)
     started = time.perf_counter()
     first: list[int] = []
@@ -264,13 +265,13 @@ def feature_summary(
 ) -> None:
     """One line naming the dataset and the feature settings; the warning for a random proxy."""
     st.markdown(
-        f"**{info.name}** ({info.rows:,} rows) · proxy `{proxy.name}` · {config.method} · {config.dim} dims"
+        f"**{md(info.name)}** ({info.rows:,} rows) · proxy {md(proxy.name)} · {config.method} · {config.dim} dims"
         + (f" · rank {config.rank}" if config.method == "factorized" else "")
         + f" · seed {config.seed} · up to {config.max_length} tokens · device {runtime.device}"
     )
     if proxy.name in TINY_PROXIES:
         st.warning(
-            f"`{proxy.name}` is a tiny random model for trying the workflow: its scores are not meaningful."
+            f"{md(proxy.name)} is a tiny random model for trying the workflow: its scores are not meaningful."
         )
 
 
@@ -314,7 +315,7 @@ def attempt(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except UserError as e:
-        st.error(str(e), icon=":material/error:")
+        st.error(md(e), icon=":material/error:")
         return None
 
 
@@ -327,7 +328,7 @@ def show_report(report: Report | dict[str, Any]) -> None:
     cols[2].metric("Skipped", f"{r['skipped']:,}")
     cols[3].metric("Exact duplicates", f"{r['duplicates']:,}")
     for note in r["notes"]:
-        st.caption(f"Note: {note}")
+        st.caption(f"Note: {md(note)}")
     stats = {k: r[k] for k in ("prompt_chars", "response_chars") if r[k]}
     if stats:
         st.caption("Lengths in characters")
@@ -337,7 +338,7 @@ def show_report(report: Report | dict[str, Any]) -> None:
             width="content",
         )
     if r["skipped"]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in r["skip_reasons"].items())
+        reasons = ", ".join(f"{md(k)}: {v}" for k, v in r["skip_reasons"].items())
         st.warning(f"{r['skipped']:,} rows skipped ({reasons}). The first {len(r['skips'])}:")
         st.dataframe(r["skips"], hide_index=True)
     if r["duplicates"]:

@@ -74,7 +74,7 @@ else:
         detected, detect_error = None, str(e)
     guess = detected[1].mapping if detected else {}
     if detected:
-        st.caption("Fields in the file: " + ", ".join(f"`{f}`" for f in detected[1].fields))
+        st.caption("Fields in the file: " + ", ".join(ui.md(f) for f in detected[1].fields))
     chat = st.toggle(
         "Chat messages field instead of prompt and response",
         value=bool(guess.get("messages")),
@@ -102,12 +102,12 @@ else:
     mapping = ui.attempt(lambda: Mapping(**{k: v or guess.get(k) for k, v in typed.items()}))
     result = None
     if mapping and not mapping.complete:  # nothing detected and nothing typed yet
-        st.error(detect_error, icon=":material/error:")
+        st.error(ui.md(detect_error), icon=":material/error:")
     elif mapping:
         result = ui.attempt(lambda: first_rows(spec, split, subset, mapping, mtime(spec)))
     if result:
         records, report = result
-        st.caption(f"Mapping: {Mapping(**report.mapping).describe()}")
+        st.caption(f"Mapping: {ui.md(Mapping(**report.mapping).describe())}")
         st.dataframe(
             pd.DataFrame(
                 [{"id": r.id, "prompt": r.prompt, "response": r.response} for r in records]
@@ -122,7 +122,7 @@ else:
         if report.skips:
             st.warning(
                 "In the first rows: "
-                + "; ".join(f"{s['where']}: {s['reason']}" for s in report.skips)
+                + "; ".join(f"{s['where']}: {ui.md(s['reason'])}" for s in report.skips)
             )
 
         # --- 3. validate and import -------------------------------------------------------
@@ -167,7 +167,7 @@ else:
                 ui.set_active(ws, info.name)
                 st.session_state["last_report"] = (spec, full.to_dict())
                 st.session_state["imported"] = (
-                    f"Imported {info.rows:,} rows as **{info.name}** ({full.skipped:,} skipped)."
+                    f"Imported {info.rows:,} rows as **{ui.md(info.name)}** ({full.skipped:,} skipped)."
                 )
                 st.rerun()
 if message := st.session_state.pop("imported", None):
@@ -197,7 +197,7 @@ else:
         ):
             st.rerun()
         confirm = st.checkbox(
-            f"Yes, delete {target} and everything computed from it", key="manage_confirm"
+            f"Yes, delete {ui.md(target)} and everything computed from it", key="manage_confirm"
         )
         if st.button("Delete", disabled=not confirm) and ui.attempt(
             lambda: ws.delete_dataset(target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from core.workspace import Workspace
 from tests.conftest import REPO
+
+
+def visible(markdown: str) -> str:
+    """What a Markdown string escaped by ui.md shows: no escapes, no word joiners."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "").replace("  \n", "\n")
 
 
 class App:
@@ -33,7 +39,11 @@ class App:
         return self
 
     def errors(self) -> list[str]:
-        return [e.value for e in self.at.error]
+        return self.texts("error")
+
+    def texts(self, kind: str) -> list[str]:
+        """The visible text of every element of a kind: "caption", "success", "error", ..."""
+        return [visible(e.value) for e in getattr(self.at, kind)]
 
     def button(self, label: str):
         return next(b for b in self.at.button if b.label == label)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from core.workspace import Workspace
-from tests.app_driver import App, DataPage
+from tests.app_driver import App, DataPage, visible
 
 ROWS = [
     {"question": f"What is {i} squared?", "answer": f"{i * i}", "level": i % 3} for i in range(8)
@@ -34,12 +35,10 @@ def test_upload_preview_and_import(tmp_path):
     page.upload("squares.jsonl", JSONL)
     preview = page.preview()
     assert list(preview["prompt"][:2]) == ["What is 0 squared?", "What is 1 squared?"]
-    assert any(
-        "Fields in the file: `question`, `answer`, `level`" in c.value for c in page.at.caption
-    )
+    assert "Fields in the file: question, answer, level" in page.texts("caption")
     page.import_as("squares")
     assert page.datasets() == {"demo": 360, "squares": 8}
-    assert any("Imported 8 rows as **squares**" in s.value for s in page.at.success)
+    assert any("Imported 8 rows as **squares**" in s for s in page.texts("success"))
     info = Workspace(tmp_path / "ws").dataset("squares")
     assert info.source == "squares.jsonl"  # the uploaded name, not where the server kept it
     # the new dataset is the active one (AppTest drops the sidebar after st.rerun; read the state)
@@ -51,7 +50,7 @@ def test_template_mapping_updates_the_preview(tmp_path):
     page.upload("squares.csv", b"q,a,n\nWhat is two,2,1\nWhat is three,3,2\n")
     page.map(prompt="{q}? (#{n})", response="a")
     assert list(page.preview()["prompt"]) == ["What is two? (#1)", "What is three? (#2)"]
-    assert any("prompt <- {q}? (#{n}), response <- a" in c.value for c in page.at.caption)
+    assert any("prompt <- {q}? (#{n}), response <- a" in c for c in page.texts("caption"))
 
 
 def test_chat_messages_mapping(tmp_path):
@@ -116,3 +115,25 @@ def test_rename_and_delete(tmp_path):
     page.button("Delete").click()
     page.run()
     assert page.datasets() == {}
+
+
+def test_file_and_field_names_show_as_text(tmp_path):
+    """A file name and a field name that are Markdown (an image, a code-span break-out, a
+    link) show as typed wherever they appear: never rendered, never a request elsewhere."""
+    name = "![px](http://127.0.0.1:9/p.png).jsonl"
+    field = "`q` ![x](http://localhost:9/y-png) <a href='http://localhost:9'>z</a>"  # no dots: a dotted path
+    rows = [{field: f"What is {i} + 1?", "answer": str(i + 1)} for i in range(4)]
+    page = DataPage(tmp_path / "ws")
+    page.upload(name, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    page.map(prompt=field, response="answer")
+    page.import_as("tricky")
+    shown = [
+        *(c.value for c in page.at.caption),
+        *(c.value for c in page.at.sidebar.caption),
+        *(m.value for m in page.at.markdown),
+        *(s.value for s in page.at.success),
+    ]
+    assert any(name in visible(s) for s in shown)  # the file name, as the dataset's source
+    assert any(field in visible(s) for s in shown)  # the field name, in the mapping
+    for markdown in shown:
+        assert not re.search(r"(?<!\\)!\\?\[|(?<!\\)<a |(?<!\\)`q", markdown), markdown
