@@ -11,7 +11,7 @@ from core.workspace import Workspace
 
 page = ui.feature_page(
     "Diversity",
-    "G-Vendi is the effective number of distinct gradient directions in the data (PAPER.md): "
+    "G-Vendi is the effective number of distinct gradient directions in the data (docs/method.md): "
     "1 when every sample pulls the proxy the same way, up to the number of samples or dimensions.",
 )
 ws, info, proxy, config, runtime, fs = (

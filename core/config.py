@@ -37,7 +37,7 @@ RUNTIME_BOUNDS = {
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The feature settings (PAPER.md section 2; SPEC section 4)."""
+    """The feature settings (docs/method.md section 2)."""
 
     method: str = "factorized"
     dim: int = 1024

@@ -1,5 +1,5 @@
 """The diversity report: G-Vendi of a dataset, its groups, its most redundant samples, the
-baselines beside it, and the comparison of several datasets (SPEC section 1, step 3).
+baselines beside it, and the comparison of several datasets.
 
 Features come from the feature store (computed first when missing); the numerics are in
 core/vendi.py. Every function returns plain data (dicts, lists, arrays) for the CLI and

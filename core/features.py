@@ -1,6 +1,6 @@
 """Feature sets: gradient features of a dataset, computed once, stored in chunks, resumable.
 
-A feature set is keyed by everything that changes its numbers (SPEC section 3): the
+A feature set is keyed by everything that changes its numbers: the
 dataset's fingerprint, the proxy's identity (name and revision, or a hash of its files),
 the method, dims, rank, seed, max length and the code version. Same key, same numbers:
 never computed twice.

@@ -1,4 +1,4 @@
-"""Per-sample gradient features of a proxy causal LM (PAPER.md sections 2 and 4).
+"""Per-sample gradient features of a proxy causal LM (docs/method.md section 2).
 
 For sample i with response-only mean loss L_i, g_i is the gradient of L_i over all proxy
 parameters. Two ways to project it to `dim` numbers:

@@ -2,7 +2,7 @@
 
 Artefacts live beside the feature set they come from (`<feature folder>/map-<key>.npz`),
 written atomically and listed in the catalogue's `maps` table; the same feature set and
-parameters give the same file, so nothing is computed twice (SPEC section 3).
+parameters give the same file, so nothing is computed twice.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Templates use str.format placeholders ({exemplars}, {count}, {n} to generate; {problem} to
 solve); a literal brace is doubled. A workspace may keep edited templates (the
-Synthesize page edits them); the defaults follow PAPER.md section 3.
+Synthesize page edits them); the defaults follow docs/method.md section 3.
 """
 
 from __future__ import annotations

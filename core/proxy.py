@@ -4,7 +4,7 @@
 pinned revision) or a local folder, and returns a `Proxy`: the model in eval mode on its
 device (CUDA: bf16 weights; CPU: fp32), its tokenizer, an identity string that changes
 whenever the weights or the chat template do, and `encode()`, which formats a record as
-the paper does (PAPER.md section 2): a chat with user = prompt and assistant = response,
+the paper does (docs/method.md section 2): a chat with user = prompt and assistant = response,
 and a mask that keeps only the response tokens in the loss.
 
 The reserved names `tiny-random` (Qwen2-style: attention biases, tied embeddings) and

@@ -1,6 +1,6 @@
 """Regions of the feature space: spherical k-means clusters and which of them are sparse.
 
-PAPER.md section 3, steps 1-2: the pool is clustered in the full gradient space by
+docs/method.md section 3, steps 1-2: the pool is clustered in the full gradient space by
 spherical k-means (cosine similarity); clusters smaller than a percentile of the cluster
 sizes (default the median, the paper's acceptance set) are under-represented.
 """

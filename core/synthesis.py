@@ -1,4 +1,4 @@
-"""The Prismatic Synthesis loop (PAPER.md section 3), as durable, resumable runs.
+"""The Prismatic Synthesis loop (docs/method.md section 3), as durable, resumable runs.
 
 Each round: cluster the pool (seed samples + samples accepted so far) in gradient space;
 pick the target clusters (the curator's, or the sparse ones); ask the generator for new

@@ -1,4 +1,4 @@
-"""G-Vendi and the Vendi family from features (PAPER.md section 2, steps 5-7).
+"""G-Vendi and the Vendi family from features (docs/method.md section 2, steps 5-6).
 
 Rows phi_i are unit-normalised to u_i; S = sum_i w_i u_i u_i^T / sum_i w_i (d x d; plain
 mean without weights) has the same non-zero eigenvalues as the cosine kernel K / N, and

@@ -1,4 +1,4 @@
-"""The gradient features are what PAPER.md says they are, checked against autograd.
+"""The gradient features are what docs/method.md (section 2) says they are, checked against autograd.
 
 - factorized == the Kronecker projection of autograd's per-sample weight gradients, for a
   batch of one and for mixed-length padded batches (right and left padding), on a Qwen2-
