@@ -20,7 +20,7 @@ from typing import Any
 import streamlit as st
 
 from core import demo
-from core.config import DEFAULT_PROXY, METHODS, FeatureConfig, ProxySpec, Runtime
+from core.config import DEFAULT_PROXY, FEATURE_BOUNDS, METHODS, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
 from core.features import FeatureSet, compute_features, find_features
 from core.progress import ProgressFn
@@ -135,10 +135,16 @@ def _feature_settings(ws: Workspace) -> None:
         "sb_proxy_other": "" if proxy.name in presets else proxy.name,
         "sb_method": config.method,
         "sb_device": runtime.device,
-        "sb_dim": config.dim,
-        "sb_rank": config.rank,
-        "sb_seed": config.seed,
-        "sb_len": config.max_length,
+        # within the widgets' bounds, so that a value saved elsewhere cannot break the sidebar
+        **{
+            key: min(max(getattr(config, name), FEATURE_BOUNDS[name][0]), FEATURE_BOUNDS[name][1])
+            for key, name in (
+                ("sb_dim", "dim"),
+                ("sb_rank", "rank"),
+                ("sb_seed", "seed"),
+                ("sb_len", "max_length"),
+            )
+        },
     }
     st.session_state.update(shown)
 
@@ -179,17 +185,22 @@ def _feature_settings(ws: Workspace) -> None:
     )
     st.selectbox("Device", ["auto", "cpu", "cuda"], key="sb_device", on_change=save)
     with st.expander("Feature settings"):
-        st.number_input("Dimensions", 8, 8192, step=64, key="sb_dim", on_change=save)
+        st.number_input("Dimensions", *FEATURE_BOUNDS["dim"], step=64, key="sb_dim", on_change=save)
         st.number_input(
             "Per-layer rank",
-            1,
-            1024,
+            *FEATURE_BOUNDS["rank"],
             key="sb_rank",
             on_change=save,
             disabled=config.method == "exact",
         )
-        st.number_input("Seed", 0, 2**31 - 1, key="sb_seed", on_change=save)
-        st.number_input("Max tokens per sample", 16, 32768, step=64, key="sb_len", on_change=save)
+        st.number_input("Seed", *FEATURE_BOUNDS["seed"], key="sb_seed", on_change=save)
+        st.number_input(
+            "Max tokens per sample",
+            *FEATURE_BOUNDS["max_length"],
+            step=64,
+            key="sb_len",
+            on_change=save,
+        )
 
 
 @contextmanager
