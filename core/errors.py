@@ -65,8 +65,10 @@ class Bound:
             limits.append(f"{'more than' if self.above else 'at least'} {_number(self.low)}")
         if self.high is not None:
             limits.append(f"at most {_number(self.high)}")
-        said = " and ".join(limits) or "a finite number"
-        return f"must be {said}{' ' + self.unit if self.unit else ''}, not {_number(value)}"
+        said = " and ".join(limits) + (f" {self.unit}" if self.unit else "")
+        if not math.isfinite(value):
+            said = f"a finite number ({said})" if limits else "a finite number"
+        return f"must be {said}, not {_number(value)}"
 
 
 def bounded(default: Any, **bound: Any) -> Any:

@@ -49,13 +49,13 @@ class LLMSettings:
     model: str
     api_key: str | None = field(default=None, repr=False)
     concurrency: int = bounded(8, low=1)
-    timeout: float = bounded(120.0, low=0, above=True, unit="seconds")  # the whole request
+    timeout: float = bounded(120.0, low=0.0, above=True, unit="seconds")  # the whole request
     max_retries: int = bounded(6, low=0)
     # seconds before the first retry; doubles each time, with jitter
-    backoff: float = bounded(0.5, low=0, unit="seconds")
-    max_backoff: float = bounded(30.0, low=0, unit="seconds")
-    price_in: float = bounded(0.0, low=0)  # per million prompt tokens
-    price_out: float = bounded(0.0, low=0)  # per million completion tokens
+    backoff: float = bounded(0.5, low=0.0, unit="seconds")
+    max_backoff: float = bounded(30.0, low=0.0, unit="seconds")
+    price_in: float = bounded(0.0, low=0.0)  # per million prompt tokens
+    price_out: float = bounded(0.0, low=0.0)  # per million completion tokens
     max_requests: int | None = bounded(None, low=1)
     max_tokens_total: int | None = bounded(None, low=1)
 

@@ -7,6 +7,7 @@ sizes (default the median, the paper's acceptance set) are under-represented.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,15 @@ def resolve_k(k: float, n: int) -> int:
         )
     value = round(k * n) if k < 1 else int(k)
     return max(1, min(value, n))
+
+
+def k_problem(k: float) -> str | None:
+    """Why `k` cannot be a number of clusters ("must be ..."), or None: it must be a fraction
+    of the rows (0 < k < 1) or a whole count of at least 2."""
+    if math.isfinite(k) and (0 < k < 1 or (k >= 2 and float(k).is_integer())):
+        return None
+    shown = int(k) if math.isfinite(k) and float(k).is_integer() else k
+    return f"must be a fraction of the rows between 0 and 1 or a whole count of at least 2, not {shown}"
 
 
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

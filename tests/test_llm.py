@@ -252,9 +252,9 @@ def test_connection_check(tmp_path):
     [
         ("timeout", 0, "timeout must be more than 0 seconds, not 0"),
         ("timeout", -1, "timeout must be more than 0 seconds, not -1"),
-        ("timeout", float("nan"), "timeout must be more than 0 seconds, not nan"),
+        ("timeout", float("nan"), "timeout must be a finite number (more than 0 seconds), not nan"),
         ("price_in", -5, "price in must be at least 0, not -5"),
-        ("price_out", float("inf"), "price out must be at least 0, not inf"),
+        ("price_out", float("inf"), "price out must be a finite number (at least 0), not inf"),
         ("concurrency", 0, "concurrency must be at least 1, not 0"),
         ("max_requests", 0, "max requests must be at least 1, not 0"),
         ("max_tokens_total", -3, "max tokens total must be at least 1, not -3"),
