@@ -238,12 +238,17 @@ def run_live(run_id: str) -> None:
     key = api_key or os.environ.get("OPENAI_API_KEY")
     done = ui.attempt(lambda: synthesis.run_synthesis(ws, run_id, api_key=key, on_update=update))
     cancel.empty()
-    if done and done["state"] == "budget":
-        st.warning(f"Run {run_id} stopped, {done['accepted']} accepted: {done['note']}.")
-    elif done:
-        st.success(
-            f"Run {run_id} {done['state']}: {done['accepted']} accepted. Review the decisions below."
-        )
+    if not done:
+        return  # ui.attempt showed why (a failed run: resume it below)
+    said = f"Run {run_id} {done['state']}: {done['accepted']} accepted."
+    failed = done["counts"]["requests_failed"]
+    notes = [done["note"]] if done.get("note") else []
+    if failed:
+        notes.append(f"{failed} requests failed; their items in the review say why")
+    if notes:
+        st.warning(f"{said} {'; '.join(notes)}.")
+    else:
+        st.success(f"{said} Review the decisions below.")
 
 
 st.subheader("3. Run")

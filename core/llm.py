@@ -134,7 +134,6 @@ class RequestLog:
 class Usage:
     requests: int = 0  # sent over the network (retries count)
     from_log: int = 0  # answered from the run's log
-    answered: int = 0  # completions that came back usable (not from the log)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failures: int = 0  # completions given up on
@@ -264,8 +263,6 @@ class ChatClient:
                 self._record_failure(key, body, str(error), started)
                 raise error from None
         self._count_tokens(usage)
-        with self._lock:
-            self.usage.answered += 1
         self.log.append(
             {
                 "key": key,
