@@ -1,16 +1,22 @@
 """A client for OpenAI-compatible chat-completions endpoints (vLLM, SGLang, Ollama,
 llama.cpp server, OpenAI), built for long synthesis runs.
 
-- Bounded concurrency (a thread pool of `concurrency` workers), per-request timeouts.
+- Bounded concurrency (a thread pool of `concurrency` workers); `timeout` bounds each
+  whole request (connect, headers, body: see http_post), not each socket read.
 - Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped
-  connections and malformed bodies; a server's Retry-After is honoured.
+  connections and malformed bodies (a reply of the wrong shape included); a server's
+  Retry-After is honoured. Errors retrying cannot fix (401/403/404, a TLS mismatch) are
+  fatal: `run_all` stops at once.
+- `check()`: one tiny request that shows whether the endpoint, key and model work.
 - `n > 1` in one request, falling back to separate requests for servers that refuse it
   or return fewer choices (remembered for the rest of the run).
 - Every completed request is appended to the run's JSONL log (flushed and synced) under
   a caller-chosen key; a key already in the log is answered from it and never sent again,
   so a run killed at any point resumes without repeating finished requests.
 - Token usage is counted and priced with user-set prices; request and token budgets stop
-  a run cleanly. The API key is sent in a header only: it is never logged or stored.
+  a run cleanly. The API key is sent in a header only: it is never logged or stored, and
+  every error text is made in one place (`ChatClient._error`), which redacts it (and any
+  bearer token a server echoes) before anything stores or shows the text.
 """
 
 from __future__ import annotations
