@@ -7,7 +7,8 @@ import streamlit as st
 
 import ui
 from core import maps, prompts, synthesis
-from core.llm import LLMSettings
+from core.errors import bound_of
+from core.llm import LLMSettings, check_connection
 from core.regions import default_k
 from core.workspace import Workspace
 
@@ -100,11 +101,25 @@ api_key = cols[2].text_input(
     help="Kept in this browser session only, never written to disk. Empty: "
     "the server's OPENAI_API_KEY, if set.",
 )
+
+
+def low(settings: type, name: str):
+    """A widget's min_value: the setting's own lower bound (core.errors.Bound)."""
+    return bound_of(settings, name).low
+
+
+Syn = synthesis.SynthesisSettings
 cols = st.columns(5)
-target = cols[0].number_input("Samples wanted", 1, 100_000, key="syn_target", on_change=save)
-rounds = cols[1].number_input("Rounds", 1, 50, key="syn_rounds", on_change=save)
-solutions = cols[2].number_input("Solutions per problem", 1, 16, key="syn_k", on_change=save)
-concurrency = cols[3].number_input("Requests at once", 1, 256, key="syn_conc", on_change=save)
+target = cols[0].number_input(
+    "Samples wanted", low(Syn, "target"), 100_000, key="syn_target", on_change=save
+)
+rounds = cols[1].number_input("Rounds", low(Syn, "rounds"), 50, key="syn_rounds", on_change=save)
+solutions = cols[2].number_input(
+    "Solutions per problem", low(Syn, "solutions"), 16, key="syn_k", on_change=save
+)
+concurrency = cols[3].number_input(
+    "Requests at once", low(LLMSettings, "concurrency"), 256, key="syn_conc", on_change=save
+)
 verifier = cols[4].selectbox(
     "Answers agree by",
     ["math", "label"],
@@ -113,6 +128,7 @@ verifier = cols[4].selectbox(
     help="math: equivalence by math-verify on \\boxed{} answers; label: exact label match.",
 )
 with st.expander("Budget, prices and limits"):
+    # the budgets and the cap take 0 for "none"; any other value has the setting's bound (1)
     cols = st.columns(5)
     max_requests = cols[0].number_input(
         "Max requests (0: none)", 0, 10**9, key="syn_maxreq", on_change=save
@@ -121,14 +137,48 @@ with st.expander("Budget, prices and limits"):
         "Max tokens (0: none)", 0, 10**12, key="syn_maxtok", on_change=save
     )
     price_in = cols[2].number_input(
-        "$ per 1M prompt tokens", 0.0, 1000.0, key="syn_pin", on_change=save
+        "$ per 1M prompt tokens",
+        low(LLMSettings, "price_in"),
+        1000.0,
+        key="syn_pin",
+        on_change=save,
     )
     price_out = cols[3].number_input(
-        "$ per 1M completion tokens", 0.0, 1000.0, key="syn_pout", on_change=save
+        "$ per 1M completion tokens",
+        low(LLMSettings, "price_out"),
+        1000.0,
+        key="syn_pout",
+        on_change=save,
     )
     cap = cols[4].number_input(
         "Max accepted per cluster and round (0: none)", 0, 10**6, key="syn_cap", on_change=save
     )
+
+
+def generator() -> LLMSettings:
+    """The generator settings of the widgets (a UserError names what is wrong)."""
+    return LLMSettings(
+        base_url=base_url.strip(),
+        model=model.strip(),
+        api_key=api_key or os.environ.get("OPENAI_API_KEY"),
+        concurrency=int(concurrency),
+        price_in=price_in,
+        price_out=price_out,
+        max_requests=int(max_requests) or None,
+        max_tokens_total=int(max_tokens) or None,
+    )
+
+
+if st.button(
+    "Test connection",
+    icon=":material/network_check:",
+    disabled=not model,
+    help="One tiny request (one token) to the endpoint with this model and key.",
+):
+    with st.spinner("Asking the model for one token..."):
+        reply = ui.attempt(lambda: check_connection(generator()))
+    if reply is not None:
+        st.success(f"The endpoint answers. The model replied: {ui.md(reply) or '(nothing)'}")
 with st.expander("Prompt templates"):
     current = prompts.load_templates(ws)
     generate = st.text_area(
@@ -188,10 +238,17 @@ def run_live(run_id: str) -> None:
     key = api_key or os.environ.get("OPENAI_API_KEY")
     done = ui.attempt(lambda: synthesis.run_synthesis(ws, run_id, api_key=key, on_update=update))
     cancel.empty()
-    if done:
-        st.success(
-            f"Run {run_id} {done['state']}: {done['accepted']} accepted. Review the decisions below."
-        )
+    if not done:
+        return  # ui.attempt showed why (a failed run: resume it below)
+    said = f"Run {run_id} {done['state']}: {done['accepted']} accepted."
+    failed = done["counts"]["requests_failed"]
+    notes = [done["note"]] if done.get("note") else []
+    if failed:
+        notes.append(f"{failed} requests failed; their items in the review say why")
+    if notes:
+        st.warning(f"{said} {'; '.join(notes)}.")
+    else:
+        st.success(f"{said} Review the decisions below.")
 
 
 st.subheader("3. Run")
@@ -205,15 +262,7 @@ if st.button(
 ):
 
     def start() -> str:
-        llm = LLMSettings(
-            base_url=base_url.strip(),
-            model=model.strip(),
-            concurrency=int(concurrency),
-            price_in=price_in,
-            price_out=price_out,
-            max_requests=int(max_requests) or None,
-            max_tokens_total=int(max_tokens) or None,
-        )
+        llm = generator()
         settings = synthesis.SynthesisSettings(
             clusters=clusters,
             selection=selection,
@@ -236,7 +285,7 @@ if st.button(
 
     run_id = ui.attempt(start)
     if run_id:
-        st.session_state["syn_run"] = run_id
+        st.session_state["syn_review_run"] = run_id  # the review below opens on this run
         run_live(run_id)
 
 # --- runs and review -----------------------------------------------------------------------------------
@@ -272,8 +321,9 @@ st.dataframe(
     },
 )
 ids = [r["id"] for r in runs]
-default = ids.index(st.session_state["syn_run"]) if st.session_state.get("syn_run") in ids else 0
-chosen = st.selectbox("Review run", ids, index=default, key="syn_review_run")
+if st.session_state.get("syn_review_run") not in ids:
+    st.session_state["syn_review_run"] = ids[0]  # the newest
+chosen = st.selectbox("Review run", ids, key="syn_review_run")
 info_run = synthesis.run_info(ws, chosen)
 if info_run["state"] in ("interrupted", "cancelled", "failed", "budget", "created") and st.button(
     "Resume this run",

@@ -405,8 +405,28 @@ def _numbers(text: str | None, flag: str) -> tuple[int, ...]:
         raise UserError(f"{flag} {text!r}: give numbers separated by commas, like 3,7,12") from None
 
 
+# the synthesize flags of the settings' fields, so that a range error names the flag
+SYNTHESIZE_FLAGS = {
+    "clusters": "--clusters",
+    "target": "--target",
+    "rounds": "--rounds",
+    "solutions": "--solutions",
+    "problems_per_prompt": "--problems",
+    "k": "--k",
+    "sparse_below": "--sparse-below",
+    "cap": "--cap",
+    "concurrency": "--concurrency",
+    "timeout": "--timeout",
+    "price_in": "--price-in",
+    "price_out": "--price-out",
+    "max_requests": "--max-requests",
+    "max_tokens_total": "--max-tokens",
+}
+
+
 def cmd_synthesize(args: argparse.Namespace) -> Result:
     from core import synthesis
+    from core.errors import OutOfRange
     from core.llm import LLMSettings
 
     ws = _workspace(args)
@@ -422,48 +442,65 @@ def cmd_synthesize(args: argparse.Namespace) -> Result:
         if not args.base_url or not args.model:
             raise UserError("give --base-url and --model (or --resume RUN)")
         proxy, config, runtime = feature_request(args)
-        settings = synthesis.SynthesisSettings(
-            clusters=_numbers(args.clusters, "--clusters"),
-            selection=args.selection,
-            target=args.target,
-            rounds=args.rounds,
-            solutions=args.solutions,
-            problems_per_prompt=args.problems,
-            k=args.k,
-            sparse_below=args.sparse_below,
-            cap=args.cap,
-            verifier=args.verifier,
-            seed=args.seed,
-        )
-        llm = LLMSettings(
-            base_url=args.base_url,
-            model=args.model,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            price_in=args.price_in,
-            price_out=args.price_out,
-            max_requests=args.max_requests,
-            max_tokens_total=args.max_tokens,
-        )
-        run_id = synthesis.create_run(
-            ws, args.name, llm=llm, settings=settings, proxy=proxy, config=config, runtime=runtime
-        )
+        try:
+            settings = synthesis.SynthesisSettings(
+                clusters=_numbers(args.clusters, "--clusters"),
+                selection=args.selection,
+                target=args.target,
+                rounds=args.rounds,
+                solutions=args.solutions,
+                problems_per_prompt=args.problems,
+                k=args.k,
+                sparse_below=args.sparse_below,
+                cap=args.cap,
+                verifier=args.verifier,
+                seed=args.seed,
+            )
+            llm = LLMSettings(
+                base_url=args.base_url,
+                model=args.model,
+                concurrency=args.concurrency,
+                timeout=args.timeout,
+                price_in=args.price_in,
+                price_out=args.price_out,
+                max_requests=args.max_requests,
+                max_tokens_total=args.max_tokens,
+            )
+            run_id = synthesis.create_run(
+                ws,
+                args.name,
+                llm=llm,
+                settings=settings,
+                proxy=proxy,
+                config=config,
+                runtime=runtime,
+            )
+        except OutOfRange as e:
+            raise UserError(f"{SYNTHESIZE_FLAGS.get(e.field, e.field)} {e.problem}") from None
     print(
         f"run {run_id}: {'resumed' if args.resume else 'started'} (resume it with --resume {run_id})",
         file=sys.stderr,
     )
     target = synthesis.run_info(ws, run_id)["settings"]["synthesis"]["target"]
-    with progress_bar(f"run {run_id} accepted", unit="sample", unit_scale=False) as bar:
-        summary = synthesis.run_synthesis(
-            ws, run_id, api_key=api_key, on_update=lambda s: bar(min(s["accepted"], target), target)
-        )
+    try:
+        with progress_bar(f"run {run_id} accepted", unit="sample", unit_scale=False) as bar:
+            summary = synthesis.run_synthesis(
+                ws,
+                run_id,
+                api_key=api_key,
+                on_update=lambda s: bar(min(s["accepted"], target), target),
+            )
+    except synthesis.RunFailed as e:
+        raise UserError(f"{e} (resume it with --resume {run_id})") from None
+    counts = summary["counts"]
     lines = [
         f"run {run_id}: {summary['state']}, {summary['accepted']} accepted of {target} wanted",
         "rejected: " + (", ".join(f"{k}: {v}" for k, v in summary["rejected"].items()) or "none"),
         f"G-Vendi {summary['g_vendi_before']:.2f} before, {summary['g_vendi_after']:.2f} after",
-        f"requests sent {summary['counts']['requests_sent']}, from the log {summary['counts']['requests_from_log']}, "
-        f"tokens {summary['counts']['prompt_tokens'] + summary['counts']['completion_tokens']}, "
-        f"cost {summary['counts']['cost']:.4f}",
+        f"requests sent {counts['requests_sent']}, from the log {counts['requests_from_log']}, "
+        f"failed {counts['requests_failed']}, "
+        f"tokens {counts['prompt_tokens'] + counts['completion_tokens']}, "
+        f"cost {counts['cost']:.4f}",
     ]
     if summary.get("note"):
         lines.append(summary["note"])
@@ -832,7 +869,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)"
     )
     g.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)"
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds for a whole request: connect, send, reply (default: %(default)s)",
     )
     g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens")
     g.add_argument(

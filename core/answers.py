@@ -5,7 +5,9 @@ the same when math-verify says they are mathematically equivalent. math-verify's
 timeouts use signal.alarm, which only works in the main thread, so it runs with them off
 in a worker process (a plain subprocess, so no fork of a threaded server and no re-import
 of the caller's main module) that is given `timeout` seconds per comparison and killed
-when it hangs; a comparison that times out counts as "not equal".
+when it hangs; a comparison that times out counts as "not equal". The clock starts once
+the worker says it is ready (math-verify imported and warmed up), so a slow start on a
+loaded machine is never taken for a hanging comparison.
 
 Labels (non-math data): the answer is the text after the last "Answer:" (or the last
 line); two answers are the same when they match after case and spacing are folded.
@@ -24,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from core.errors import UserError
 
 
 def last_boxed(text: str) -> str | None:
@@ -79,9 +83,21 @@ def _math_equal(a: str, b: str) -> bool:
     return bool(gold and target and verify(gold, target, timeout_seconds=None))
 
 
+STARTUP_TIMEOUT = 300.0  # seconds for a worker to get ready; only a broken install takes this
+
+
 def _serve() -> None:
-    """The worker process: one JSON pair per line in, "1" or "0" per line out."""
+    """The worker process: "ready" once math-verify works (or "error: ..." if it cannot),
+    then one JSON pair per line in, "1" or "0" per line out."""
     logging.disable(logging.CRITICAL)  # math-verify warns on every call that its timeouts are off
+    try:
+        _math_equal("1", "1")  # imports and warms up math-verify: the slow part of a start
+    except Exception as e:
+        sys.stdout.write(f"error: {type(e).__name__}: {e}\n")
+        sys.stdout.flush()
+        return
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     for line in sys.stdin:
         try:
             a, b = json.loads(line)
@@ -123,6 +139,7 @@ class MathEquivalence:
             return line.strip() == "1"
 
     def _start(self) -> subprocess.Popen:
+        """The worker, started (and waited for until it is ready) when there is none."""
         if self._worker is None or self._worker.poll() is not None:
             self._worker = subprocess.Popen(
                 [sys.executable, "-c", "from core.answers import _serve; _serve()"],
@@ -132,6 +149,15 @@ class MathEquivalence:
                 text=True,
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
+            ready, _, _ = select.select([self._worker.stdout], [], [], STARTUP_TIMEOUT)
+            said = self._worker.stdout.readline().strip() if ready else ""
+            if said != "ready":
+                self.close()
+                raise UserError(
+                    "the math-verify worker did not start: "
+                    + (said or f"no answer within {STARTUP_TIMEOUT:g} s")
+                    + " (or use the label verifier)"
+                )
         return self._worker
 
     def close(self) -> None:

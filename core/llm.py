@@ -1,64 +1,83 @@
 """A client for OpenAI-compatible chat-completions endpoints (vLLM, SGLang, Ollama,
 llama.cpp server, OpenAI), built for long synthesis runs.
 
-- Bounded concurrency (a thread pool of `concurrency` workers), per-request timeouts.
+- Bounded concurrency (a thread pool of `concurrency` workers); `timeout` bounds each
+  whole request (connect, headers, body: see http_post), not each socket read.
 - Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped
-  connections and malformed bodies; a server's Retry-After is honoured.
+  connections and malformed bodies (a reply of the wrong shape included); a server's
+  Retry-After is honoured. Errors retrying cannot fix (401/403/404, a TLS mismatch) are
+  fatal: `run_all` stops at once.
+- `check()`: one tiny request that shows whether the endpoint, key and model work.
 - `n > 1` in one request, falling back to separate requests for servers that refuse it
   or return fewer choices (remembered for the rest of the run).
 - Every completed request is appended to the run's JSONL log (flushed and synced) under
   a caller-chosen key; a key already in the log is answered from it and never sent again,
   so a run killed at any point resumes without repeating finished requests.
 - Token usage is counted and priced with user-set prices; request and token budgets stop
-  a run cleanly. The API key is sent in a header only: it is never logged or stored.
+  a run cleanly. The API key is sent in a header only: it is never logged or stored, and
+  every error text is made in one place (`ChatClient._error`), which redacts it (and any
+  bearer token a server echoes) before anything stores or shows the text.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import json
 import os
 import random
+import re
 import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.errors import UserError, bounded, check_bounds
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+CHECK_ATTEMPTS = 3  # the connection check's attempts at most (a timeout ends it at once)
 
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where to send requests and how. `api_key` is never written anywhere."""
+    """Where to send requests and how. `api_key` is never written anywhere. Number fields
+    carry their allowed range (core.errors.Bound), shared by the CLI and the page."""
 
     base_url: str
     model: str
     api_key: str | None = field(default=None, repr=False)
-    concurrency: int = 8
-    timeout: float = 120.0
-    max_retries: int = 6
-    backoff: float = 0.5  # seconds before the first retry; doubles each time, with jitter
-    max_backoff: float = 30.0
-    price_in: float = 0.0  # per million prompt tokens
-    price_out: float = 0.0  # per million completion tokens
-    max_requests: int | None = None
-    max_tokens_total: int | None = None
+    concurrency: int = bounded(8, low=1)
+    timeout: float = bounded(120.0, low=0.0, above=True, unit="seconds")  # the whole request
+    max_retries: int = bounded(6, low=0)
+    # seconds before the first retry; doubles each time, with jitter
+    backoff: float = bounded(0.5, low=0.0, unit="seconds")
+    max_backoff: float = bounded(30.0, low=0.0, unit="seconds")
+    price_in: float = bounded(0.0, low=0.0)  # per million prompt tokens
+    price_out: float = bounded(0.0, low=0.0)  # per million completion tokens
+    max_requests: int | None = bounded(None, low=1)
+    max_tokens_total: int | None = bounded(None, low=1)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise LLMError(f"base URL {self.base_url!r}: give http://host:port/v1 or https://...")
+        try:
+            parts = urllib.parse.urlsplit(self.base_url)
+            parts.port  # noqa: B018 (reading it checks it)
+        except ValueError as e:
+            raise LLMError(f"base URL {self.base_url!r}: {e}") from None
+        if not parts.hostname:
+            raise LLMError(f"base URL {self.base_url!r} names no host")
         if not self.model:
             raise LLMError("give the model name the endpoint serves")
-        if self.concurrency < 1:
-            raise LLMError("concurrency must be at least 1")
+        check_bounds(self)
 
     def public(self) -> dict[str, Any]:
         """The settings without the key, for the run record."""
@@ -70,33 +89,49 @@ class BudgetExhausted(Exception):
 
 
 class LLMError(UserError):
-    """A request failed for good (after retries, or with an error that retrying won't fix)."""
+    """A request failed for good (after retries, or with an error that retrying won't fix).
+    `fatal`: no request to this endpoint can work as set (a refused key, an unknown model
+    or URL, a TLS mismatch), so a run stops at once."""
+
+    def __init__(self, message: str, *, fatal: bool = False):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` without `secret` and without any bearer token: a server may echo the
+    Authorization header in its error body."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return re.sub(r"(?i)\bbearer\s+[^\s\"',;]+", "Bearer [redacted]", text)
 
 
 class RequestLog:
-    """Append-only JSONL of completed requests, keyed; the run's memory of what was sent."""
+    """Append-only JSONL of completed requests, keyed; the run's memory of what was sent.
+    With no path it only remembers in memory (a connection check)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
         self.path = path
         self._lock = threading.Lock()
         self.done: dict[str, dict[str, Any]] = {}
-        if path.exists():
+        if path is not None and path.exists():
             with open(path, encoding="utf-8") as f:
                 for line in f:
                     try:
                         entry = json.loads(line)
                     except json.JSONDecodeError:
                         continue  # a line cut short by a crash: that request is sent again
-                    if entry.get("ok"):
+                    if isinstance(entry, dict) and entry.get("ok"):
                         self.done[entry["key"]] = entry
 
     def append(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+            if self.path is not None:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
             if entry.get("ok"):
                 self.done[entry["key"]] = entry
 
@@ -107,7 +142,7 @@ class Usage:
     from_log: int = 0  # answered from the run's log
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    failures: int = 0
+    failures: int = 0  # completions given up on
 
     def cost(self, settings: LLMSettings) -> float:
         return (
@@ -115,29 +150,45 @@ class Usage:
         ) / 1e6
 
 
-class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+class _Failure(Exception):
+    """One attempt failed. `transient`: another attempt may work (after `retry_after`
+    seconds when the server said so); `fatal`: no request can work as set."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool = True,
+        fatal: bool = False,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+    ):
         super().__init__(reason)
-        self.retry_after = retry_after
+        self.transient, self.fatal = transient, fatal
+        self.retry_after, self.timed_out = retry_after, timed_out
 
 
 class ChatClient:
     """Chat completions with retries, n > 1 fallback, a keyed log and a budget."""
 
     def __init__(
-        self, settings: LLMSettings, log: RequestLog, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        settings: LLMSettings,
+        log: RequestLog | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = settings
-        self.log = log
+        self.log = log if log is not None else RequestLog(None)
         self.usage = Usage()
         self.n_supported: bool | None = None
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._tokens_logged = sum(
-            e.get("usage", {}).get("prompt_tokens", 0)
-            + e.get("usage", {}).get("completion_tokens", 0)
-            for e in log.done.values()
-        )
+        self._tokens_logged = sum(sum(_tokens(e.get("usage"))) for e in self.log.done.values())
+
+    @property
+    def url(self) -> str:
+        return self.settings.base_url.rstrip("/") + "/chat/completions"
 
     # --- one completion, possibly n choices -------------------------------------------
 
@@ -168,6 +219,29 @@ class ChatClient:
             choices.append(self._one(f"{key}#{i}", messages, 1, params)[0])
         return choices
 
+    def check(self) -> str:
+        """One tiny request (max_tokens 1) to see that the endpoint, the key and the model
+        work; returns the model's reply (maybe empty). Transient faults are tried up to
+        CHECK_ATTEMPTS times, a timeout once. Not logged, not budgeted; counted in usage.
+        Raises LLMError with the reason."""
+        body = {
+            "model": self.settings.model,
+            "messages": [{"role": "user", "content": "Reply with OK."}],
+            "max_tokens": 1,
+        }
+        attempts = min(self.settings.max_retries + 1, CHECK_ATTEMPTS)
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = self._post(body)
+                choices, usage = _parse_reply(reply, allow_empty=True)
+                break
+            except _Failure as e:
+                if not e.transient or e.timed_out or attempt == attempts:
+                    raise self._error(e, attempt) from None
+                self._sleep(e.retry_after if e.retry_after is not None else self._backoff(attempt))
+        self._count_tokens(usage)
+        return choices[0]
+
     def _one(
         self, key: str, messages: list[dict[str, str]], n: int, params: dict[str, Any]
     ) -> list[str]:
@@ -184,27 +258,17 @@ class ChatClient:
         while True:
             attempt += 1
             try:
-                reply = self._post(body)
-                choices = _choices(reply)
+                choices, usage = _parse_reply(self._post(body))
                 break
-            except _Transient as e:
-                if attempt > self.settings.max_retries:
-                    self._record_failure(key, body, f"{e} (after {attempt} attempts)", started)
-                    raise LLMError(
-                        f"{self.settings.base_url}: {e}; gave up after {attempt} attempts"
-                    ) from e
-                delay = e.retry_after if e.retry_after is not None else self._backoff(attempt)
-                self._sleep(delay)
-            except LLMError as e:
-                self._record_failure(key, body, str(e), started)
-                raise
-        usage = reply.get("usage") or {}
-        with self._lock:
-            self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
-            self._tokens_logged += int(usage.get("prompt_tokens") or 0) + int(
-                usage.get("completion_tokens") or 0
-            )
+            except _Failure as e:
+                if e.transient and attempt <= self.settings.max_retries:
+                    delay = e.retry_after if e.retry_after is not None else self._backoff(attempt)
+                    self._sleep(delay)
+                    continue
+                error = self._error(e, attempt)
+                self._record_failure(key, body, str(error), started)
+                raise error from None
+        self._count_tokens(usage)
         self.log.append(
             {
                 "key": key,
@@ -217,6 +281,21 @@ class ChatClient:
             }
         )
         return choices
+
+    def _error(self, failure: _Failure, attempts: int) -> LLMError:
+        """The one place error texts are made: what failed, where, after how many attempts,
+        with the API key and any bearer token redacted (before anything stores or shows it)."""
+        text = f"{self.url}: {failure}"
+        if failure.transient:
+            text += f"; gave up after {attempts} attempt{'s' * (attempts != 1)}"
+        return LLMError(redact(text, self.settings.api_key), fatal=failure.fatal)
+
+    def _count_tokens(self, usage: dict[str, int]) -> None:
+        prompt, completion = _tokens(usage)
+        with self._lock:
+            self.usage.prompt_tokens += prompt
+            self.usage.completion_tokens += completion
+            self._tokens_logged += prompt + completion
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
@@ -244,52 +323,68 @@ class ChatClient:
         )
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.settings.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
+        """One attempt: POST `body`, return the reply's JSON object; raises _Failure."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        request = urllib.request.Request(
-            url, data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
         with self._lock:
             self.usage.requests += 1
+        timeout = self.settings.timeout
+        host = urllib.parse.urlsplit(self.url).hostname
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            detail = _error_detail(e)
-            if e.code in RETRY_STATUS:
-                raise _Transient(
-                    f"HTTP {e.code} {detail}", _retry_after(e.headers.get("Retry-After"))
-                ) from e
-            if e.code in (401, 403):
-                raise LLMError(
-                    f"{url}: HTTP {e.code}, the server refused the API key ({detail}); "
-                    "set OPENAI_API_KEY or enter the key"
-                ) from e
-            if e.code == 404:
-                raise LLMError(
-                    f"{url}: HTTP 404 ({detail}); check the base URL (it usually ends in /v1) "
-                    "and the model name"
-                ) from e
-            raise LLMError(f"{url}: HTTP {e.code} ({detail})") from e
-        except urllib.error.URLError as e:
-            if isinstance(e.reason, TimeoutError):
-                raise _Transient(f"no reply within {self.settings.timeout:g} s") from e
-            reason = e.reason if isinstance(e.reason, str) else type(e.reason).__name__
-            if isinstance(e.reason, (ConnectionRefusedError, socket.gaierror)):
-                raise _Transient(f"cannot connect ({reason})") from e
-            raise _Transient(f"connection failed ({reason})") from e
-        except TimeoutError as e:
-            raise _Transient(f"no reply within {self.settings.timeout:g} s") from e
-        except (http.client.HTTPException, ConnectionError, OSError) as e:
-            raise _Transient(f"connection dropped ({type(e).__name__})") from e
+            status, reply_headers, raw = http_post(
+                self.url, json.dumps(body).encode(), headers, timeout
+            )
+        except TimeoutError:
+            raise _Failure(f"no complete reply within {timeout:g} s", timed_out=True) from None
+        except socket.gaierror as e:
+            raise _Failure(f"cannot resolve the host name {host!r} ({e.strerror})") from None
+        except ConnectionRefusedError:
+            raise _Failure("cannot connect (connection refused)") from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            raise _Failure("connection dropped during TLS") from None
+        except ssl.SSLError as e:
+            raise _Failure(
+                f"TLS failed ({e.reason or e}); check the URL's scheme (is the server plain "
+                "http?) and that its certificate is trusted",
+                transient=False,
+                fatal=True,
+            ) from None
+        except (http.client.HTTPException, OSError) as e:
+            raise _Failure(f"connection failed ({type(e).__name__})") from None
+        if status >= 400:
+            detail = _error_detail(raw)
+            if status in RETRY_STATUS:
+                retry_after = _retry_after(reply_headers.get("Retry-After"))
+                raise _Failure(f"HTTP {status} ({detail})", retry_after=retry_after)
+            if status in (401, 403):
+                raise _Failure(
+                    f"HTTP {status}, the server refused the API key ({detail}); "
+                    "set OPENAI_API_KEY or enter the key",
+                    transient=False,
+                    fatal=True,
+                )
+            if status == 404:
+                raise _Failure(
+                    f"HTTP 404 ({detail}); check the base URL (it usually ends in /v1) "
+                    "and the model name",
+                    transient=False,
+                    fatal=True,
+                )
+            raise _Failure(f"HTTP {status} ({detail})", transient=False)
+        if status >= 300:
+            raise _Failure(
+                f"HTTP {status}: the server redirects to {reply_headers.get('Location')!r}; "
+                "use that as the base URL",
+                transient=False,
+                fatal=True,
+            )
         try:
             reply = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise _Transient("malformed response body (not JSON)") from e
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Failure("malformed response body (not JSON)") from None
         if not isinstance(reply, dict):
-            raise _Transient("malformed response body (not an object)")
+            raise _Failure("malformed response body (not an object)")
         return reply
 
     # --- many requests at once ---------------------------------------------------------
@@ -301,7 +396,8 @@ class ChatClient:
     ) -> None:
         """Send (key, messages, n, params) jobs with bounded concurrency; `on_done(key,
         choices, error)` is called for each, in the calling thread. A spent budget stops
-        the remaining jobs and is raised at the end."""
+        the remaining jobs and is raised at the end; a fatal LLMError (or anything raised
+        by `on_done`) stops them and is raised at once."""
         jobs = list(jobs)
         budget: BudgetExhausted | None = None
         with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
@@ -309,30 +405,190 @@ class ChatClient:
                 (key, pool.submit(self.complete, key, messages, n=n, **params))
                 for key, messages, n, params in jobs
             ]
-            for key, future in futures:
-                try:
-                    on_done(key, future.result(), None)
-                except BudgetExhausted as e:
-                    budget = e
-                except LLMError as e:
-                    on_done(key, None, e)
+            try:
+                for key, future in futures:
+                    try:
+                        on_done(key, future.result(), None)
+                    except BudgetExhausted as e:
+                        budget = e
+                    except LLMError as e:
+                        if e.fatal:
+                            raise
+                        on_done(key, None, e)
+            except BaseException:
+                for _, future in futures:
+                    future.cancel()  # the ones not started; those in flight end by timeout
+                raise
         if budget:
             raise budget
 
 
-def _choices(reply: dict[str, Any]) -> list[str]:
+def check_connection(settings: LLMSettings) -> str:
+    """The model's reply to one tiny request (ChatClient.check); raises LLMError."""
+    return ChatClient(settings).check()
+
+
+# --- the transport: one POST within a deadline ---------------------------------------------
+
+
+def http_post(
+    url: str, data: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int, Message, bytes]:
+    """POST `data` to `url` (http or https); returns (status, headers, body). The whole
+    exchange (connect, TLS, send, status line, headers, body) ends within `timeout`
+    seconds: a watchdog shuts the socket down at the deadline, whatever waits on it then,
+    and TimeoutError is raised. (The host name lookup is the OS resolver's.) Other
+    failures raise OSError (ssl.SSLError included) or http.client.HTTPException."""
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme == "https"
+    host, port = parts.hostname or "", parts.port or (443 if https else 80)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    deadline = time.monotonic() + timeout
+    watchdog = _Watchdog(timeout)
+    connection = (
+        http.client.HTTPSConnection(host, port, context=_tls())
+        if https
+        else http.client.HTTPConnection(host, port)
+    )
+    try:
+        connection.sock = _connect(host, port, deadline)  # http.client sends on it as it is
+        watchdog.watch(connection.sock)
+        if https:
+            connection.sock = _tls().wrap_socket(connection.sock, server_hostname=host)
+        connection.request("POST", path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    except (OSError, http.client.HTTPException) as e:
+        if watchdog.fired:
+            raise TimeoutError(f"no complete reply within {timeout:g} s") from e
+        raise
+    finally:
+        watchdog.cancel()
+        connection.close()
+    if watchdog.fired:  # the body may have ended early when the socket was shut down
+        raise TimeoutError(f"no complete reply within {timeout:g} s")
+    return response.status, response.headers, raw
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings for https endpoints: the system's trusted certificates."""
+    return ssl.create_default_context()
+
+
+def _connect(host: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection to the first of the host's addresses that answers by the deadline."""
+    error: OSError = OSError(f"no address for {host!r}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no connection by the deadline")
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)  # the watchdog ends every wait after this one
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error
+
+
+class _Watchdog:
+    """Shuts a socket down when `seconds` have passed, so that whatever waits on it then
+    (the TLS handshake, sending, the status line, headers, the body) fails at once.
+    It holds a duplicate of the socket, so the TLS wrapper and http.client's own closing
+    never leave it shutting down a file descriptor that is reused by then."""
+
+    def __init__(self, seconds: float):
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock.dup()
+            if self.fired:
+                self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._sock is not None:
+                self._shutdown()
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(OSError):  # closed by the other side already
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+# --- replies ---------------------------------------------------------------------------------
+
+
+def _parse_reply(
+    reply: dict[str, Any], *, allow_empty: bool = False
+) -> tuple[list[str], dict[str, int]]:
+    """(the choices' texts in index order, the token usage) of a 200 reply; raises a
+    transient _Failure for a reply of the wrong shape. `allow_empty`: a choice may have no
+    text (a one-token check)."""
     if "error" in reply and "choices" not in reply:
-        raise LLMError(f"the server answered with an error: {json.dumps(reply['error'])[:300]}")
+        raise _Failure(
+            f"the server answered with an error: {json.dumps(reply['error'])[:300]}",
+            transient=False,
+        )
     choices = reply.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise _Transient("malformed response body (no choices)")
+        raise _Failure("malformed response body (no choices)")
+    if not all(isinstance(c, dict) for c in choices):
+        raise _Failure("malformed response body (a choice that is not an object)")
+    indexes = [c.get("index", i) for i, c in enumerate(choices)]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in indexes):
+        raise _Failure("malformed response body (a choice index that is not a number)")
     texts = []
-    for choice in sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
-        content = (choice.get("message") or {}).get("content") if isinstance(choice, dict) else None
+    for _, choice in sorted(zip(indexes, choices, strict=True), key=lambda pair: pair[0]):
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if content is None and allow_empty and isinstance(message, dict):
+            content = ""
         if not isinstance(content, str):
-            raise _Transient("malformed response body (a choice without text)")
+            raise _Failure("malformed response body (a choice without text)")
         texts.append(content)
-    return texts
+    usage = reply.get("usage")
+    if usage is None:
+        usage = {}
+    if not isinstance(usage, dict):
+        raise _Failure("malformed response body (usage is not an object)")
+    counts = {}
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _Failure(f"malformed response body ({name} is not a count: {value!r:.40})")
+        counts[name] = value
+    return texts, counts
+
+
+def _tokens(usage: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a checked usage dict (0 where missing or unreadable,
+    for log lines written before usage was checked)."""
+    if not isinstance(usage, dict):
+        return 0, 0
+    values = [usage.get(name) for name in ("prompt_tokens", "completion_tokens")]
+    prompt, completion = (
+        v if isinstance(v, int) and not isinstance(v, bool) else 0 for v in values
+    )
+    return prompt, completion
 
 
 def _refuses_n(message: str) -> bool:
@@ -348,21 +604,17 @@ def _refuses_n(message: str) -> bool:
     )
 
 
-def _error_detail(e: urllib.error.HTTPError) -> str:
-    try:
-        body = e.read().decode("utf-8", "replace")
-    except OSError:
-        return e.reason or ""
+def _error_detail(raw: bytes) -> str:
+    """The message of an error reply's body (its error.message when it is JSON), at most
+    300 characters."""
+    body = raw.decode("utf-8", "replace")
     try:
         data = json.loads(body)
-        message = (
-            data.get("error", {}).get("message")
-            if isinstance(data.get("error"), dict)
-            else data.get("error")
-        )
-        return str(message or body)[:300]
-    except (json.JSONDecodeError, AttributeError):
+    except json.JSONDecodeError:
         return body.strip()[:300]
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message or body.strip())[:300]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -59,6 +59,15 @@ def resolve_k(k: float, n: int) -> int:
     return max(1, min(value, n))
 
 
+def k_problem(k: float) -> str | None:
+    """Why `k` cannot be a number of clusters ("must be ..."), or None: it must be a fraction
+    of the rows (0 < k < 1) or a whole count of at least 2."""
+    if math.isfinite(k) and (0 < k < 1 or (k >= 2 and float(k).is_integer())):
+        return None
+    shown = int(k) if math.isfinite(k) and float(k).is_integer() else k
+    return f"must be a fraction of the rows between 0 and 1 or a whole count of at least 2, not {shown}"
+
+
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index, cosine) of each unit row's nearest unit centroid, in blocks of rows."""
     labels = np.empty(len(x), dtype=np.int64)

@@ -34,9 +34,9 @@ import pyarrow.parquet as pq
 
 from core.answers import majority_vote, verifier_named
 from core.config import FeatureConfig, ProxySpec, Runtime
-from core.errors import Cancelled, UserError, check_at_least
+from core.errors import Cancelled, OutOfRange, UserError, bounded, check_bounds
 from core.features import compute_features, encoder_for
-from core.llm import BudgetExhausted, ChatClient, LLMSettings, RequestLog
+from core.llm import BudgetExhausted, ChatClient, LLMError, LLMSettings, RequestLog
 from core.maps import clusters_for
 from core.prompts import (
     generation_prompt,
@@ -46,7 +46,7 @@ from core.prompts import (
     solve_prompt,
 )
 from core.records import Record
-from core.regions import default_k, resolve_k, sparse_clusters, spherical_kmeans
+from core.regions import default_k, k_problem, resolve_k, sparse_clusters, spherical_kmeans
 from core.vendi import g_vendi, unit_rows
 from core.workspace import Workspace, process_alive
 
@@ -55,45 +55,48 @@ OVERGENERATE = 2  # problems asked for per sample wanted: many are rejected on t
 
 @dataclass(frozen=True)
 class SynthesisSettings:
-    """What to aim at and how hard. No clusters and no selection: auto mode (sparse clusters)."""
+    """What to aim at and how hard. No clusters and no selection: auto mode (sparse clusters).
+    Number fields carry their allowed range (core.errors.Bound), shared by the CLI and the page."""
 
     clusters: tuple[int, ...] = ()  # targeted: cluster ids of the map (its k and seed)
     selection: str | None = None  # targeted: a saved selection's rows
-    target: int = 20  # accepted samples wanted
-    rounds: int = 2
-    solutions: int = 3  # K solutions per problem
-    problems_per_prompt: int = 2
-    exemplars: int = 5
-    k: float | None = None  # clusters (default: the map's)
-    sparse_below: float = 50.0
-    cap: int | None = None  # at most this many accepted per cluster and round
-    duplicate_cosine: float = 0.98
+    target: int = bounded(20, low=1)  # accepted samples wanted
+    rounds: int = bounded(2, low=1)
+    solutions: int = bounded(3, low=1)  # K solutions per problem
+    problems_per_prompt: int = bounded(2, low=1)
+    exemplars: int = bounded(5, low=1)
+    k: float | None = None  # clusters (default: the map's); see regions.k_problem
+    sparse_below: float = bounded(50.0, low=0.0, above=True, high=100.0)  # a percentile
+    cap: int | None = bounded(None, low=1)  # at most this many accepted per cluster and round
+    duplicate_cosine: float = bounded(0.98, low=-1.0, high=1.0)
     verifier: str = "math"
-    generate_temperature: float = 1.0
-    top_p: float = 0.95
-    solve_temperature: float = 0.75
-    max_tokens: int = 2048
+    generate_temperature: float = bounded(1.0, low=0.0)
+    top_p: float = bounded(0.95, low=0.0, above=True, high=1.0)
+    solve_temperature: float = bounded(0.75, low=0.0)
+    max_tokens: int = bounded(2048, low=1)  # per request
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.k is not None and (problem := k_problem(self.k)):
+            raise OutOfRange("k", problem)
+        if self.verifier not in ("math", "label"):
+            raise UserError(f"verifier {self.verifier!r}: use math or label")
 
     @property
     def mode(self) -> str:
         return "targeted" if self.clusters or self.selection else "auto"
 
-    def check(self) -> None:
-        check_at_least(
-            (
-                ("target", self.target, 1),
-                ("rounds", self.rounds, 1),
-                ("solutions", self.solutions, 1),
-                ("problems per prompt", self.problems_per_prompt, 1),
-                ("exemplars", self.exemplars, 1),
-            )
-        )
-        if self.verifier not in ("math", "label"):
-            raise UserError(f"verifier {self.verifier!r}: use math or label")
+    def map_k(self, rows: int) -> int:
+        """The clusters of the map that round 1 uses, for a dataset of `rows` rows."""
+        return resolve_k(self.k, rows) if self.k else default_k(rows)
 
 
 # --- runs in the catalogue -----------------------------------------------------------------
+
+
+class RunFailed(UserError):
+    """A run ended 'failed'; the message says which and why. It can be resumed."""
 
 
 def _now() -> str:
@@ -110,11 +113,13 @@ def create_run(
     config: FeatureConfig,
     runtime: Runtime = Runtime(),
 ) -> str:
-    """Record a new run (state 'created'); returns its id. The templates are fixed now."""
-    settings.check()
+    """Record a new run (state 'created'); returns its id. The templates are fixed now.
+    Targets that cannot work (an unknown selection, a cluster the map lacks) are refused
+    here, before any record or work."""
     info = ws.dataset(dataset)
     if settings.selection:
         ws.selection(dataset, settings.selection)  # a clear error now, not mid-run
+    _check_clusters(settings.clusters, settings.map_k(info.rows))
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     record = {
         "synthesis": {**asdict(settings), "clusters": list(settings.clusters)},
@@ -131,6 +136,23 @@ def create_run(
             (run_id, info.id, "created", json.dumps(record), _now(), _now()),
         )
     return run_id
+
+
+def _check_clusters(clusters: tuple[int, ...], k: int) -> None:
+    bad = [c for c in clusters if not 0 <= c < k]
+    if bad:
+        raise OutOfRange(
+            "clusters", f"{bad[0]} is not a cluster of the map: it has clusters 0 to {k - 1}"
+        )
+
+
+def _drop_items(ws: Workspace, run_id: str, item_ids: list[str]) -> None:
+    """Remove items (the placeholders of failed requests that have succeeded since)."""
+    with ws.transaction() as db:
+        db.executemany(
+            "DELETE FROM run_items WHERE run_id = ? AND item_id = ?",
+            [(run_id, item_id) for item_id in item_ids],
+        )
 
 
 def run_info(ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -354,8 +376,11 @@ def run_synthesis(
     api_key: str | None = None,
     on_update: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Run (or resume) a run to its end; returns its summary. `on_update(summary)` is called
-    as stages end; it may raise Cancelled, which leaves the run resumable."""
+    """Run (or resume) a run to its end; returns its summary (state 'done', or 'budget' when
+    a budget stopped it). `on_update(summary)` is called as stages end; it may raise
+    Cancelled, which leaves the run resumable. A run that cannot work (the connection check
+    fails, an error retries cannot fix, every request of a stage fails) ends 'failed' with
+    the reason stored, and raises RunFailed; it is resumable too."""
     info = run_info(ws, run_id)
     if info["state"] == "running":
         raise UserError(f"run {run_id} is running in another process (pid {info['pid']})")
@@ -367,19 +392,26 @@ def run_synthesis(
         **s["llm"], api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
     )
     _update_run(ws, run_id, state="running", pid=os.getpid(), error=None)
+    runner: _Runner | None = None
+
+    def stop(state: str, error: str | None = None) -> None:
+        done_so_far = runner.stored() if runner else {}
+        _update_run(ws, run_id, state=state, error=error, pid=None, **done_so_far)
+
     try:
-        summary = _Runner(ws, info, settings, llm, on_update).execute()
+        runner = _Runner(ws, info, settings, llm, on_update)
+        summary = runner.execute()
     except Cancelled:
-        _update_run(ws, run_id, state="cancelled", pid=None)
+        stop("cancelled")
         raise
     except UserError as e:
-        _update_run(ws, run_id, state="failed", error=str(e), pid=None)
-        raise
+        stop("failed", str(e))
+        raise RunFailed(f"run {run_id} failed: {e}") from e
     except Exception as e:
-        _update_run(ws, run_id, state="failed", error=f"{type(e).__name__}: {e}", pid=None)
+        stop("failed", f"{type(e).__name__}: {e}")
         raise
     except BaseException:  # Ctrl-C, or the app stopping the script: resumable, not failed
-        _update_run(ws, run_id, state="cancelled", pid=None)
+        stop("cancelled")
         raise
     return summary
 
@@ -421,6 +453,7 @@ class _Runner:
             "requests_from_log": usage.from_log,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
+            "requests_failed": usage.failures,
             "cost": round(usage.cost(self.client.settings), 6),
         }
         return {
@@ -435,22 +468,34 @@ class _Runner:
             "note": self.note,
         }
 
+    def stored(self) -> dict[str, Any]:
+        """What the catalogue keeps of the run's progress (counts, G-Vendi)."""
+        return {
+            "counts": self.summary("")["counts"],
+            "g_vendi_before": self.g_before,
+            "g_vendi_after": self.g_now,
+        }
+
     def progress(self, stage: str) -> None:
         summary = self.summary("running")
         summary["stage"] = stage
-        _update_run(
-            self.ws,
-            self.run_id,
-            counts=summary["counts"],
-            g_vendi_before=self.g_before,
-            g_vendi_after=self.g_now,
-        )
+        _update_run(self.ws, self.run_id, **self.stored())
         self.on_update(summary)
 
     # -- the loop --
 
     def execute(self) -> dict[str, Any]:
+        try:
+            return self._execute()
+        finally:
+            self.verifier_close()  # on failure and cancel too: no worker process left behind
+
+    def _execute(self) -> dict[str, Any]:
         st = self.settings
+        try:  # a run that cannot work says so before any other work
+            self.client.check()
+        except LLMError as e:
+            raise LLMError(f"the connection check failed: {e}", fatal=e.fatal) from None
         fs = compute_features(
             self.ws, self.dataset, proxy=self.proxy, config=self.config, runtime=self.runtime
         )
@@ -464,7 +509,7 @@ class _Runner:
             {normalise_text(p) for p in prompts},
         )
         self.g_before = self.g_now = g_vendi(pool.features)
-        k = resolve_k(st.k, fs.rows) if st.k else default_k(fs.rows)
+        k = st.map_k(fs.rows)
         first = clusters_for(self.ws, fs, k=k, seed=self.config.seed)
         target_rows = self._target_rows(first)
         encoder = None
@@ -483,9 +528,13 @@ class _Runner:
                     labels, centroids = clustering.labels, clustering.centroids
                 targets, accepting, limits = self._targets(labels, target_rows, pool)
                 if not targets:
+                    self.note = (
+                        f"round {r}: no cluster to fill (none is below the {st.sparse_below:g}th "
+                        "percentile of cluster sizes)"
+                    )
                     break
                 items = self._generate(r, targets, labels, target_rows, pool)
-                candidates = self._solve(items)
+                candidates = self._solve(r, items)
                 if candidates and encoder is None:
                     encoder = encoder_for(self.proxy, self.config, self.runtime)
                 self._accept(r, candidates, encoder, centroids, accepting, limits, pool)
@@ -495,17 +544,8 @@ class _Runner:
             state = "budget"
             self.note = f"stopped: {e}"
         summary = self.summary(state)
-        _update_run(
-            self.ws,
-            self.run_id,
-            state=state,
-            counts=summary["counts"],
-            g_vendi_before=self.g_before,
-            g_vendi_after=self.g_now,
-            pid=None,
-        )
+        _update_run(self.ws, self.run_id, state=state, pid=None, **self.stored())
         self.on_update(summary)
-        self.verifier_close()
         return summary
 
     def verifier_close(self) -> None:
@@ -519,9 +559,7 @@ class _Runner:
         if st.selection:
             return set(self.ws.selection(self.dataset, st.selection)["rows"])
         if st.clusters:
-            bad = [c for c in st.clusters if not 0 <= c < first.k]
-            if bad:
-                raise UserError(f"no cluster {bad[0]}: the map has clusters 0 to {first.k - 1}")
+            _check_clusters(st.clusters, first.k)  # create_run checked them against k already
             return set(np.flatnonzero(np.isin(first.labels, list(st.clusters))).tolist())
         return set()
 
@@ -592,6 +630,7 @@ class _Runner:
             )
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
+        recovered: list[str] = []  # requests that failed in an earlier try and answered now
 
         def done(key: str, choices, error) -> None:
             c, exemplar_ids = meta[key]
@@ -630,6 +669,7 @@ class _Runner:
                     }
                 )
                 return
+            recovered.append(key)  # a placeholder of an earlier failure goes
             for j, problem in enumerate(problems):
                 if normalise_text(problem) in seen:
                     continue  # the same problem from another request of this round
@@ -646,14 +686,29 @@ class _Runner:
                 )
 
         try:
-            self.client.run_all(jobs, done)
+            self._send(f"round {r}'s problem generation", jobs, done)
         finally:
+            _drop_items(self.ws, self.run_id, recovered)
             items.sort(key=lambda it: _order(it["item_id"]))
             self._record(items)
         self.progress(f"round {r}: problems generated")
         return [it for it in items if it["status"] == "generated"]
 
-    def _solve(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _send(self, stage: str, jobs: list, done: Callable) -> None:
+        """Send a stage's jobs (ChatClient.run_all). When every one of them failed, the
+        endpoint is not working: raises LLMError, which ends the run 'failed'."""
+        errors: list[Exception] = []
+
+        def on_done(key: str, choices, error) -> None:
+            if error:
+                errors.append(error)
+            done(key, choices, error)
+
+        self.client.run_all(jobs, on_done)
+        if jobs and len(errors) == len(jobs):
+            raise LLMError(f"all {len(jobs)} requests of {stage} failed; the first: {errors[0]}")
+
+    def _solve(self, r: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         st = self.settings
         by_key = {f"solve/{it['item_id']}": it for it in items}
         jobs = [
@@ -692,7 +747,7 @@ class _Runner:
                 it.update(status="solved", response=choices[vote.agreeing[0]])
 
         try:
-            self.client.run_all(jobs, done)
+            self._send(f"round {r}'s solutions", jobs, done)
         finally:
             self._record(items)
         self.progress("solutions checked")

@@ -3,12 +3,21 @@
 It writes math problems and solutions the synthesis loop can use (the same request
 always gets the same reply, so runs are reproducible), and can inject the
 faults real endpoints show: 429 with Retry-After, 500, replies slower than the client's
-timeout, malformed bodies, dropped connections, refusing or ignoring `n`.
+timeout, malformed bodies, dropped connections, refusing or ignoring `n`, a rejected
+key (401, echoing the Authorization header in its body, as some servers do), an unknown
+model (404), a reply dripped one byte per second, no reply at all, and 200 replies of
+the wrong shape.
 
     with FakeLLM() as llm:               # llm.url is http://127.0.0.1:PORT/v1
         llm.faults = ["429", "500"]      # the next requests fail so, then all succeed
+        llm.always = "401"               # or: every request fails so, until set to None
         ...
         llm.count(text) -> how many requests carried `text` in their last message
+
+Faults: ok (a normal answer), 429, 500, slow, malformed (not JSON), garbage (no choices),
+drop, 400 / 401 (error bodies echoing the Authorization header), 404 (unknown model),
+drip (the whole reply, status line first, one byte per second), silent (never answers),
+message-string, mixed-index, usage-string, tokens-abc (200 replies of the wrong shape).
 """
 
 from __future__ import annotations
@@ -59,10 +68,12 @@ class FakeLLM:
     def __init__(self, *, supports_n: str = "yes", slow_seconds: float = 3.0):
         self.supports_n = supports_n  # "yes", "ignore" (one choice only) or "refuse" (HTTP 400)
         self.slow_seconds = slow_seconds
-        self.faults: list[str] = []  # consumed one per request: 429 500 slow malformed drop garbage
+        self.faults: list[str] = []  # consumed one per request (see the module's docstring)
+        self.always: str | None = None  # a fault for every request while set
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
@@ -72,6 +83,7 @@ class FakeLLM:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()  # ends the handlers of silent and dripping replies
         self._server.shutdown()
         self._server.server_close()
 
@@ -86,6 +98,8 @@ class FakeLLM:
 
     def _next_fault(self) -> str | None:
         with self._lock:
+            if self.always:
+                return self.always
             return self.faults.pop(0) if self.faults else None
 
     def _handler(self):
@@ -107,6 +121,26 @@ class FakeLLM:
                 if fault == "drop":
                     self.connection.shutdown(2)
                     self.connection.close()
+                    return
+                if fault == "silent":
+                    fake._stop.wait(600)
+                    return
+                if fault in ("400", "401"):
+                    echoed = self.headers.get("Authorization")
+                    self._send(
+                        int(fault),
+                        {
+                            "error": {
+                                "message": f"rejected: the request had Authorization: {echoed}"
+                            }
+                        },
+                    )
+                    return
+                if fault == "404":
+                    self._send(
+                        404,
+                        {"error": {"message": f"The model `{body.get('model')}` does not exist."}},
+                    )
                     return
                 if fault in ("429", "500"):
                     self._send(
@@ -131,8 +165,8 @@ class FakeLLM:
                     n = 1
                 prompt = body["messages"][-1]["content"]
                 salt = json.dumps(body, sort_keys=True)  # the same request, the same reply
-                with fake._lock:
-                    fake.requests.append({**body, "_ok": True})
+                with fake._lock:  # a reply of the wrong shape, or dripped, is no answer
+                    fake.requests.append({**body, "_ok": fault in (None, "ok", "slow")})
                 if "[[Problem]]" in prompt:
                     texts = [
                         new_problems(prompt, _wanted(prompt), f"{prompt}/{salt}/{i}")
@@ -158,10 +192,40 @@ class FakeLLM:
                     "prompt_tokens": len(prompt.split()),
                     "completion_tokens": sum(len(t.split()) for t in texts),
                 }
-                self._send(
-                    200,
-                    {"id": "cmpl", "object": "chat.completion", "choices": choices, "usage": usage},
-                )
+                if fault == "message-string":
+                    choices[0]["message"] = texts[0]
+                if fault == "mixed-index":
+                    choices.append({**choices[0], "index": "1"})
+                if fault == "usage-string":
+                    usage = "lots"
+                if fault == "tokens-abc":
+                    usage["prompt_tokens"] = "abc"
+                reply = {
+                    "id": "cmpl",
+                    "object": "chat.completion",
+                    "choices": choices,
+                    "usage": usage,
+                }
+                if fault == "drip":
+                    self._drip(json.dumps(reply).encode())
+                    return
+                self._send(200, reply)
+
+            def _drip(self, data: bytes) -> None:
+                """The whole reply, status line and headers included, one byte per second."""
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n"
+                ).encode()
+                for i in range(len(head) + len(data)):
+                    try:
+                        self.wfile.write((head + data)[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the client gave up
+                    if fake._stop.wait(1.0):
+                        return
+                self.close_connection = True
 
             def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 self._raw(status, json.dumps(payload).encode(), headers)

@@ -52,3 +52,74 @@ def test_bad_endpoint_is_an_error_on_the_page(tmp_path):
     next(b for b in app.at.button if b.label == "Start a run").click()
     app.run()
     assert any("base URL 'localhost:9'" in e for e in app.errors())
+
+
+def use_generator(app: App, llm: FakeLLM, key: str = "", target: int = 4) -> None:
+    app.at.text_input(key="syn_url").set_value(llm.url)
+    app.at.text_input(key="syn_model").set_value("fake")
+    app.at.text_input(key="syn_key").set_value(key)
+    app.at.number_input(key="syn_target").set_value(target)
+    app.at.number_input(key="syn_rounds").set_value(1)
+    app.run()
+
+
+def review_rows(app: App) -> int:
+    return next(len(d.value) for d in app.at.dataframe if "item" in d.value.columns)
+
+
+def test_the_review_opens_on_the_run_just_finished(tmp_path):
+    """With an earlier run on the page, a new run's review shows the new run, not the old."""
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    with FakeLLM() as llm:
+        use_generator(app, llm)
+        app.button("Start a run").click()
+        app.run()
+        first = synthesis.list_runs(ws, "demo")[0]["id"]
+        assert app.at.selectbox(key="syn_review_run").value == first
+        use_generator(app, llm, target=8)
+        app.button("Start a run").click()
+        app.run()
+    second = synthesis.list_runs(ws, "demo")[0]["id"]
+    assert second != first
+    assert app.at.selectbox(key="syn_review_run").value == second
+    assert review_rows(app) == len(synthesis.review(ws, second))
+    app.run()  # and it stays there on the next rerun
+    assert app.at.selectbox(key="syn_review_run").value == second
+
+
+def test_a_run_that_fails_is_red_with_its_reason_and_can_be_resumed(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    with FakeLLM() as llm:
+        llm.always = "401"  # the server echoes the Authorization header in its error
+        use_generator(app, llm, key="sk-page-echo-42")
+        app.button("Start a run").click()
+        app.run()
+        run_id = synthesis.list_runs(ws, "demo")[0]["id"]
+        errors = app.errors()
+        assert any(f"run {run_id} failed" in e and "refused the API key" in e for e in errors)
+        assert not any("sk-page-echo-42" in e for e in errors)
+        assert not app.at.success
+        assert synthesis.run_info(ws, run_id)["state"] == "failed"
+        assert app.at.selectbox(key="syn_review_run").value == run_id
+        llm.always = None
+        app.button("Resume this run").click()
+        app.run()
+    assert synthesis.run_info(ws, run_id)["state"] == "done"
+    assert any(f"Run {run_id} done" in s.value for s in app.at.success)
+
+
+def test_test_connection_shows_the_reply_or_the_error(tmp_path):
+    app = synthesize_page(tmp_path)
+    with FakeLLM() as llm:
+        use_generator(app, llm)
+        app.button("Test connection").click()
+        app.run()
+        assert any("The model replied" in s.value and "boxed" in s.value for s in app.at.success)
+        assert llm.requests[-1]["max_tokens"] == 1
+        llm.always = "404"
+        app.button("Test connection").click()
+        app.run()
+    assert any("HTTP 404" in e and "does not exist" in e for e in app.errors())
+    assert synthesis.list_runs(Workspace(tmp_path / "ws"), "demo") == []  # no run was made

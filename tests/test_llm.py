@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 
-from core.llm import BudgetExhausted, ChatClient, LLMError, LLMSettings, RequestLog
+from core.errors import OutOfRange
+from core.llm import (
+    BudgetExhausted,
+    ChatClient,
+    LLMError,
+    LLMSettings,
+    RequestLog,
+    check_connection,
+    redact,
+)
 from tests.fake_llm import FakeLLM
 
 HELLO = [{"role": "user", "content": "Solve the following problem.\n\nWhat is 2 + 2?"}]
@@ -14,7 +25,7 @@ HELLO = [{"role": "user", "content": "Solve the following problem.\n\nWhat is 2 
 
 @pytest.fixture
 def llm():
-    with FakeLLM(slow_seconds=1.5) as server:
+    with FakeLLM(slow_seconds=4) as server:
         yield server
 
 
@@ -43,7 +54,7 @@ def test_completion_is_logged_and_never_sent_twice(llm, tmp_path):
 
 def test_retries_every_transient_fault(llm, tmp_path):
     llm.faults = ["429", "500", "malformed", "garbage", "drop", "slow"]
-    c = client(llm, tmp_path, timeout=0.5, max_retries=8)
+    c = client(llm, tmp_path, timeout=2, max_retries=8)
     assert "\\boxed{" in c.complete("k", HELLO)[0]
     assert c.usage.requests == 7  # six failures, then the answer
     lines = (tmp_path / "requests.jsonl").read_text().splitlines()
@@ -138,3 +149,119 @@ def test_a_crash_mid_line_loses_only_that_request(llm, tmp_path):
         f.write('{"key": "b", "ok": true, "choi')  # the process died while writing
     again = client(llm, tmp_path)
     assert set(again.log.done) == {"a"}
+
+
+# --- failures that must be visible: whole-request timeouts, bad replies, fatal errors ---------
+
+
+@pytest.mark.parametrize("fault", ["drip", "silent"])
+def test_the_timeout_bounds_the_whole_request(tmp_path, fault):
+    """A server that drips its reply (status line, headers, body) one byte per second, or
+    never answers, is given up on at the timeout, not kept alive read by read."""
+    with FakeLLM() as llm:
+        llm.always = fault
+        c = client(llm, tmp_path, timeout=2, max_retries=1)
+        started = time.monotonic()
+        with pytest.raises(LLMError, match=r"no complete reply within 2 s.*gave up after 2"):
+            c.complete("k", HELLO)
+        assert time.monotonic() - started < 60  # two attempts of 2 s (it used to run minutes)
+    assert c.usage.requests == 2 and c.usage.failures == 1
+
+
+@pytest.mark.parametrize("shape", ["message-string", "mixed-index", "usage-string", "tokens-abc"])
+def test_a_reply_of_the_wrong_shape_is_a_bad_reply(llm, tmp_path, shape):
+    """Retried like any bad reply, then a failed request with its reason; never a crash."""
+    llm.faults = [shape]
+    c = client(llm, tmp_path, max_retries=2)
+    assert "\\boxed{" in c.complete("a", HELLO)[0] and c.usage.requests == 2
+    llm.faults = [shape] * 3
+    with pytest.raises(LLMError, match=r"malformed response body .*gave up after 3 attempts"):
+        c.complete("b", HELLO)
+    entry = json.loads((tmp_path / "requests.jsonl").read_text().splitlines()[-1])
+    assert entry["key"] == "b" and entry["ok"] is False and "malformed" in entry["error"]
+    assert c.usage.failures == 1 and c.usage.prompt_tokens > 0  # from the good reply only
+
+
+@pytest.mark.parametrize(("fault", "says"), [("401", "refused the API key"), ("404", "model")])
+def test_errors_that_retrying_cannot_fix_are_not_retried(tmp_path, fault, says):
+    with FakeLLM() as llm:
+        llm.always = fault
+        c = client(llm, tmp_path, max_retries=5)
+        with pytest.raises(LLMError, match=says) as caught:
+            c.complete("k", HELLO)
+        assert caught.value.fatal and c.usage.requests == 1
+        jobs = [(f"job/{i}", HELLO, 1, {}) for i in range(40)]
+        c2 = client(llm, tmp_path, concurrency=2)
+        with pytest.raises(LLMError, match=says):  # a run stops at once: no 40 refusals
+            c2.run_all(jobs, lambda *a: None)
+        assert c2.usage.requests < 10
+
+
+def test_the_key_is_redacted_from_every_error_text(tmp_path):
+    """A server that echoes the Authorization header in its error body: the key is in no
+    error message and no log line."""
+    secret = "sk-echo-9d8c7b6a"
+    with FakeLLM() as llm:
+        for fault in ("400", "401"):
+            llm.always = fault
+            c = client(llm, tmp_path, api_key=secret)
+            with pytest.raises(LLMError) as caught:
+                c.complete(f"k{fault}", HELLO)
+            assert secret not in str(caught.value) and "Bearer [redacted]" in str(caught.value)
+            with pytest.raises(LLMError) as caught:
+                c.check()
+            assert secret not in str(caught.value)
+        assert llm.auth[-1] == f"Bearer {secret}"
+    log = (tmp_path / "requests.jsonl").read_text()
+    assert secret not in log and "Bearer [redacted]" in log
+    assert redact(f"x Bearer abc.def-1 and {secret}", secret) == (
+        "x Bearer [redacted] and [redacted]"
+    )
+
+
+def test_connection_check(tmp_path):
+    with FakeLLM() as llm:
+        c = client(llm, tmp_path)
+        assert "boxed" in c.check()  # the model's reply
+        sent = llm.requests[-1]
+        assert sent["max_tokens"] == 1 and sent["model"] == "fake"
+        assert c.usage.requests == 1 and not c.log.done  # not logged: never replayed
+        assert "boxed" in check_connection(LLMSettings(base_url=llm.url, model="fake"))
+        llm.faults = ["429", "500"]  # transient faults are tried again, three times in all
+        assert c.check()
+        llm.faults = []
+        llm.always = "404"
+        with pytest.raises(LLMError, match=r"HTTP 404.*fake.*does not exist"):
+            c.check()
+        llm.always = "silent"
+        started = time.monotonic()
+        with pytest.raises(LLMError, match="no complete reply within 2 s"):
+            client(llm, tmp_path, timeout=2).check()
+        assert time.monotonic() - started < 60  # one timeout, not one per retry
+    with pytest.raises(LLMError, match=r"cannot connect.*3 attempts"):  # the server is gone
+        client(llm, tmp_path).check()
+    with FakeLLM() as plain, pytest.raises(LLMError, match="TLS") as caught:  # https to http
+        client(plain, tmp_path, base_url=plain.url.replace("http:", "https:")).check()
+    assert caught.value.fatal
+    with pytest.raises(LLMError, match="cannot resolve"):
+        client(llm, tmp_path, base_url="http://no-such-host.invalid/v1").check()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("timeout", 0, "timeout must be more than 0 seconds, not 0"),
+        ("timeout", -1, "timeout must be more than 0 seconds, not -1"),
+        ("timeout", float("nan"), "timeout must be a finite number (more than 0 seconds), not nan"),
+        ("price_in", -5, "price in must be at least 0, not -5"),
+        ("price_out", float("inf"), "price out must be a finite number (at least 0), not inf"),
+        ("concurrency", 0, "concurrency must be at least 1, not 0"),
+        ("max_requests", 0, "max requests must be at least 1, not 0"),
+        ("max_tokens_total", -3, "max tokens total must be at least 1, not -3"),
+        ("max_retries", -1, "max retries must be at least 0, not -1"),
+    ],
+)
+def test_settings_out_of_range(setting, value, says):
+    with pytest.raises(OutOfRange, match=re.escape(says)) as caught:
+        LLMSettings(base_url="http://127.0.0.1:1/v1", model="m", **{setting: value})
+    assert caught.value.field == setting

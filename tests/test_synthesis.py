@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,17 +57,22 @@ def ws(seeded, tmp_path) -> Workspace:
     return Workspace(tmp_path / "ws")
 
 
-def run(ws, llm, **settings) -> tuple[str, dict]:
+def run(ws, llm, *, api_key: str | None = None, **settings) -> tuple[str, dict]:
+    run_id = create(ws, llm.url, **settings)
+    return run_id, synthesis.run_synthesis(ws, run_id, api_key=api_key)
+
+
+def create(ws, url: str, *, timeout: float = 3.0, max_retries: int = 8, **settings) -> str:
     llm_settings = LLMSettings(
-        base_url=llm.url,
+        base_url=url,
         model="fake",
         concurrency=4,
         backoff=0.01,
         max_backoff=0.05,
-        timeout=1.0,
-        max_retries=8,
+        timeout=timeout,
+        max_retries=max_retries,
     )
-    run_id = synthesis.create_run(
+    return synthesis.create_run(
         ws,
         "demo",
         llm=llm_settings,
@@ -74,7 +80,6 @@ def run(ws, llm, **settings) -> tuple[str, dict]:
         proxy=TINY,
         config=CONFIG,
     )
-    return run_id, synthesis.run_synthesis(ws, run_id)
 
 
 def check_counts(ws, run_id, summary) -> list[dict]:
@@ -90,8 +95,10 @@ def check_counts(ws, run_id, summary) -> list[dict]:
 
 
 def test_auto_run_survives_faults_and_accepts_only_thin_regions(ws):
-    with FakeLLM(slow_seconds=2.0) as llm:
-        llm.faults = ["429", "500", "slow", "malformed", "drop", "garbage", "429", "500"]
+    with FakeLLM(slow_seconds=5.0) as llm:
+        llm.faults = ["ok"]  # the connection check; then the faults hit the run's requests
+        llm.faults += ["429", "500", "slow", "malformed", "drop", "garbage", "429", "500"]
+        llm.faults += ["message-string", "mixed-index", "usage-string", "tokens-abc"]
         run_id, summary = run(ws, llm, target=10, rounds=2)
     assert summary["state"] == "done" and summary["accepted"] >= 1
     items = check_counts(ws, run_id, summary)
@@ -121,8 +128,10 @@ def test_targeted_run_fills_a_small_cluster(ws):
     # the review table shows a reason for every rejection, and the reasons seen here
     reasons = {i["reason_kind"] for i in items if i["status"] == "rejected"}
     assert reasons <= KINDS and reasons
-    with FakeLLM() as llm, pytest.raises(UserError, match="no cluster 999"):
+    runs = len(synthesis.list_runs(ws))
+    with FakeLLM() as llm, pytest.raises(UserError, match="999 is not a cluster of the map"):
         run(ws, llm, clusters=(999,))
+    assert len(synthesis.list_runs(ws)) == runs  # refused before any record
 
 
 def test_parse_failures_refused_n_and_budgets(ws, monkeypatch):
@@ -320,3 +329,133 @@ def test_cli_errors_and_runs(cli, seeded, tmp_path):
     assert {"run", "accepted", "rejected", "g_vendi_before", "g_vendi_after"} <= set(r.json)
     runs = cli("runs", "demo", "--json", env=env).json["runs"]
     assert runs[0]["run"] == r.json["run"] and runs[0]["state"] == "done"
+
+
+# --- runs that cannot work: failed, early, with the reason; nothing leaks --------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("unreachable", "cannot connect"),
+        ("401", "refused the API key"),
+        ("404", "model `fake` does not exist"),
+        ("silent", "no complete reply within 2 s"),
+        ("https to http", "TLS failed"),
+        ("no such host", "cannot resolve the host name 'no-such-host.invalid'"),
+    ],
+)
+def test_a_run_that_cannot_work_fails_early_and_says_why(ws, case, says):
+    secret = "sk-run-5e4d3c2b"
+    with FakeLLM() as gone:
+        pass  # a port where nothing listens any more
+    with FakeLLM() as llm:
+        llm.always = case if case in ("401", "404", "silent") else None
+        url = {
+            "unreachable": gone.url,
+            "https to http": llm.url.replace("http:", "https:"),
+            "no such host": "http://no-such-host.invalid/v1",
+        }.get(case, llm.url)
+        run_id = create(ws, url, timeout=2, max_retries=2)
+        started = time.monotonic()
+        with pytest.raises(synthesis.RunFailed, match=says) as caught:
+            synthesis.run_synthesis(ws, run_id, api_key=secret)
+        assert time.monotonic() - started < 60
+    info = synthesis.run_info(ws, run_id)
+    assert info["state"] == "failed" and says in info["error"]
+    assert "connection check" in info["error"] and run_id in str(caught.value)
+    assert secret not in info["error"] and secret not in str(caught.value)
+    assert not synthesis.review(ws, run_id)  # it stopped before round 1
+
+
+def test_a_run_whose_requests_all_fail_ends_failed_and_resumes_clean(ws):
+    with FakeLLM() as llm:
+        llm.faults = ["ok"] + ["500"] * 500  # the check passes; every request then fails
+        run_id = create(ws, llm.url, max_retries=1, target=6, rounds=1)
+        with pytest.raises(synthesis.RunFailed, match=r"all \d+ requests of round 1's problem"):
+            synthesis.run_synthesis(ws, run_id)
+        info = synthesis.run_info(ws, run_id)
+        assert info["state"] == "failed" and "HTTP 500" in info["error"]
+        items = synthesis.review(ws, run_id)
+        assert items and all(i["reason_kind"] == "request failed" for i in items)
+        assert info["counts"]["rejected"] == {"request failed": len(items)}
+        llm.faults = []
+        summary = synthesis.run_synthesis(ws, run_id)  # resumed once the server works
+    assert summary["state"] == "done"
+    items = check_counts(ws, run_id, summary)
+    assert not [i for i in items if i["reason_kind"] == "request failed"]  # no stale failures
+
+
+def test_the_key_echoed_by_a_server_is_stored_nowhere(ws, tmp_path):
+    secret = "sk-echoed-1a2b3c4d"
+    with FakeLLM() as llm:
+        llm.faults = ["ok", "400", "400"]  # two requests fail with the header in the body
+        run_id, summary = run(ws, llm, api_key=secret, target=6, rounds=1)
+        assert summary["state"] == "done"
+        failed = [i for i in synthesis.review(ws, run_id) if i["reason_kind"] == "request failed"]
+        assert len(failed) == 2 and all("Bearer [redacted]" in i["reason"] for i in failed)
+        llm.always = "401"
+        run_id = create(ws, llm.url)
+        with pytest.raises(synthesis.RunFailed, match="refused the API key") as caught:
+            synthesis.run_synthesis(ws, run_id, api_key=secret)
+        assert secret not in str(caught.value)
+        assert llm.auth.count(f"Bearer {secret}") >= 3
+    for path in ws.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"the API key leaked into {path}"
+
+
+def test_settings_out_of_range_are_refused_before_a_run(ws):
+    for settings, says in [
+        ({"k": 1}, "k must be a fraction of the rows between 0 and 1 or a whole count"),
+        ({"k": float("inf")}, "not inf"),
+        ({"sparse_below": 0}, "sparse below must be more than 0 and at most 100, not 0"),
+        ({"cap": 0}, "cap must be at least 1, not 0"),
+        ({"target": 0}, "target must be at least 1, not 0"),
+        ({"clusters": (-1,)}, "clusters -1 is not a cluster of the map: it has clusters 0 to"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(says)):
+            create(ws, "http://127.0.0.1:1/v1", **settings)
+    assert synthesis.list_runs(ws) == []
+
+
+def test_cli_range_checks_name_the_flag(cli, seeded, tmp_path):
+    shutil.copytree(seeded, tmp_path / "ws", dirs_exist_ok=True)
+    env = {"PRISM_WORKSPACE": str(tmp_path / "ws")}
+    base = ["synthesize", "demo", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"]
+    base += ["--proxy", "tiny-random", "--dim", "256"]
+    for flags, says in [
+        (["--timeout", "0"], "--timeout must be more than 0 seconds, not 0"),
+        (["--price-in", "-5"], "--price-in must be at least 0, not -5"),
+        (["--cap", "-1"], "--cap must be at least 1, not -1"),
+        (["--concurrency", "0"], "--concurrency must be at least 1, not 0"),
+        (["--max-requests", "0"], "--max-requests must be at least 1, not 0"),
+        (["--max-tokens", "0"], "--max-tokens must be at least 1, not 0"),
+        (["--problems", "0"], "--problems must be at least 1, not 0"),
+        (["--sparse-below", "101"], "--sparse-below must be more than 0 and at most 100"),
+        (["--k", "nan"], "--k must be a fraction of the rows"),
+        (["--clusters", "999"], "--clusters 999 is not a cluster of the map: it has clusters 0"),
+    ]:
+        assert_user_error(cli(*base, *flags, env=env), says)
+    assert cli("runs", "--json", env=env).json["runs"] == []  # no run was recorded
+
+
+def test_cli_a_failed_run_exits_2_with_the_reason(cli, seeded, tmp_path):
+    shutil.copytree(seeded, tmp_path / "ws", dirs_exist_ok=True)
+    env = {"PRISM_WORKSPACE": str(tmp_path / "ws"), "OPENAI_API_KEY": "sk-cli-0f9e8d7c"}
+    with FakeLLM() as llm:
+        llm.always = "401"
+        r = cli(
+            *["synthesize", "demo", "--base-url", llm.url, "--model", "fake"],
+            *["--proxy", "tiny-random", "--dim", "256", "--json"],
+            env=env,
+        )
+    assert r.code == 2 and r.out == "" and "Traceback" not in r.err
+    errors = [line for line in r.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and r.err.splitlines()[-1] == errors[0]
+    run_id = r.err.split("run ", 1)[1].split(":", 1)[0]
+    assert f"run {run_id} failed: the connection check failed:" in errors[0]
+    assert "HTTP 401" in errors[0] and f"--resume {run_id}" in errors[0]
+    assert "sk-cli-0f9e8d7c" not in r.err and "Bearer [redacted]" in errors[0]
+    runs = cli("runs", "--json", env=env).json["runs"]
+    assert runs[0]["state"] == "failed" and "HTTP 401" in runs[0]["error"]
