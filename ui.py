@@ -20,8 +20,8 @@ from typing import Any
 import streamlit as st
 
 from core import demo
-from core.config import DEFAULT_PROXY, FEATURE_BOUNDS, METHODS, FeatureConfig, ProxySpec, Runtime
-from core.errors import UserError
+from core.config import DEFAULT_PROXY, METHODS, FeatureConfig, ProxySpec, Runtime
+from core.errors import UserError, bound_of
 from core.features import FeatureSet, compute_features, find_features
 from core.progress import ProgressFn
 from core.proxy import TINY_PROXIES
@@ -124,6 +124,12 @@ def sidebar(ws: Workspace) -> None:
 _OTHER_PROXY = "Another model (hub name or folder)"
 
 
+def _limits(name: str) -> tuple[int, int]:
+    """A feature setting's (lowest, highest) value, for its widget."""
+    bound = bound_of(FeatureConfig, name)
+    return int(bound.low), int(bound.high)
+
+
 def _feature_settings(ws: Workspace) -> None:
     """Sidebar widgets for the proxy, method, device and feature settings. The workspace
     holds the settings: the widgets show them on every run (so a change made elsewhere, in
@@ -137,7 +143,7 @@ def _feature_settings(ws: Workspace) -> None:
         "sb_device": runtime.device,
         # within the widgets' bounds, so that a value saved elsewhere cannot break the sidebar
         **{
-            key: min(max(getattr(config, name), FEATURE_BOUNDS[name][0]), FEATURE_BOUNDS[name][1])
+            key: min(max(getattr(config, name), _limits(name)[0]), _limits(name)[1])
             for key, name in (
                 ("sb_dim", "dim"),
                 ("sb_rank", "rank"),
@@ -185,18 +191,18 @@ def _feature_settings(ws: Workspace) -> None:
     )
     st.selectbox("Device", ["auto", "cpu", "cuda"], key="sb_device", on_change=save)
     with st.expander("Feature settings"):
-        st.number_input("Dimensions", *FEATURE_BOUNDS["dim"], step=64, key="sb_dim", on_change=save)
+        st.number_input("Dimensions", *_limits("dim"), step=64, key="sb_dim", on_change=save)
         st.number_input(
             "Per-layer rank",
-            *FEATURE_BOUNDS["rank"],
+            *_limits("rank"),
             key="sb_rank",
             on_change=save,
             disabled=config.method == "exact",
         )
-        st.number_input("Seed", *FEATURE_BOUNDS["seed"], key="sb_seed", on_change=save)
+        st.number_input("Seed", *_limits("seed"), key="sb_seed", on_change=save)
         st.number_input(
             "Max tokens per sample",
-            *FEATURE_BOUNDS["max_length"],
+            *_limits("max_length"),
             step=64,
             key="sb_len",
             on_change=save,

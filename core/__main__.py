@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.errors import Cancelled, UserError
+from core.errors import Bound, Cancelled, UserError, bound_of
 from core.progress import ProgressFn
 
 Result = tuple[dict[str, Any], list[str]]  # (the --json object, the human-readable lines)
@@ -61,13 +60,9 @@ def progress_bar(desc: str, unit: str = "", unit_scale: bool = True) -> Iterator
         bar.close()
 
 
-def _number(
-    kind: type, low: float, high: float = math.inf, *, above: bool = False
-) -> Callable[[str], Any]:
-    """An argparse type: a finite number of `kind` from `low` (or, with `above`, more than
-    `low`) to `high`; argparse names the flag in the error."""
-    lowest = f"more than {low:,}" if above else f"at least {low:,}"
-    rule = lowest if math.isinf(high) else f"{lowest} and at most {high:,}"
+def _within(kind: type, bound: Bound) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` that `bound` allows; argparse names the flag in
+    the error ("argument --dim: must be at least 8 and at most 65536, not 0")."""
 
     def parse(text: str) -> Any:
         try:
@@ -75,25 +70,30 @@ def _number(
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not (
-            math.isfinite(value) and (value > low if above else value >= low) and value <= high
-        ):
-            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        if problem := bound.problem(value):
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     return parse
 
 
+def _setting(cls: type, name: str) -> Callable[[str], Any]:
+    """An argparse type for a settings dataclass's number field, within the field's Bound."""
+    kind = int if "int" in str(cls.__dataclass_fields__[name].type) else float
+    return _within(kind, bound_of(cls, name))
+
+
 def _cluster_k(text: str) -> float:
     """An argparse type for --k: a count of clusters or a fraction of the rows."""
-    from core.regions import check_k
+    from core.regions import k_problem
 
     try:
-        return check_k(float(text))
-    except (ValueError, UserError) as e:
-        raise argparse.ArgumentTypeError(
-            str(e) if isinstance(e, UserError) else f"{text!r} is not a number"
-        ) from None
+        k = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if problem := k_problem(k):
+        raise argparse.ArgumentTypeError(problem)
+    return k
 
 
 def _workspace(args: argparse.Namespace):
@@ -662,7 +662,7 @@ def cmd_demo(args: argparse.Namespace) -> Result:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.config import DEFAULT_PROXY, FEATURE_BOUNDS, RUNTIME_BOUNDS, FeatureConfig
+    from core.config import DEFAULT_PROXY, FeatureConfig, Runtime
 
     defaults = FeatureConfig()
     common = argparse.ArgumentParser(add_help=False)
@@ -685,7 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--id", metavar="FIELD", help="a field with unique ids (default: row numbers)")
     g.add_argument("--split", help="split of a Hugging Face dataset")
     g.add_argument("--subset", help="configuration of a Hugging Face hub dataset")
-    g.add_argument("--limit", type=_number(int, 1), metavar="N", help="read at most N rows")
+    g.add_argument(
+        "--limit", type=_within(int, Bound(low=1)), metavar="N", help="read at most N rows"
+    )
     g.add_argument("--encoding", help="text encoding of the file (default UTF-8)")
 
     parser = _Parser(
@@ -731,41 +733,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method", choices=["factorized", "exact"], default="factorized")
     g.add_argument(
         "--dim",
-        type=_number(int, *FEATURE_BOUNDS["dim"]),
+        type=_setting(FeatureConfig, "dim"),
         default=defaults.dim,
         help="feature dimensions (default: %(default)s)",
     )
     g.add_argument(
         "--rank",
-        type=_number(int, *FEATURE_BOUNDS["rank"]),
+        type=_setting(FeatureConfig, "rank"),
         default=defaults.rank,
         help="per-layer sketch rank (default: %(default)s)",
     )
     g.add_argument(
         "--seed",
-        type=_number(int, *FEATURE_BOUNDS["seed"]),
+        type=_setting(FeatureConfig, "seed"),
         default=defaults.seed,
         help="projection seed (default: %(default)s)",
     )
     g.add_argument(
         "--max-length",
-        type=_number(int, *FEATURE_BOUNDS["max_length"]),
+        type=_setting(FeatureConfig, "max_length"),
         default=defaults.max_length,
         help="tokens per sample (default: %(default)s)",
     )
     g.add_argument(
         "--batch-size",
-        type=_number(int, *RUNTIME_BOUNDS["batch_size"]),
+        type=_setting(Runtime, "batch_size"),
         help="at most this many samples per batch",
     )
     g.add_argument(
         "--token-budget",
-        type=_number(int, *RUNTIME_BOUNDS["token_budget"]),
+        type=_setting(Runtime, "token_budget"),
         help="at most this many padded tokens per batch",
     )
     g.add_argument(
         "--chunk-rows",
-        type=_number(int, *RUNTIME_BOUNDS["chunk_rows"]),
+        type=_setting(Runtime, "chunk_rows"),
         default=256,
         help="rows per stored chunk (default: %(default)s)",
     )
@@ -800,14 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bootstrap",
-        type=_number(int, 0, 100_000),
+        type=_within(int, Bound(low=0, high=100_000)),
         default=0,
         metavar="B",
         help="a bootstrap interval from B replicates",
     )
     p.add_argument(
         "--redundant",
-        type=_number(int, 0),
+        type=_within(int, Bound(low=0)),
         default=0,
         metavar="N",
         help="list the N most redundant samples",
@@ -827,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--repeats",
-        type=_number(int, 1, 10_000),
+        type=_within(int, Bound(low=1, high=10_000)),
         default=5,
         help="subsample draws with --equal-size (default: %(default)s)",
     )
@@ -843,7 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sparse-below",
-        type=_number(float, 0, 100, above=True),
+        type=_within(float, Bound(low=0, high=100, above=True)),
         default=50.0,
         metavar="P",
         help="a cluster is sparse below this percentile of cluster sizes (default: the median)",
@@ -965,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset name")
     p.add_argument(
         "--threshold",
-        type=_number(float, 0, 1, above=True),
+        type=_within(float, Bound(low=0, high=1, above=True)),
         default=0.98,
         help="gradient cosine (default: %(default)s)",
     )
@@ -988,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-rows", metavar="ROWS", help="remove these rows (comma-separated)")
     p.add_argument(
         "--remove-redundant",
-        type=_number(int, 1),
+        type=_within(int, Bound(low=1)),
         metavar="N",
         help="remove the N most redundant samples",
     )

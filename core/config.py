@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import bounded
+
 DEFAULT_PROXY = "Qwen/Qwen2.5-0.5B-Instruct"
 FEATURES_VERSION = 1  # bump when the features' numbers change for the same settings
 METHODS = ("factorized", "exact")  # the gradient feature methods
@@ -21,29 +23,15 @@ class ProxySpec:
     trust_remote_code: bool = False
 
 
-# The range of each numeric setting, inclusive (the CLI, the pages and the checks use these).
-FEATURE_BOUNDS = {
-    "dim": (8, 65536),
-    "rank": (1, 8192),
-    "seed": (0, 2**31 - 1),
-    "max_length": (8, 131072),
-}
-RUNTIME_BOUNDS = {
-    "batch_size": (1, 1_000_000),
-    "token_budget": (8, 10**9),
-    "chunk_rows": (1, 1_000_000),
-}
-
-
 @dataclass(frozen=True)
 class FeatureConfig:
     """The feature settings (docs/method.md section 2)."""
 
     method: str = "factorized"
-    dim: int = 1024
-    rank: int = 128  # K, the per-side sketch size of each weight matrix (factorized only)
-    seed: int = 0
-    max_length: int = 512
+    dim: int = bounded(1024, low=8, high=65536)
+    rank: int = bounded(128, low=1, high=8192)  # K, per-side sketch size of each weight matrix
+    seed: int = bounded(0, low=0, high=2**31 - 1)
+    max_length: int = bounded(512, low=8, high=131072)  # tokens per sample
 
     def key_fields(self) -> dict[str, object]:
         if self.method == SENTENCE:
@@ -64,6 +52,6 @@ class Runtime:
     """How to compute: the device, batch limits and the rows per stored chunk."""
 
     device: str = "auto"
-    batch_size: int | None = None  # at most this many samples per batch
-    token_budget: int | None = None  # at most this many padded tokens per batch
-    chunk_rows: int = 256
+    batch_size: int | None = bounded(None, low=1)  # at most this many samples per batch
+    token_budget: int | None = bounded(None, low=8)  # at most this many padded tokens per batch
+    chunk_rows: int = bounded(256, low=1, high=1_000_000)

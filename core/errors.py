@@ -24,20 +24,6 @@ class Cancelled(Exception):
     """Raised from a progress callback to stop a long job; nothing half-done is kept."""
 
 
-def check_within(label: str, value: float | None, bounds: tuple[float, float]) -> None:
-    """Raise a UserError naming `label` when `value` (None: not set) is outside `bounds`."""
-    low, high = bounds
-    if value is not None and not low <= value <= high:
-        raise UserError(f"{label} must be between {low:,} and {high:,}, not {value:,}")
-
-
-def check_at_least(limits: tuple[tuple[str, float, float], ...]) -> None:
-    """Raise a UserError naming the first (label, value, lowest allowed) whose value is too low."""
-    for label, value, low in limits:
-        if value < low:
-            raise UserError(f"{label} must be at least {low}, not {value}")
-
-
 class OutOfRange(UserError):
     """A setting outside its allowed range. `field` is the setting's name, `problem` the
     rest of the message ("must be at least 1, not 0"), so that a caller can name the

@@ -34,15 +34,13 @@ import pyarrow.parquet as pq
 import torch
 
 from core.config import (
-    FEATURE_BOUNDS,
     METHODS,
-    RUNTIME_BOUNDS,
     SENTENCE,
     FeatureConfig,
     ProxySpec,
     Runtime,
 )
-from core.errors import UserError, check_within
+from core.errors import UserError, check_bounds
 from core.gradients import collate, featurizer
 from core.progress import ProgressFn, no_progress
 from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity
@@ -362,10 +360,8 @@ def encoder_for(
 def _check(config: FeatureConfig, runtime: Runtime) -> None:
     if config.method not in (*METHODS, SENTENCE):
         raise UserError(f"method {config.method!r}: use factorized, exact or sentence")
-    for name, bounds in FEATURE_BOUNDS.items():
-        check_within(name.replace("_", " "), getattr(config, name), bounds)
-    for name, bounds in RUNTIME_BOUNDS.items():
-        check_within(name.replace("_", " "), getattr(runtime, name), bounds)
+    check_bounds(config)
+    check_bounds(runtime)
 
 
 def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:

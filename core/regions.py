@@ -41,20 +41,10 @@ def default_k(rows: int) -> int:
     return max(2, min(rows, round((rows / 2) ** 0.5)))
 
 
-def check_k(k: float) -> float:
-    """`k` if it is a count of clusters (a whole number, at least 1) or a fraction of the
-    rows (0 < k < 1); else UserError."""
-    if not (math.isfinite(k) and (0 < k < 1 or (k >= 1 and k == int(k)))):
-        raise UserError(
-            "k is a whole number of clusters (at least 1) or a fraction of the rows "
-            f"between 0 and 1, not {k:g}"
-        )
-    return k
-
-
 def resolve_k(k: float, n: int) -> int:
     """k as given (a count), or a fraction of n (0 < k < 1); at least 1, at most n."""
-    check_k(k)
+    if problem := k_problem(k):
+        raise UserError(f"k (clusters) {problem}")
     value = round(k * n) if k < 1 else int(k)
     return max(1, min(value, n))
 

@@ -220,7 +220,7 @@ def test_embed_cli_errors(cli, tmp_path):
         cli("embed", "d", "--proxy", "no-such-org/no-such-model"), "cannot be loaded", "tiny-random"
     )
     assert_user_error(
-        cli("embed", "d", "--proxy", "tiny-random", "--dim", "0"), "dim must be at least 1"
+        cli("embed", "d", "--proxy", "tiny-random", "--dim", "0"), "--dim", "must be at least 8"
     )
     assert_user_error(
         cli("embed", "d", "--proxy", "tiny-random", "--device", "cuda"), "no CUDA GPU"
@@ -230,7 +230,7 @@ def test_embed_cli_errors(cli, tmp_path):
     )
     assert_user_error(
         cli("embed", "d", "--proxy", "tiny-random", "--out", str(tmp_path / "no" / "x.npy")),
-        "cannot write",
+        "no folder",
     )
 
 

@@ -54,8 +54,8 @@ def test_kmeans_is_deterministic_for_a_seed():
 
 def test_k_as_count_or_fraction():
     assert resolve_k(10, 500) == 10 and resolve_k(0.1, 500) == 50 and resolve_k(900, 500) == 500
-    for bad in (0, -4, 2.5, float("nan"), float("inf")):
-        with pytest.raises(UserError, match="whole number of clusters"):
+    for bad in (0, 1, -4, 2.5, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="whole count of at least 2"):
             resolve_k(bad, 10)
     assert default_k(2) == 2 and default_k(7473) == 61
     x, _ = planted(n=200)
@@ -234,5 +234,5 @@ def test_map_cli(cli, tmp_path):
         cli("map", "d", "--proxy", "tiny-random", "--sparse-below", "0"), "--sparse-below"
     )
     assert_user_error(
-        cli("map", "d", "--proxy", "tiny-random", "--k", "-3"), "--k", "whole number of clusters"
+        cli("map", "d", "--proxy", "tiny-random", "--k", "-3"), "--k", "whole count of at least 2"
     )
