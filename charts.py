@@ -203,13 +203,13 @@ def comparison_figure(datasets: list[dict[str, Any]], title: str) -> go.Figure:
         err = dict(
             type="data",
             symmetric=False,
-            array=np.array([d["high"] for d in datasets]) - scores,
-            arrayminus=scores - np.array([d["low"] for d in datasets]),
+            array=(np.array([d["high"] for d in datasets]) - scores).tolist(),
+            arrayminus=(scores - np.array([d["low"] for d in datasets])).tolist(),
         )
     figure = go.Figure(
         go.Bar(
             x=[html.escape(d["name"]) for d in datasets],
-            y=scores,
+            y=scores.tolist(),
             error_y=err,
             marker_color="#7b2cbf",
         )

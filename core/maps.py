@@ -150,9 +150,11 @@ def describe(
     clustering: Clustering,
     *,
     sparse_below: float = 50.0,
+    on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, Any]]:
     """One row per cluster: id, size, sparse (size below the percentile), G-Vendi, top
-    keywords of its prompts, and the ids of the 3 samples nearest its centroid."""
+    keywords of its prompts, and the ids of the 3 samples nearest its centroid.
+    `on_progress(clusters done, clusters)` after each cluster's G-Vendi."""
     table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt"])
     ids, prompts = table.column("id").to_pylist(), table.column("prompt").to_pylist()
     sizes = clustering.sizes()
@@ -178,4 +180,5 @@ def describe(
                 "example_prompts": [prompts[i] for i in examples[c]],
             }
         )
+        on_progress(c + 1, clustering.k)
     return out
