@@ -71,7 +71,7 @@ def clusters(k: int, sparse_below: float):
         "Clustering",
         ("clusters", root, info.name, info.fingerprint, fs.key, config.seed, k, sparse_below),
         compute,
-        cancel="No clusters were stored.",
+        cancel="A clustering that had finished is kept; its descriptions were not.",
         again="Cluster again",
     )
 

@@ -274,14 +274,15 @@ def compare(
     ]
     weights.append(len(rows) * repeats * min(rows) if equal else 0)
     *steps, subsampled = parts(on_progress, weights)
+    featurised, scored = steps[: len(datasets)], steps[len(datasets) :]
     sets = {
         name: compute_features(
             ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=step
         )
-        for name, step in zip(datasets, steps, strict=False)
+        for name, step in zip(datasets, featurised, strict=True)
     }
     out = []
-    for (name, fs), step in zip(sets.items(), steps[len(datasets) :], strict=True):
+    for (name, fs), step in zip(sets.items(), scored, strict=True):
         step(0, 1)
         entry: dict[str, Any] = {"name": name, "rows": fs.rows, "g_vendi": g_vendi(fs.arrays(), q)}
         if replicates and not equal:

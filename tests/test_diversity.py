@@ -142,12 +142,7 @@ def test_score_and_compare_cli(cli, tmp_path):
     assert r.json["rows"] == 40 and r.json["g_vendi"] > 1
     assert r.json["interval"]["low"] < r.json["g_vendi"] < r.json["interval"]["high"]
     assert len(r.json["groups"]) == 3 and len(r.json["redundant"]) == 4
-    r = cli("compare", "a", "b", "--proxy", "tiny-random", "--dim", "64", "--json")
-    assert [(d["name"], d["rows"]) for d in r.json["datasets"]] == [("a", 40), ("b", 20)]
-    human = cli("compare", "a", "b", "--proxy", "tiny-random", "--dim", "64")
-    assert "add --equal-size" in human.out
-    r = cli("compare", "a", "b", "--proxy", "tiny-random", "--dim", "64", "--equal-size", "--json")
-    assert r.json["equal_size"] == 20 and all(d["rows_used"] == 20 for d in r.json["datasets"])
+    # compare: test_compare_cli_with_and_without_equal_size
     assert_user_error(cli("score", "a", "--proxy", "tiny-random", "--q", "x"), "--q")
     assert_user_error(
         cli("score", "a", "--proxy", "tiny-random", "--dim", "64", "--by", "nope"),
@@ -285,6 +280,7 @@ def test_a_missing_value_has_one_label(ws, tmp_path):
 
 
 def test_compare_cli_with_and_without_equal_size(cli, tmp_path):
+    """Without --equal-size each dataset's own score; with it, subsamples of the smallest."""
     assert cli("import", str(demo_file(tmp_path / "a.jsonl", 40)), "--name", "a").code == 0
     assert cli("import", str(demo_file(tmp_path / "b.jsonl", 20)), "--name", "b").code == 0
     flags = ("--proxy", "tiny-random", "--dim", "64")
