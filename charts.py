@@ -19,7 +19,14 @@ PALETTE = [
     "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#dbdb8d",
 ]  # fmt: skip
 SPARSE_COLOUR = "#d62728"
+DENSE_COLOUR = "#9aa5b1"
 MAX_CATEGORIES = 20
+
+
+def palette(n: int) -> list[str]:
+    """n distinct colours: PALETTE first, then hues a golden angle apart (for any n)."""
+    extra = [f"hsl({(i * 137.508) % 360:.1f},70%,{42 + 12 * (i % 3)}%)" for i in range(n)]
+    return (PALETTE + extra)[:n]
 
 
 def excerpt(text: str, length: int = 80) -> str:
@@ -42,11 +49,14 @@ def map_figure(
     """A WebGL scatter of the layout.
 
     `colour` is a value per point: numbers when `colour_kind` is "continuous" (density),
-    else categories (cluster ids, sparse/dense, a field's values), one trace per category
-    (at most 20: the rest are "other"). `labels` are cluster ids and `sparse` flags per
-    cluster: points of sparse clusters get a dark ring (a separate, unselectable layer)
-    and sparse clusters a red starred label at their centre. `highlight` dims every
-    cluster but these. Each point's customdata is [dataset row, cluster].
+    else categories (cluster ids, sparse/dense, a field's values), one trace per category.
+    Over 20 categories: coloured by "cluster", every sparse cluster keeps its own trace and
+    colour and the dense ones share one grey trace; any other colouring keeps the 19 largest
+    and puts the rest in "other". `labels` are cluster ids and `sparse` flags per cluster:
+    points of sparse clusters get a dark ring (a separate, unselectable layer) and sparse
+    clusters a red starred label at their centre. `highlight` dims every cluster but these.
+    Each point's customdata is [dataset row, cluster]. Category names and `colour_kind` come
+    from the data: they are HTML-escaped (plotly renders HTML in legends and hovers).
     """
     n = len(coords)
     xy = np.round(coords.astype(np.float64), 3)  # 3 decimals: a third of the JSON, same picture
@@ -84,17 +94,28 @@ def map_figure(
                 ),
             )
         )
+    elif colour_kind == "cluster" and len(np.unique(colour)) > MAX_CATEGORIES:
+        thin = np.flatnonzero(sparse)
+        thin = thin[np.isin(thin, colour)]
+        for c, shade in zip(thin, palette(len(thin)), strict=True):
+            traces.append(go.Scattergl(name=f"{c}★", **points(colour == c, color=shade)))
+        dense = ~sparse[colour]
+        if dense.any():
+            name = f"dense clusters ({len(np.unique(colour[dense]))})"
+            traces.append(go.Scattergl(name=name, **points(dense, color=DENSE_COLOUR)))
     else:
         values = colour.astype(str)
         categories, counts = np.unique(values, return_counts=True)
         if len(categories) > MAX_CATEGORIES:
-            keep = categories[np.argsort(-counts)][: MAX_CATEGORIES - 1]
-            values = np.where(np.isin(values, keep), values, "other")
-        for i, category in enumerate(sorted(set(values), key=_natural)):
-            named = {"sparse": SPARSE_COLOUR, "dense": "#9aa5b1"}.get(
-                category, PALETTE[i % len(PALETTE)]
-            )
-            traces.append(go.Scattergl(name=category, **points(values == category, color=named)))
+            categories = categories[np.argsort(-counts, kind="stable")][: MAX_CATEGORIES - 1]
+        shown = sorted(categories, key=_natural)
+        masks = [(html.escape(c), values == c) for c in shown]
+        rest = ~np.isin(values, categories)
+        if rest.any():
+            masks.append(("other", rest))
+        for (name, mask), shade in zip(masks, palette(len(masks)), strict=True):
+            named = {"sparse": SPARSE_COLOUR, "dense": DENSE_COLOUR}.get(name, shade)
+            traces.append(go.Scattergl(name=name, **points(mask, color=named)))
     ring = sparse[labels] & (np.isin(labels, list(highlight)) if highlight else True)
     if (
         ring.any()
@@ -136,14 +157,15 @@ def map_figure(
         )
     figure = go.Figure(traces)
     figure.update_layout(
-        title=title,
+        title=html.escape(title),
         height=640,
         margin=dict(l=10, r=10, t=40, b=10),
         dragmode="lasso",
         xaxis=dict(visible=False),
         yaxis=dict(visible=False, scaleanchor="x"),
         legend=dict(
-            itemsizing="constant", title=colour_kind if colour_kind != "continuous" else None
+            itemsizing="constant",
+            title=html.escape(colour_kind) if colour_kind != "continuous" else None,
         ),
         plot_bgcolor="white",
     )
@@ -181,3 +203,32 @@ def selected_rows(selection: dict[str, Any] | None) -> list[int]:
         if data:
             rows.add(int(data[0]))
     return sorted(rows)
+
+
+def comparison_figure(datasets: list[dict[str, Any]], title: str) -> go.Figure:
+    """Bars of G-Vendi per dataset (`name`, `g_vendi`), with error bars from each entry's
+    `std` (equal-size subsamples) or `low`/`high` (a bootstrap interval), none without
+    either. Dataset names are HTML-escaped."""
+    scores = np.array([d["g_vendi"] for d in datasets], dtype=np.float64)
+    err = None
+    if all("std" in d for d in datasets):
+        err = dict(type="data", array=[d["std"] for d in datasets])
+    elif all("low" in d and "high" in d for d in datasets):
+        err = dict(
+            type="data",
+            symmetric=False,
+            array=(np.array([d["high"] for d in datasets]) - scores).tolist(),
+            arrayminus=(scores - np.array([d["low"] for d in datasets])).tolist(),
+        )
+    figure = go.Figure(
+        go.Bar(
+            x=[html.escape(d["name"]) for d in datasets],
+            y=scores.tolist(),
+            error_y=err,
+            marker_color="#7b2cbf",
+        )
+    )
+    figure.update_layout(
+        title=html.escape(title), yaxis_title="G-Vendi", height=380, margin=dict(t=50, b=30)
+    )
+    return figure

@@ -380,3 +380,54 @@ def save_upload(ws: Workspace, name: str, data: bytes) -> Path:
         tmp.write_bytes(data)
         tmp.replace(path)
     return path
+
+
+class _NotCached(Exception):
+    """The result is not in the cache yet (never seen by a page)."""
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _results(key: tuple, _value: Any = None, _store: bool = False) -> Any:
+    """Streamlit's data cache used as a store: gives the result kept for `key`; on a miss
+    raises _NotCached (an exception caches nothing), unless `_store`, when `_value` is kept."""
+    if not _store:
+        raise _NotCached
+    return _value
+
+
+def computed(
+    label: str,
+    key: tuple,
+    compute: Callable[[ProgressFn], Any],
+    *,
+    cancel: str,
+    again: str,
+    unit: str = "",
+    asked: bool = False,
+) -> Any:
+    """The result of `compute(on_progress)` for `key`, which names everything the result
+    depends on (workspace, dataset contents, settings): computed once, kept in Streamlit's
+    data cache and given to every session. Only a computation shows anything: `label` with a
+    progress bar and a Cancel button (`progress`; `cancel` says what a cancel keeps). A
+    cancelled computation does not start again by itself: a button labelled `again` stands
+    in its place until clicked, or until the page's own button asks for it (`asked`). A
+    UserError is shown (st.error); None then, and while cancelled. `label` and `again` are
+    Markdown: escape data in them with `md`."""
+    try:
+        return _results(key)
+    except _NotCached:
+        pass
+    stopped = st.session_state.setdefault("cancelled_keys", {})
+    if st.session_state.get(f"cancel-{label}"):  # progress(label)'s Cancel was just clicked
+        stopped[label] = key
+    if asked:
+        stopped.pop(label, None)
+    if stopped.get(label) == key:
+        if not st.button(again, key=f"again-{label}", icon=":material/play_arrow:"):
+            return None
+        del stopped[label]
+    with progress(label, unit, cancel=cancel) as bar:
+        result = attempt(lambda: compute(bar))
+    if result is not None:
+        _results(key, _value=result, _store=True)
+    return result

@@ -1,13 +1,13 @@
 """Diversity: G-Vendi of the active dataset, comparisons, groups, redundancy, baselines."""
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+import charts
 import ui
 from core import diversity
 from core.regions import default_k
-from core.workspace import Workspace
+from core.sentence import SENTENCE_MODEL
 
 page = ui.feature_page(
     "Diversity",
@@ -23,59 +23,35 @@ ws, info, proxy, config, runtime, fs = (
     page.features,
 )
 root = str(ws.root)
+BOOTSTRAP_ROWS = 20_000  # bootstrap intervals up to this many rows (each replicate is a pass)
 
 
-# results are cached by the feature set's key: recomputing features gives new results
-@st.cache_data(show_spinner="Scoring...", max_entries=64)
-def scored(
-    root: str,
-    dataset: str,
-    key: str,
-    by: str | None = None,
-    k: int | None = None,
-    replicates: int = 0,
-):
-    return diversity.score(
-        Workspace(root),
-        dataset,
-        proxy=proxy,
-        config=config,
-        runtime=runtime,
-        by=by,
-        k=k,
-        replicates=replicates,
+def scored(by: str | None = None, k: int | None = None, replicates: int = 0):
+    """The active dataset's score (per group with `by`), computed once per feature set and
+    settings, with progress and a Cancel."""
+    what = f"Scoring by {ui.md(by)}" if by else "Scoring"
+    return ui.computed(
+        what,
+        ("score", root, info.name, info.fingerprint, fs.key, proxy, config, by, k, replicates),
+        lambda bar: diversity.score(
+            ws,
+            info.name,
+            proxy=proxy,
+            config=config,
+            runtime=runtime,
+            by=by,
+            k=k,
+            replicates=replicates,
+            on_progress=bar,
+        ),
+        cancel="Nothing was scored.",
+        again=f"{what} again",
     )
-
-
-@st.cache_data(show_spinner="Finding redundant samples...", max_entries=16)
-def redundancy(root: str, dataset: str, key: str):
-    return diversity.redundant(Workspace(root), dataset, fs, limit=500)
-
-
-@st.cache_data(show_spinner="Comparing...", max_entries=16)
-def compared(
-    root: str, names: tuple[str, ...], fingerprints: tuple[str, ...], key: str, equal: bool
-):
-    """Cached by the datasets' contents and the active feature set's key (proxy, settings)."""
-    return diversity.compare(
-        Workspace(root),
-        list(names),
-        proxy=proxy,
-        config=config,
-        runtime=runtime,
-        equal=equal,
-        replicates=30,
-    )
-
-
-@st.cache_data(show_spinner="Computing the baselines...", max_entries=16)
-def baseline_scores(root: str, dataset: str, fingerprint: str):
-    return diversity.baselines(Workspace(root), dataset, runtime=runtime)
 
 
 # --- score cards ---------------------------------------------------------------------------
-replicates = 50 if fs.rows <= 20_000 else 0
-result = ui.attempt(lambda: scored(root, info.name, fs.key, replicates=replicates))
+replicates = 50 if fs.rows <= BOOTSTRAP_ROWS else 0
+result = scored(replicates=replicates)
 if result is None:
     st.stop()
 cols = st.columns(5)
@@ -116,39 +92,58 @@ if picked:
         st.warning(
             "The datasets differ in size and G-Vendi grows with N: this comparison favours the larger ones."
         )
-    if st.button("Compare", icon=":material/bar_chart:"):
-        fingerprints = tuple(chosen[n].fingerprint for n in names)  # new data, new results
-        comparison = ui.attempt(lambda: compared(root, names, fingerprints, fs.key, equal))
+    # bootstrap intervals without equal sizes, when every dataset is small enough
+    compare_replicates = 30 if not equal and max(sizes.values()) <= BOOTSTRAP_ROWS else 0
+    # the datasets' contents and the feature settings: new data or settings, new results
+    compare_key = (
+        "compare",
+        root,
+        names,
+        tuple(chosen[n].fingerprint for n in names),
+        proxy,
+        config,
+        equal,
+        compare_replicates,
+    )
+    asked = st.button("Compare", icon=":material/bar_chart:")
+    if asked or st.session_state.get("comparison") == compare_key:
+        comparison = ui.computed(
+            "Comparing",
+            compare_key,
+            lambda bar: diversity.compare(
+                ws,
+                list(names),
+                proxy=proxy,
+                config=config,
+                runtime=runtime,
+                equal=equal,
+                replicates=compare_replicates,
+                on_progress=bar,
+            ),
+            cancel="The features computed so far are kept; nothing was compared.",
+            again="Compare again",
+            asked=asked,
+        )
         if comparison:
-            st.session_state["comparison"] = (names, equal, fs.key, comparison)
-    stored = st.session_state.get("comparison")
-    if stored and stored[:3] == (names, equal, fs.key):  # the same datasets and feature settings
-        comparison = stored[3]
-        frame = pd.DataFrame(comparison["datasets"])
-        if equal:
-            err = dict(type="data", array=frame["std"])
-            title = f"G-Vendi on random subsamples of {comparison['equal_size']:,} rows (mean ± sd)"
-        else:
-            err = dict(
-                type="data",
-                symmetric=False,
-                array=frame["high"] - frame["g_vendi"],
-                arrayminus=frame["g_vendi"] - frame["low"],
+            st.session_state["comparison"] = compare_key
+            rows = comparison["datasets"]
+            if equal:
+                title = (
+                    f"G-Vendi on random subsamples of {comparison['equal_size']:,} rows (mean ± sd)"
+                )
+            elif comparison["replicates"]:
+                title = "G-Vendi with 95% bootstrap intervals"
+            else:
+                title = f"G-Vendi (no intervals above {BOOTSTRAP_ROWS:,} rows)"
+            st.plotly_chart(charts.comparison_figure(rows, title), width="stretch")
+            number = st.column_config.NumberColumn(format="%.2f")
+            st.dataframe(
+                pd.DataFrame(rows),
+                hide_index=True,
+                column_config={
+                    c: number for c in ("g_vendi", "g_vendi_full", "std", "low", "high")
+                },
             )
-            title = "G-Vendi with 95% bootstrap intervals"
-        figure = go.Figure(
-            go.Bar(x=frame["name"], y=frame["g_vendi"], error_y=err, marker_color="#7b2cbf")
-        )
-        figure.update_layout(
-            title=title, yaxis_title="G-Vendi", height=380, margin=dict(t=50, b=30)
-        )
-        st.plotly_chart(figure, width="stretch")
-        number = st.column_config.NumberColumn(format="%.2f")
-        st.dataframe(
-            frame,
-            hide_index=True,
-            column_config={c: number for c in ("g_vendi", "g_vendi_full", "std", "low", "high")},
-        )
 
 # --- groups ----------------------------------------------------------------------------------
 st.subheader("By group")
@@ -163,9 +158,7 @@ k = cols[1].number_input(
     key="group_k",
     disabled=by != "cluster",
 )
-grouped = ui.attempt(
-    lambda: scored(root, info.name, fs.key, by=by, k=int(k) if by == "cluster" else None)
-)
+grouped = scored(by=by, k=int(k) if by == "cluster" else None)
 if grouped:
     st.dataframe(
         pd.DataFrame(grouped["groups"]).rename(columns={"group": by, "g_vendi": "G-Vendi"}),
@@ -179,7 +172,13 @@ st.caption(
     "Marginal value: how much G-Vendi would drop without the sample. The lowest (often negative: "
     "the score would rise) are the most redundant. Sort by any column."
 )
-rows = ui.attempt(lambda: redundancy(root, info.name, fs.key))
+rows = ui.computed(
+    "Finding redundant samples",
+    ("redundant", root, info.name, info.fingerprint, fs.key, 500),
+    lambda bar: diversity.redundant(ws, info.name, fs, limit=500, on_progress=bar),
+    cancel="Nothing was stored.",
+    again="Find redundant samples again",
+)
 if rows:
     st.dataframe(
         pd.DataFrame([{**r, "prompt": r["prompt"][:200]} for r in rows]),
@@ -195,11 +194,16 @@ st.caption(
     "Surface diversity beside G-Vendi: sentence-embedding Vendi (all-MiniLM-L6-v2, cosine kernel), "
     "distinct n-grams, mean response length."
 )
-if (
-    st.button("Compute baselines", icon=":material/calculate:")
-    or st.session_state.get("baselines_for") == info.fingerprint
-):
-    base = ui.attempt(lambda: baseline_scores(root, info.name, info.fingerprint))
+asked = st.button("Compute baselines", icon=":material/calculate:")
+if asked or st.session_state.get("baselines_for") == info.fingerprint:
+    base = ui.computed(
+        "Computing the baselines",
+        ("baselines", root, info.name, info.fingerprint, SENTENCE_MODEL),
+        lambda bar: diversity.baselines(ws, info.name, runtime=runtime, on_progress=bar),
+        cancel="The finished sentence-embedding chunks are kept; no baselines were shown.",
+        again="Compute the baselines again",
+        asked=asked,
+    )
     if base:
         st.session_state["baselines_for"] = info.fingerprint
         cols = st.columns(6)
@@ -210,4 +214,4 @@ if (
             col.metric(f"distinct-{n}", f"{base['distinct_n'][n]:.3f}")
         cols[5].metric("Mean response", f"{base['mean_response']['words']:.0f} words")
         if base.get("sentence_error"):
-            st.info(base["sentence_error"])
+            st.info(ui.md(base["sentence_error"]))

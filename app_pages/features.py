@@ -24,7 +24,9 @@ if ready:
     if facts.get("truncated"):
         st.caption(f"{facts['truncated']:,} samples were cut to {config.max_length} tokens.")
     if facts.get("uncovered_parameters"):
-        st.caption("Parameters left out of the sketch: " + ", ".join(facts["uncovered_parameters"]))
+        st.caption(
+            "Parameters left out of the sketch: " + ui.md(", ".join(facts["uncovered_parameters"]))
+        )
 
 st.subheader("Feature sets of this dataset")
 sets = feature_sets(ws, info.name)

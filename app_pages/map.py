@@ -10,7 +10,8 @@ import streamlit as st
 import charts
 import ui
 from core import maps
-from core.diversity import meta_fields
+from core.diversity import meta_fields, meta_label
+from core.progress import parts
 from core.regions import default_k
 from core.workspace import Workspace
 
@@ -54,23 +55,37 @@ sparse_below = cols[1].slider(
 colour_by = cols[2].selectbox("Colour by", colour_options, key=COLOUR, on_change=save)
 
 
-@st.cache_data(show_spinner="Clustering...", max_entries=16)
-def clusters(root: str, dataset: str, key: str, k: int, sparse_below: float):
-    workspace = Workspace(root)
-    clustering = maps.clusters_for(workspace, fs, k=k, seed=config.seed)
-    return clustering.labels, maps.describe(
-        workspace, dataset, fs, clustering, sparse_below=sparse_below
+def clusters(k: int, sparse_below: float):
+    """(cluster per row, description per cluster), computed once per feature set and
+    settings, with progress and a Cancel."""
+
+    def compute(bar):
+        clustering_part, describing = parts(bar, [3, 1])
+        clustering = maps.clusters_for(ws, fs, k=k, seed=config.seed, on_progress=clustering_part)
+        described = maps.describe(
+            ws, info.name, fs, clustering, sparse_below=sparse_below, on_progress=describing
+        )
+        return clustering.labels, described
+
+    return ui.computed(
+        "Clustering",
+        ("clusters", root, info.name, info.fingerprint, fs.key, config.seed, k, sparse_below),
+        compute,
+        cancel="A clustering that had finished is kept; its descriptions were not.",
+        again="Cluster again",
     )
 
 
 def layout():
-    """The cached layout, or computed now with progress and a Cancel."""
-    found = maps.layout_for(ws, fs, compute=False)
-    if found is None:
-        with ui.progress(
-            "Laying out the map (PCA, then UMAP)", cancel="No layout was stored."
-        ) as bar:
-            found = ui.attempt(lambda: maps.layout_for(ws, fs, on_progress=bar))
+    """(coordinates, density): stored beside the features, or computed now with progress and
+    a Cancel (a cancelled layout is not started again until asked)."""
+    found = maps.layout_for(ws, fs, compute=False) or ui.computed(
+        "Laying out the map (PCA, then UMAP)",
+        ("layout", root, info.name, info.fingerprint, fs.key),
+        lambda bar: maps.layout_for(ws, fs, on_progress=bar),
+        cancel="No layout was stored.",
+        again="Lay out the map again",
+    )
     return (found.coords, found.density) if found else None
 
 
@@ -83,9 +98,7 @@ def samples(root: str, dataset: str, fingerprint: str) -> pd.DataFrame:
     return table.to_pandas()
 
 
-labels, described = ui.attempt(
-    lambda: clusters(root, info.name, fs.key, k, float(sparse_below))
-) or (None, None)
+labels, described = clusters(k, float(sparse_below)) or (None, None)
 coords_density = layout()
 if labels is None or coords_density is None:
     st.stop()
@@ -107,9 +120,7 @@ def colours() -> tuple[np.ndarray, str]:
         groups = maps.groups_for(ws, fs, maps.Layout(coords, density, True))
         return np.where(groups < 0, "none", groups.astype(str)), "group"
     field = colour_by
-    return np.array(
-        [str(json.loads(m).get(field, "(missing)")) if m else "(missing)" for m in data["meta"]]
-    ), field
+    return np.array([meta_label(json.loads(m) if m else {}, field) for m in data["meta"]]), field
 
 
 @st.cache_resource(show_spinner="Drawing the map...", max_entries=8)
@@ -203,7 +214,7 @@ def explore() -> None:
     chosen = browser.selection.rows[0] if browser and browser.selection.rows else 0
     record = data.iloc[rows[chosen]]
     left, right = st.columns(2)
-    left.caption(f"Prompt · row {rows[chosen]} · id {record['id']}")
+    left.caption(f"Prompt · row {rows[chosen]} · id {ui.md(record['id'])}")
     left.text(record["prompt"])
     right.caption("Response")
     right.text(record["response"])
@@ -215,7 +226,9 @@ def explore() -> None:
     if cols[1].button("Save selection", icon=":material/bookmark_add:", disabled=not name):
         saved = ui.attempt(lambda: ws.save_selection(info.name, name, rows, note=origin))
         if saved:
-            st.success(f"Saved {len(saved['rows']):,} rows as selection **{saved['name']}**.")
+            st.success(
+                f"Saved {len(saved['rows']):,} rows as selection **{ui.md(saved['name'])}**."
+            )
 
 
 explore()

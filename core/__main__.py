@@ -268,7 +268,7 @@ def cmd_score(args: argparse.Namespace) -> Result:
 
     ws = _workspace(args)
     proxy, config, runtime = feature_request(args)
-    with progress_bar(f"features of {args.name}", unit="sample", unit_scale=False) as bar:
+    with progress_bar(f"scoring {args.name}") as bar:
         data = diversity.score(
             ws,
             args.name,
@@ -304,7 +304,7 @@ def cmd_score(args: argparse.Namespace) -> Result:
             for r in data["redundant"]
         ]
     if args.baselines:
-        with progress_bar("sentence embeddings", unit="sample", unit_scale=False) as bar:
+        with progress_bar("baselines") as bar:
             data["baselines"] = diversity.baselines(ws, args.name, runtime=runtime, on_progress=bar)
         b = data["baselines"]
         sentence = (
@@ -327,7 +327,7 @@ def cmd_compare(args: argparse.Namespace) -> Result:
 
     ws = _workspace(args)
     proxy, config, runtime = feature_request(args)
-    with progress_bar("features", unit="sample", unit_scale=False) as bar:
+    with progress_bar("comparing") as bar:
         data = diversity.compare(
             ws,
             args.names,

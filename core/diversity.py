@@ -19,7 +19,7 @@ from core.config import SENTENCE, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
 from core.features import FeatureSet, compute_features
 from core.maps import clusters_for
-from core.progress import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress, parts
 from core.sentence import SENTENCE_MODEL
 from core.textstats import distinct_n, mean_length
 from core.vendi import (
@@ -36,6 +36,10 @@ from core.workspace import Workspace
 
 MAX_GROUPS = 200
 BASELINE_ROWS = 100_000  # text baselines beyond this many rows use a seeded sample
+MISSING = "(missing)"  # the label of a record without a value for a field (absent or null)
+# expected costs, in passes over the rows, that share a progress bar between a job's parts
+FEATURE_PASSES = 50  # computing features (a part that drops out when they are cached)
+CLUSTER_PASSES = 10  # spherical k-means
 
 
 def _orders_json(orders: dict[float, float]) -> dict[str, float]:
@@ -57,11 +61,23 @@ def score(
     on_progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """G-Vendi (and order q) of a dataset; per group when `by` is a field, 'source' or
-    'cluster'; a bootstrap interval when `replicates` > 0."""
-    fs = compute_features(
-        ws, dataset, proxy=proxy, config=config, runtime=runtime, on_progress=on_progress
+    'cluster'; a bootstrap interval when `replicates` > 0. `on_progress(steps, STEPS)`
+    through the features, the spectrum, the bootstrap and the groups."""
+    features, moment, resampled, labelled, grouped = parts(
+        on_progress,
+        [
+            FEATURE_PASSES,
+            1,
+            replicates,
+            CLUSTER_PASSES if by == "cluster" else 0,
+            1 if by else 0,
+        ],
     )
-    values, _ = spectrum(fs.arrays()).eigen()
+    fs = compute_features(
+        ws, dataset, proxy=proxy, config=config, runtime=runtime, on_progress=features
+    )
+    moment(0, fs.rows)
+    values, _ = spectrum(fs.arrays(), rows=fs.rows, on_progress=moment).eigen()
     result: dict[str, Any] = {
         "dataset": dataset,
         "rows": fs.rows,
@@ -78,7 +94,7 @@ def score(
     if replicates or by:
         matrix = fs.matrix()
     if replicates:
-        interval = bootstrap(matrix, q=q, replicates=replicates, seed=seed)
+        interval = bootstrap(matrix, q=q, replicates=replicates, seed=seed, on_progress=resampled)
         result["interval"] = {
             "low": interval.low,
             "high": interval.high,
@@ -86,10 +102,23 @@ def score(
             "replicates": replicates,
         }
     if by:
-        labels = group_labels(ws, dataset, by, features=fs, k=k, seed=seed)
+        labelled(0, 1)
+        labels = group_labels(ws, dataset, by, features=fs, k=k, seed=seed, on_progress=labelled)
+        labelled(1, 1)
         result["by"] = by
-        result["groups"] = [{**g, "group": str(g["group"])} for g in per_group(matrix, labels, q)]
+        result["groups"] = [
+            {**g, "group": str(g["group"])}
+            for g in per_group(matrix, labels, q, on_progress=grouped)
+        ]
+    on_progress(1, 1)
     return result
+
+
+def meta_label(meta: dict[str, Any], field: str) -> str:
+    """A record's value of a meta field as a group or colour label: MISSING when the record
+    has none (the field absent or null)."""
+    value = meta.get(field)
+    return MISSING if value is None else str(value)
 
 
 def group_labels(
@@ -100,14 +129,16 @@ def group_labels(
     features: FeatureSet | None = None,
     k: float | None = None,
     seed: int = 0,
+    on_progress: ProgressFn = no_progress,
 ) -> np.ndarray:
-    """A label per row: k-means cluster ('cluster', the map's clusters), the record's source
-    ('source'), or the value of a field kept in the records' meta (any categorical field)."""
+    """A label per row: k-means cluster ('cluster', the map's clusters; `on_progress` through
+    the clustering), the record's source ('source'), or the value of a field kept in the
+    records' meta (any categorical field; MISSING where a record has none)."""
     info = ws.dataset(dataset)
     if by == "cluster":
         if features is None:
             raise ValueError("clusters need the features")
-        return clusters_for(ws, features, k=k, seed=seed).labels
+        return clusters_for(ws, features, k=k, seed=seed, on_progress=on_progress).labels
     if by == "source":
         return np.asarray(pq.read_table(info.path, columns=["source"]).column(0).to_pylist())
     metas = [
@@ -120,7 +151,7 @@ def group_labels(
             f"dataset {dataset!r} has no field {by!r} to group by; "
             f"use cluster, source or one of: {', '.join(fields) or '(no other fields)'}"
         )
-    labels = np.asarray(["(missing)" if m.get(by) is None else str(m[by]) for m in metas])
+    labels = np.asarray([meta_label(m, by) for m in metas])
     if len(np.unique(labels)) > MAX_GROUPS:
         raise UserError(
             f"field {by!r} has {len(np.unique(labels))} distinct values; group by a categorical "
@@ -138,11 +169,19 @@ def meta_fields(ws: Workspace, dataset: str, *, sample: int = 200) -> list[str]:
 
 
 def redundant(
-    ws: Workspace, dataset: str, fs: FeatureSet, *, limit: int | None = None
+    ws: Workspace,
+    dataset: str,
+    fs: FeatureSet,
+    *,
+    limit: int | None = None,
+    on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, Any]]:
     """Samples by marginal value (how much G-Vendi drops without them), lowest first:
-    the most redundant at the top."""
-    values = marginal_values(fs.arrays(), spectrum(fs.arrays()))
+    the most redundant at the top. `on_progress(steps, STEPS)` through the two passes."""
+    first, second = parts(on_progress, [1, 2])
+    first(0, fs.rows)
+    moment = spectrum(fs.arrays(), rows=fs.rows, on_progress=first)
+    values = marginal_values(fs.arrays(), moment, on_progress=second)
     order = np.argsort(values, kind="stable")[:limit]
     table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt", "response"])
     ids, prompts = table.column("id"), table.column("prompt")
@@ -168,7 +207,10 @@ def baselines(
 ) -> dict[str, Any]:
     """Surface baselines beside G-Vendi: sentence-embedding Vendi (cosine kernel), distinct
     n-grams (n = 1..4) and mean response length. A missing sentence model is reported,
-    not raised: the other baselines still come back."""
+    not raised: the other baselines still come back. `on_progress(steps, STEPS)` through
+    the text statistics and the sentence embeddings."""
+    text, embedded = parts(on_progress, [1, FEATURE_PASSES])
+    text(0, 1)
     info = ws.dataset(dataset)
     table = pq.read_table(info.path, columns=["prompt", "response"])
     rows = np.arange(table.num_rows)
@@ -186,6 +228,7 @@ def baselines(
         },
         "mean_response": mean_length(responses),
     }
+    text(1, 1)
     try:
         fs = compute_features(
             ws,
@@ -193,13 +236,14 @@ def baselines(
             proxy=ProxySpec(sentence_model),
             config=FeatureConfig(method=SENTENCE),
             runtime=runtime,
-            on_progress=on_progress,
+            on_progress=embedded,
         )
         out["sentence_vendi"] = g_vendi(fs.arrays())
         out["sentence_model"] = sentence_model
     except UserError as e:
         out["sentence_vendi"] = None
         out["sentence_error"] = str(e)
+    on_progress(1, 1)
     return out
 
 
@@ -220,29 +264,51 @@ def compare(
     """G-Vendi of several datasets under the same proxy and projection. G-Vendi grows with
     N, so with `equal` each is also scored on random subsamples of the smallest size
     (mean and standard deviation over `repeats` draws); `sizes_differ` says when that matters.
-    `replicates` > 0 adds a bootstrap interval (low, high) to each full-data score."""
+    Without `equal`, `replicates` > 0 adds a bootstrap interval (low, high, level) to each
+    score. `on_progress(steps, STEPS)` through every dataset's features, then the scores."""
     if len(set(datasets)) != len(datasets):
         raise UserError("name each dataset once")
+    rows = [ws.dataset(name).rows for name in datasets]
+    weights = [FEATURE_PASSES * r for r in rows] + [
+        r * (1 + (0 if equal else replicates)) for r in rows
+    ]
+    weights.append(len(rows) * repeats * min(rows) if equal else 0)
+    *steps, subsampled = parts(on_progress, weights)
+    featurised, scored = steps[: len(datasets)], steps[len(datasets) :]
     sets = {
         name: compute_features(
-            ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=on_progress
+            ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=step
         )
-        for name in datasets
+        for name, step in zip(datasets, featurised, strict=True)
     }
     out = []
-    for name, fs in sets.items():
-        out.append({"name": name, "rows": fs.rows, "g_vendi": g_vendi(fs.arrays(), q)})
+    for (name, fs), step in zip(sets.items(), scored, strict=True):
+        step(0, 1)
+        entry: dict[str, Any] = {"name": name, "rows": fs.rows, "g_vendi": g_vendi(fs.arrays(), q)}
+        if replicates and not equal:
+            interval = bootstrap(
+                fs.matrix(), q=q, replicates=replicates, seed=seed, on_progress=step
+            )
+            entry.update(low=interval.low, high=interval.high, level=interval.level)
+        step(1, 1)
+        out.append(entry)
     sizes = {fs.rows for fs in sets.values()}
     result: dict[str, Any] = {
         "q": q,
         "sizes_differ": len(sizes) > 1,
         "equal_size": None,
+        "replicates": replicates if not equal else 0,
         "datasets": out,
     }
     if equal:
         size = min(sizes)
         scores = equal_size(
-            {n: fs.matrix() for n, fs in sets.items()}, size=size, repeats=repeats, q=q, seed=seed
+            {n: fs.matrix() for n, fs in sets.items()},
+            size=size,
+            repeats=repeats,
+            q=q,
+            seed=seed,
+            on_progress=subsampled,
         )
         for entry in out:
             entry["g_vendi_full"] = entry["g_vendi"]
@@ -251,4 +317,5 @@ def compare(
         result["equal_size"] = size
     warnings = {fs.facts["warning"] for fs in sets.values() if fs.facts.get("warning")}
     result["warnings"] = sorted(warnings)
+    on_progress(1, 1)
     return result

@@ -8,12 +8,14 @@ regions, low in thin ones.
 
 from __future__ import annotations
 
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.progress import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress, parts
 from core.vendi import unit_rows
 
 LAYOUT_VERSION = 1
@@ -33,17 +35,48 @@ class LayoutConfig:
         return {**self.__dict__, "version": LAYOUT_VERSION}
 
 
+class _Epochs:
+    """A file for UMAP's tqdm bar (its documented `tqdm_kwds`) that passes each "done/total"
+    it writes on as progress: the epochs of the layout's optimisation, the long part that
+    UMAP reports. Updates from any other thread than the caller's are dropped."""
+
+    def __init__(self, on_progress: ProgressFn):
+        self.on_progress = on_progress
+        self.thread = threading.get_ident()
+
+    def write(self, text: str) -> None:
+        found = re.findall(r"(\d+)/(\d+)", text)
+        if found and threading.get_ident() == self.thread:
+            done, total = found[-1]
+            self.on_progress(int(done), int(total))
+
+    def flush(self) -> None:
+        pass
+
+    def kwds(self) -> dict[str, object]:
+        return {
+            "disable": False,
+            "file": self,
+            "bar_format": "{n}/{total}",
+            "miniters": 1,  # fixed: tqdm's monitor thread then never redraws the bar
+            "mininterval": 0,  # every epoch
+        }
+
+
 def umap_layout(
     features: np.ndarray,
     config: LayoutConfig = LayoutConfig(),
     on_progress: ProgressFn = no_progress,
 ) -> np.ndarray:
-    """N x 2 float32 coordinates of the unit-normalised rows (cosine geometry)."""
+    """N x 2 float32 coordinates of the unit-normalised rows (cosine geometry).
+    `on_progress(done, STEPS)` through the PCA, UMAP's neighbour graph and its epochs
+    (of the fit, and of the transform of the rows beyond the fitted sample)."""
     from sklearn.decomposition import PCA
 
     x = unit_rows(features, np.float32)
     n = len(x)
     if n < 4:  # too few points for a neighbour graph: spread them on a line
+        on_progress(1, 1)
         return np.column_stack([np.arange(n, dtype=np.float32), np.zeros(n, dtype=np.float32)])
     rng = np.random.default_rng(config.seed)
     fit = (
@@ -51,16 +84,27 @@ def umap_layout(
         if n > config.fit_rows
         else np.arange(n)
     )
+    rest = np.setdiff1d(np.arange(n), fit)
+    # shares of the bar: the PCA, the neighbour graph (reported when it is done), the fit's
+    # epochs, then the transform's neighbour queries and epochs (when rows are left over)
+    pca, graph, epochs, placed, placed_epochs = parts(
+        on_progress, [1, 4, 10, 4 if len(rest) else 0, 6 if len(rest) else 0]
+    )
+    pca(0, 1)
     dims = min(config.pca_dims, x.shape[1], len(fit))
-    on_progress(0, 3)
     reduced = (
         PCA(dims, svd_solver="randomized", random_state=config.seed)
         .fit(x[fit])
         .transform(x)
         .astype(np.float32)
     )
-    on_progress(1, 3)
+    pca(1, 1)
+    graph(0, 1)
     import umap
+
+    def graph_done(done: int, total: int | None) -> None:
+        graph(1, 1)  # UMAP reports nothing before its first epoch
+        epochs(done, total)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a seed disables its parallelism
@@ -71,16 +115,23 @@ def umap_layout(
             random_state=config.seed,
             low_memory=True,
             init="spectral" if len(fit) > config.neighbors + 1 else "random",
+            tqdm_kwds=_Epochs(graph_done).kwds(),
         ).fit(reduced[fit])
     coords = np.empty((n, 2), dtype=np.float32)
     coords[fit] = model.embedding_
-    on_progress(2, 3)
-    rest = np.setdiff1d(np.arange(n), fit)
+    epochs(1, 1)
     if len(rest):
+
+        def queried(done: int, total: int | None) -> None:
+            placed(1, 1)
+            placed_epochs(done, total)
+
+        placed(0, 1)
+        model.tqdm_kwds = _Epochs(queried).kwds()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             coords[rest] = model.transform(reduced[rest])
-    on_progress(3, 3)
+    placed_epochs(1, 1)
     return coords
 
 

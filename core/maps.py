@@ -69,18 +69,24 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def clusters_for(
-    ws: Workspace, fs: FeatureSet, *, k: float | None = None, seed: int = 0
+    ws: Workspace,
+    fs: FeatureSet,
+    *,
+    k: float | None = None,
+    seed: int = 0,
+    on_progress: ProgressFn = no_progress,
 ) -> Clustering:
     """Spherical k-means of a feature set (k a count or a fraction of N; default
-    `default_k`), cached."""
+    `default_k`), cached. `on_progress` as spherical_kmeans reports it; (1, 1) when cached."""
     k_rows = resolve_k(k, fs.rows) if k else default_k(fs.rows)
     params = {"k": k_rows, "seed": seed, "version": CLUSTERS_VERSION}
     key, path = _artefact(fs, "clusters", params)
     if (saved := _load(path)) is not None:
+        on_progress(1, 1)
         return Clustering(
             saved["labels"], saved["centroids"], saved["similarity"], int(saved["iterations"])
         )
-    clustering = spherical_kmeans(fs.matrix(), k_rows, seed=seed)
+    clustering = spherical_kmeans(fs.matrix(), k_rows, seed=seed, on_progress=on_progress)
     _save(
         ws,
         fs,
@@ -144,9 +150,11 @@ def describe(
     clustering: Clustering,
     *,
     sparse_below: float = 50.0,
+    on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, Any]]:
     """One row per cluster: id, size, sparse (size below the percentile), G-Vendi, top
-    keywords of its prompts, and the ids of the 3 samples nearest its centroid."""
+    keywords of its prompts, and the ids of the 3 samples nearest its centroid.
+    `on_progress(clusters done, clusters)` after each cluster's G-Vendi."""
     table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt"])
     ids, prompts = table.column("id").to_pylist(), table.column("prompt").to_pylist()
     sizes = clustering.sizes()
@@ -172,4 +180,5 @@ def describe(
                 "example_prompts": [prompts[i] for i in examples[c]],
             }
         )
+        on_progress(c + 1, clustering.k)
     return out

@@ -8,14 +8,36 @@ sizes (default the median, the paper's acceptance set) are under-represented.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import UserError
+from core.progress import ProgressFn, no_progress
 from core.vendi import unit_rows
 
 _BLOCK = 8192
+
+# Markup is not what a cluster is about: LaTeX commands (with their environment names),
+# HTML tags and entities are taken out of the text before its words are counted ...
+_MARKUP = re.compile(
+    r"\\+begin\s*\{(?:array|tabular)\*?\}\s*\{[^}]*\}"  # \begin{array}{cc}: with its columns
+    r"|\\+(?:begin|end)\s*\{[^}]*\}"  # \begin{cases}, \end{array}
+    r"|\\+[a-zA-Z]+"  # \frac, \mathrm, \left, \\cdot (escaped in JSON)
+    r"|</?[a-zA-Z][^<>]*>"  # <a href=...>, </div>
+    r"|&[a-zA-Z]+;"  # &nbsp;
+)
+# ... and command names that turn up without their backslash (lost in a conversion) are
+# never keywords; those that are also English words (left, text, array, sum) are kept.
+_MARKUP_WORDS = [
+    "frac", "dfrac", "tfrac", "cfrac", "mathrm", "mathbf", "mathit", "mathsf", "mathtt",
+    "mathcal", "mathbb", "mathfrak", "operatorname", "textbf", "textit", "texttt", "textrm",
+    "textsf", "cdot", "cdots", "ldots", "vdots", "ddots", "displaystyle", "qquad", "hline",
+    "pmatrix", "bmatrix", "vmatrix", "boxed", "leq", "geq", "neq", "infty", "rightarrow",
+    "leftarrow", "nbsp", "href", "http", "https", "www",
+]  # fmt: skip
+MARKUP_WORDS = frozenset(_MARKUP_WORDS)
 
 
 @dataclass
@@ -100,18 +122,27 @@ def _seed(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def spherical_kmeans(
-    features: np.ndarray, k: float, *, seed: int = 0, iterations: int = 20
+    features: np.ndarray,
+    k: float,
+    *,
+    seed: int = 0,
+    iterations: int = 20,
+    on_progress: ProgressFn = no_progress,
 ) -> Clustering:
     """Spherical k-means of the rows of `features` (N x d): cosine assignment, mean-direction
     centroids, k-means++ seeding; the same clusters for the same seed. `k` is a count or a
-    fraction of N. An emptied cluster is re-seeded with the row worst served."""
+    fraction of N. An emptied cluster is re-seeded with the row worst served.
+    `on_progress(steps done, iterations + 1)`: the seeding, then each iteration."""
     x = unit_rows(features, np.float32)
     n = len(x)
     k = resolve_k(k, n)
     rng = np.random.default_rng(seed)
+    on_progress(0, iterations + 1)
     centroids = _seed(x, k, rng)
+    on_progress(1, iterations + 1)
     labels, ran = np.full(n, -1), 0
-    for ran in range(1, iterations + 1):  # noqa: B007 - `ran` is reported below
+    for ran in range(1, iterations + 1):
+        on_progress(ran, iterations + 1)
         new_labels, similarity = _nearest(x, centroids)
         if np.array_equal(new_labels, labels):
             break
@@ -124,6 +155,7 @@ def spherical_kmeans(
             sums[empty] = x[worst]
         centroids = unit_rows(sums, np.float32)
     labels, similarity = _nearest(x, centroids)
+    on_progress(iterations + 1, iterations + 1)
     return Clustering(labels, centroids, similarity, ran)
 
 
@@ -147,14 +179,16 @@ def sparse_clusters(sizes: np.ndarray, percentile: float = 50.0) -> np.ndarray:
 def keywords(texts: list[str], labels: np.ndarray, k: int, *, top: int = 6) -> list[list[str]]:
     """The top words of each cluster by class-based TF-IDF (BERTopic's c-TF-IDF): a word's
     share of the cluster's words times log(1 + mean words per cluster / the word's count
-    over all clusters)."""
-    from sklearn.feature_extraction.text import CountVectorizer
+    over all clusters). English stop words and markup (LaTeX commands, HTML) are left out."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     vectorizer = CountVectorizer(
-        stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", lowercase=True
+        stop_words=sorted(ENGLISH_STOP_WORDS | MARKUP_WORDS),
+        token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b",
+        lowercase=True,
     )
     try:
-        counts = vectorizer.fit_transform(texts)
+        counts = vectorizer.fit_transform(_MARKUP.sub(" ", t) for t in texts)
     except ValueError:  # no words at all (numbers or symbols only)
         return [[] for _ in range(k)]
     from scipy.sparse import csr_matrix

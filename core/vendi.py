@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.progress import ProgressFn, no_progress
+
 ORDERS = (0.5, 1.0, 2.0, float("inf"))
 
 
@@ -96,17 +98,24 @@ def _chunks(features: np.ndarray | Iterable[np.ndarray], rows: int = 16384) -> I
 
 
 def spectrum(
-    features: np.ndarray | Iterable[np.ndarray], weights: np.ndarray | None = None
+    features: np.ndarray | Iterable[np.ndarray],
+    weights: np.ndarray | None = None,
+    *,
+    rows: int | None = None,
+    on_progress: ProgressFn = no_progress,
 ) -> SecondMoment:
-    """The second moment of a matrix or of streamed chunks (weights only with a matrix)."""
+    """The second moment of a matrix or of streamed chunks (weights only with a matrix).
+    `on_progress(rows done, rows)` after each chunk; `rows` is the total of streamed chunks."""
     moment = None
     offset = 0
+    total = len(features) if isinstance(features, np.ndarray) else rows
     for chunk in _chunks(features):
         if moment is None:
             moment = SecondMoment(chunk.shape[1])
         w = None if weights is None else weights[offset : offset + len(chunk)]
         moment.add(chunk, w)
         offset += len(chunk)
+        on_progress(offset, total)
     if moment is None or moment.weight <= 0:
         raise ValueError("no rows with weight: G-Vendi needs at least one sample")
     return moment
@@ -146,18 +155,21 @@ def bootstrap(
     replicates: int = 100,
     level: float = 0.95,
     seed: int = 0,
+    on_progress: ProgressFn = no_progress,
 ) -> Interval:
     """A bootstrap interval: rows resampled with replacement (as multinomial weights), the
-    replicates' percentile interval re-centred on the full-data estimate."""
+    replicates' percentile interval re-centred on the full-data estimate.
+    `on_progress(replicates done, replicates)` after each."""
     rng = np.random.default_rng(seed)
     u = unit_rows(features)
     n = len(u)
     scores = []
-    for _ in range(replicates):
+    for done in range(1, replicates + 1):
         counts = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
         uw = u * np.sqrt(counts)[:, None]
         values = np.clip(np.linalg.eigvalsh(uw.T @ uw if n >= u.shape[1] else uw @ uw.T), 0.0, None)
         scores.append(vendi(values, q))
+        on_progress(done, replicates)
     # Resampling with replacement duplicates rows, which pulls every replicate's score down;
     # so the percentile interval is re-centred on the estimate: it reports the spread only.
     tail = (1 - level) / 2 * 100
@@ -167,11 +179,18 @@ def bootstrap(
     return Interval(float(low), float(high), level, replicates)
 
 
-def per_group(features: np.ndarray, labels: np.ndarray, q: float = 1.0) -> list[dict[str, object]]:
-    """G-Vendi of each group of rows (e.g. a cluster, a source, a topic), largest group first."""
+def per_group(
+    features: np.ndarray,
+    labels: np.ndarray,
+    q: float = 1.0,
+    on_progress: ProgressFn = no_progress,
+) -> list[dict[str, object]]:
+    """G-Vendi of each group of rows (e.g. a cluster, a source, a topic), largest group first.
+    `on_progress(groups done, groups)` after each."""
     labels = np.asarray(labels)
     out = []
-    for label in np.unique(labels):
+    groups = np.unique(labels)
+    for done, label in enumerate(groups, 1):
         rows = features[labels == label]
         out.append(
             {
@@ -180,6 +199,7 @@ def per_group(features: np.ndarray, labels: np.ndarray, q: float = 1.0) -> list[
                 "g_vendi": vendi(kernel_eigenvalues(rows), q),
             }
         )
+        on_progress(done, len(groups))
     return sorted(out, key=lambda g: (-g["rows"], str(g["group"])))
 
 
@@ -188,6 +208,7 @@ def marginal_values(
     moment: SecondMoment | None = None,
     *,
     probes: int = 16,
+    on_progress: ProgressFn = no_progress,
 ) -> np.ndarray:
     """How much G-Vendi drops when each sample is left out; the lowest are the most redundant.
 
@@ -198,7 +219,8 @@ def marginal_values(
     scale is off by O(d / N) and it misses the drop every sample shares (the score's change
     from N to N - 1 rows). Both are corrected by an affine fit to the exact drops of `probes`
     rows spread over the first chunk (one rank-one downdate of S each). Negative: the score
-    would rise without the sample.
+    would rise without the sample. `on_progress(done, total)` after each probe and each chunk,
+    in units of one row's work (a probe's eigendecomposition counts as d rows).
     """
     if moment is None:
         if not isinstance(features, np.ndarray):
@@ -212,6 +234,9 @@ def marginal_values(
     log_values = np.where(positive, np.log(np.where(positive, values, 1.0)), 0.0)
     entropy = -np.sum(values[positive] * log_values[positive])
     score = float(np.exp(entropy))
+    dim = len(values)
+    total = n + min(probes, n) * dim
+    done = 0
     out, approx, exact = [], [], []
     for chunk in _chunks(features):
         u = unit_rows(chunk)
@@ -222,7 +247,12 @@ def marginal_values(
                 without = (moment.sum - np.outer(u[i], u[i])) / (moment.weight - 1)
                 exact.append(score - vendi(np.clip(np.linalg.eigvalsh(without), 0, None)))
                 approx.append(drops[i])
+                done += dim
+                on_progress(done, total)
         out.append(drops)
+        done += len(u)
+        on_progress(min(done, total), total)
+    on_progress(total, total)
     drops = np.concatenate(out)
     if len(exact) >= 3 and np.ptp(approx) > 0:
         slope, intercept = np.polyfit(approx, exact, 1)
@@ -248,17 +278,20 @@ def equal_size(
     repeats: int = 5,
     q: float = 1.0,
     seed: int = 0,
+    on_progress: ProgressFn = no_progress,
 ) -> dict[str, tuple[float, float]]:
     """G-Vendi of each dataset on random subsamples of one size (default: the smallest
     dataset's), as (mean, standard deviation) over `repeats` draws. G-Vendi grows with N,
-    so only equal sizes compare fairly (the paper's controlled setting)."""
+    so only equal sizes compare fairly (the paper's controlled setting).
+    `on_progress(draws done, draws)` after each draw."""
     size = size or min(len(m) for m in matrices.values())
     rng = np.random.default_rng(seed)
     out = {}
-    for name, m in matrices.items():
-        scores = [
-            vendi(kernel_eigenvalues(m[rng.choice(len(m), size, replace=False)]), q)
-            for _ in range(repeats)
-        ]
+    draws = len(matrices) * repeats
+    for i, (name, m) in enumerate(matrices.items()):
+        scores = []
+        for r in range(repeats):
+            scores.append(vendi(kernel_eigenvalues(m[rng.choice(len(m), size, replace=False)]), q))
+            on_progress(i * repeats + r + 1, draws)
         out[name] = (float(np.mean(scores)), float(np.std(scores)))
     return out

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
 
+from core.diversity import MISSING
+from core.workspace import Workspace
 from tests.app_driver import App, open_page
+from tests.conftest import write_jsonl
 
 
 def map_page(tmp_path) -> App:
@@ -48,3 +52,32 @@ def test_map_page(tmp_path):
     again = App(tmp_path / "ws", page="app_pages/map.py").run()  # a browser refresh
     assert again.at.number_input(key="map_k/demo").value == 6
     assert again.at.selectbox(key="map_colour/demo").value == "family"
+
+
+def test_text_from_the_data_stays_text(tmp_path):
+    """A field's values are shown as typed: in the legend (plotly renders HTML) and in any
+    Markdown element; a missing value has one label, whether absent or null."""
+    value = '<a href="http://127.0.0.1:9/">x</a> ![x](http://127.0.0.1:9/p.png)'
+    rows = [
+        {"question": f"What is {i} + 1?", "answer": str(i + 1)}
+        | ({"topic": value} if i % 3 == 0 else {"topic": None} if i % 3 == 1 else {})
+        for i in range(30)
+    ]
+    ws = Workspace(tmp_path / "ws")
+    ws.import_dataset(write_jsonl(tmp_path / "md.jsonl", rows), name="md")
+    ws.set_meta("active_dataset", "md")
+    app = open_page(tmp_path / "ws", "app_pages/map.py", proxy="tiny-random", dim=64)
+    app.button("Compute features").click()
+    app.run()
+    app.at.selectbox(key="map_colour/md").set_value("topic")
+    app.run()
+    spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
+    names = sorted(t["name"] for t in spec["data"] if "customdata" in t)
+    assert names == sorted([html.escape(value), MISSING])
+    assert "<" not in json.dumps(spec["layout"]["legend"])
+    shown = [
+        e.value
+        for kind in ("markdown", "caption", "info", "warning", "error", "success")
+        for e in app.at.get(kind)
+    ]
+    assert not any("](http" in s or "<a " in s for s in shown), shown

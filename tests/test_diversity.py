@@ -142,12 +142,7 @@ def test_score_and_compare_cli(cli, tmp_path):
     assert r.json["rows"] == 40 and r.json["g_vendi"] > 1
     assert r.json["interval"]["low"] < r.json["g_vendi"] < r.json["interval"]["high"]
     assert len(r.json["groups"]) == 3 and len(r.json["redundant"]) == 4
-    r = cli("compare", "a", "b", "--proxy", "tiny-random", "--dim", "64", "--json")
-    assert [(d["name"], d["rows"]) for d in r.json["datasets"]] == [("a", 40), ("b", 20)]
-    human = cli("compare", "a", "b", "--proxy", "tiny-random", "--dim", "64")
-    assert "add --equal-size" in human.out
-    r = cli("compare", "a", "b", "--proxy", "tiny-random", "--dim", "64", "--equal-size", "--json")
-    assert r.json["equal_size"] == 20 and all(d["rows_used"] == 20 for d in r.json["datasets"])
+    # compare: test_compare_cli_with_and_without_equal_size
     assert_user_error(cli("score", "a", "--proxy", "tiny-random", "--q", "x"), "--q")
     assert_user_error(
         cli("score", "a", "--proxy", "tiny-random", "--dim", "64", "--by", "nope"),
@@ -160,3 +155,151 @@ def test_score_and_compare_cli(cli, tmp_path):
     assert r.json["baselines"]["sentence_vendi"] > 1
     assert json.dumps(r.json)  # plain JSON all the way down
     assert np.isfinite(r.json["orders"]["inf"])
+
+
+def steps_of(job) -> list[tuple[int, int | None]]:
+    """Run job(on_progress) and return what it reported."""
+    seen: list[tuple[int, int | None]] = []
+    job(lambda done, total: seen.append((done, total)))
+    return seen
+
+
+def assert_moves(seen: list[tuple[int, int | None]], at_least: int = 3) -> None:
+    """Progress that goes forward through several values to the end, never back."""
+    fractions = [done / total for done, total in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert len({f for f in fractions if 0 < f < 1}) >= at_least, fractions
+
+
+def test_compare_without_equal_sizes_gives_bootstrap_intervals(ws):
+    plain = diversity.compare(ws, ["demo", "small"], proxy=TINY, config=SMALL, replicates=20)
+    assert plain["replicates"] == 20
+    for entry in plain["datasets"]:
+        assert entry["low"] < entry["g_vendi"] < entry["high"] and entry["level"] == 0.95
+        alone = diversity.score(
+            ws, entry["name"], proxy=TINY, config=SMALL, replicates=20
+        )  # the same interval as the dataset's own score
+        assert entry["g_vendi"] == pytest.approx(alone["g_vendi"])
+        assert (entry["low"], entry["high"]) == pytest.approx(
+            (alone["interval"]["low"], alone["interval"]["high"])
+        )
+    # equal sizes: each dataset has the subsamples' sd, not an interval of the full data
+    equal = diversity.compare(
+        ws, ["demo", "small"], proxy=TINY, config=SMALL, equal=True, replicates=20
+    )
+    assert all("std" in d and "low" not in d for d in equal["datasets"])
+    assert equal["replicates"] == 0
+    bare = diversity.compare(ws, ["demo", "small"], proxy=TINY, config=SMALL)
+    assert all("low" not in d for d in bare["datasets"]) and bare["replicates"] == 0
+
+
+def test_long_work_reports_progress_to_the_end(ws):
+    fs = compute_features(ws, "demo", proxy=TINY, config=SMALL)
+    assert_moves(
+        steps_of(
+            lambda bar: diversity.score(
+                ws, "demo", proxy=TINY, config=SMALL, replicates=10, on_progress=bar
+            )
+        ),
+        at_least=10,  # every bootstrap replicate moves the bar
+    )
+    assert_moves(
+        steps_of(
+            lambda bar: diversity.score(
+                ws, "demo", proxy=TINY, config=SMALL, by="cluster", k=5, seed=1, on_progress=bar
+            )
+        )
+    )
+    assert_moves(steps_of(lambda bar: diversity.redundant(ws, "demo", fs, on_progress=bar)))
+    assert_moves(
+        steps_of(
+            lambda bar: diversity.compare(
+                ws,
+                ["demo", "small", "same"],
+                proxy=TINY,
+                config=SMALL,
+                replicates=5,
+                on_progress=bar,
+            )
+        ),
+        at_least=10,
+    )
+    assert_moves(
+        steps_of(
+            lambda bar: diversity.compare(
+                ws, ["demo", "small"], proxy=TINY, config=SMALL, equal=True, on_progress=bar
+            )
+        ),
+        at_least=5,
+    )
+    # features not computed yet: their rows move the bar first
+    fresh = FeatureConfig(dim=32)
+    seen = steps_of(
+        lambda bar: diversity.compare(
+            ws, ["small", "same"], proxy=TINY, config=fresh, on_progress=bar
+        )
+    )
+    assert_moves(seen)
+    assert_moves(steps_of(lambda bar: diversity.baselines(ws, "small", on_progress=bar)), 1)
+
+
+def test_a_cancel_from_the_progress_stops_the_work(ws):
+    from core.errors import Cancelled
+
+    def cancel_midway(done: int, total: int | None) -> None:
+        if total and 0.2 < done / total < 1:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        diversity.score(
+            ws, "demo", proxy=TINY, config=SMALL, replicates=50, on_progress=cancel_midway
+        )
+    with pytest.raises(Cancelled):
+        diversity.compare(
+            ws,
+            ["demo", "small"],
+            proxy=TINY,
+            config=SMALL,
+            replicates=50,
+            on_progress=cancel_midway,
+        )
+
+
+def test_a_missing_value_has_one_label(ws, tmp_path):
+    rows = [
+        {"question": "What is 1 + 1?", "answer": "2", "topic": "sums"},
+        {"question": "What is 2 + 3?", "answer": "5", "topic": None},
+        {"question": "What is 7 - 4?", "answer": "3"},
+    ]
+    ws.import_dataset(write_jsonl(tmp_path / "gaps.jsonl", rows), name="gaps")
+    labels = diversity.group_labels(ws, "gaps", "topic")
+    assert labels.tolist() == ["sums", diversity.MISSING, diversity.MISSING]
+    assert diversity.MISSING == "(missing)"
+    assert diversity.meta_label({"topic": None}, "topic") == diversity.meta_label({}, "topic")
+    ws.delete_dataset("gaps")
+
+
+def test_compare_cli_with_and_without_equal_size(cli, tmp_path):
+    """Without --equal-size each dataset's own score; with it, subsamples of the smallest."""
+    assert cli("import", str(demo_file(tmp_path / "a.jsonl", 40)), "--name", "a").code == 0
+    assert cli("import", str(demo_file(tmp_path / "b.jsonl", 20)), "--name", "b").code == 0
+    flags = ("--proxy", "tiny-random", "--dim", "64")
+    alone = {n: cli("score", n, *flags, "--json").json["g_vendi"] for n in ("a", "b")}
+    r = cli("compare", "a", "b", *flags, "--json")
+    assert r.code == 0, r.err
+    assert r.json["sizes_differ"] and r.json["equal_size"] is None
+    assert {d["name"]: d["g_vendi"] for d in r.json["datasets"]} == pytest.approx(alone)
+    human = cli("compare", "a", "b", *flags)
+    assert human.code == 0 and f"{alone['a']:.2f}" in human.out and "add --equal-size" in human.out
+    r = cli("compare", "a", "b", *flags, "--equal-size", "--repeats", "3", "--json")
+    assert r.code == 0, r.err
+    assert r.json["equal_size"] == 20
+    entries = {d["name"]: d for d in r.json["datasets"]}
+    assert entries["a"]["g_vendi_full"] == pytest.approx(alone["a"])
+    assert entries["a"]["g_vendi"] < alone["a"] and entries["a"]["std"] > 0  # 20 of 40 rows
+    # all of b's 20 rows, in another order: the same score up to rounding
+    assert entries["b"]["g_vendi"] == pytest.approx(alone["b"], rel=1e-5)
+    assert entries["b"]["std"] < 1e-5
+    human = cli("compare", "a", "b", *flags, "--equal-size", "--repeats", "3")
+    assert "random subsamples of 20 rows (3 draws each)" in human.out
+    assert "add --equal-size" not in human.out

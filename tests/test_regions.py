@@ -236,3 +236,98 @@ def test_map_cli(cli, tmp_path):
     assert_user_error(
         cli("map", "d", "--proxy", "tiny-random", "--k", "-3"), "--k", "whole count of at least 2"
     )
+
+
+def test_keywords_leave_out_markup():
+    latex = [
+        r"Let $f(x) = \frac{3}{4}\left(x + \dfrac{1}{2}\right)$. Find the \text{slope} of the "
+        r"tangent \mathrm{line}: \begin{array}{cc} parabola & tangent \end{array} so "
+        r"\boxed{\frac{3}{4}} \cdot \sqrt{2}",
+        r"The parabola $y = \frac{x^2}{2} \cdot \left[1 \right]$ has a tangent \textbf{slope} "
+        r"\begin{cases} derivative \end{cases}; answer \boxed{1}, \\frac{1}{2} \\mathrm{d}",
+    ] * 4
+    plain = ["interest rate on the loan payment"] * 8
+    words = keywords(latex + plain, np.array([0] * 8 + [1] * 8), 2, top=6)
+    commands = {
+        "frac", "dfrac", "mathrm", "begin", "end", "array", "cases", "left", "right", "text",
+        "textbf", "cdot", "boxed", "sqrt", "cc",
+    }  # fmt: skip
+    assert not set(words[0]) & commands, words[0]
+    assert {"parabola", "tangent", "slope"} <= set(words[0])
+    assert set(words[1]) <= {"interest", "rate", "loan", "payment"}
+
+
+def test_every_sparse_cluster_has_its_own_trace_beyond_the_palette():
+    k = 61  # gsm8k's default: more clusters than colours
+    labels = np.repeat(np.arange(k), np.arange(k) + 3)
+    coords = rng.standard_normal((len(labels), 2)).astype(np.float32)
+    sizes = np.bincount(labels)
+    sparse = sizes < np.median(sizes)
+    assert sparse.sum() > len(charts.PALETTE) > charts.MAX_CATEGORIES
+    figure = charts.map_figure(
+        coords,
+        colour=labels,
+        colour_kind="cluster",
+        labels=labels,
+        sparse=sparse,
+        hover=["x"] * len(labels),
+    )
+    data = [t for t in figure.data if t.customdata is not None]
+    names = [t.name for t in data]
+    assert "other" not in names
+    for c in np.flatnonzero(sparse):  # one trace per sparse cluster, holding all its points
+        trace = data[names.index(f"{c}★")]
+        assert sorted(int(p[1]) for p in trace.customdata) == [c] * sizes[c]
+    colours = [t.marker.color for t in data if t.name.endswith("★")]
+    assert len(set(colours)) == sparse.sum()  # each its own colour
+    dense = [t for t in data if not t.name.endswith("★")]
+    assert len(dense) == 1 and set(int(p[1]) for p in dense[0].customdata) == set(
+        np.flatnonzero(~sparse)
+    )
+    assert sum(len(t.customdata) for t in data) == len(labels)  # every point once
+
+
+def test_legend_names_from_the_data_are_text():
+    coords = rng.standard_normal((40, 2)).astype(np.float32)
+    link = '<a href="http://x">x</a>'
+    colour = np.array([link, "<b>bold</b>", "plain", "(missing)"] * 10)
+    labels = np.arange(40) % 4
+    figure = charts.map_figure(
+        coords,
+        colour=colour,
+        colour_kind="<i>field</i>",
+        labels=labels,
+        sparse=np.array([True, False, False, False]),
+        hover=[charts.excerpt(link)] * 40,
+    )
+    names = [t.name for t in figure.data if t.customdata is not None]
+    assert not any("<" in n for n in names), names
+    assert '&lt;a href="http://x"&gt;x&lt;/a&gt;' in {n.replace("&quot;", '"') for n in names}
+    assert "<" not in figure.layout.legend.title.text
+    assert all("<" not in t for t in figure.data[0].text)
+    bars = charts.comparison_figure(
+        [{"name": link, "g_vendi": 3.0, "low": 2.5, "high": 3.5}], "<img src=x>"
+    )
+    assert "<" not in bars.data[0].x[0] and "<" not in bars.layout.title.text
+    assert list(bars.data[0].error_y.array) == [0.5]
+
+
+def test_layout_progress_moves_through_umap():
+    x, _ = planted(n=600, d=32)
+    seen = []
+    from core.layout import umap_layout
+
+    coords = umap_layout(x, LayoutConfig(fit_rows=450), lambda d, t: seen.append(d / t))
+    assert coords.shape == (600, 2) and seen == sorted(seen) and seen[-1] == 1.0
+    # the epochs of the fit and of the transform each move the bar, not one jump per phase
+    assert len({f for f in seen if 0 < f < 1}) > 50, sorted(set(seen))
+    again = umap_layout(x, LayoutConfig(fit_rows=450))
+    assert np.array_equal(coords, again)  # the progress does not change the result
+
+
+def test_kmeans_reports_its_iterations():
+    x, _ = planted(n=400)
+    seen = []
+    result = spherical_kmeans(x, 8, seed=0, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (0, 21) and seen[-1] == (21, 21)
+    assert len(seen) >= result.iterations + 2 and [d for d, _ in seen] == sorted(d for d, _ in seen)
