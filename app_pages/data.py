@@ -21,8 +21,10 @@ def first_rows(spec: str, split: str | None, subset: str | None, mapping: Mappin
 
 
 def mtime(spec: str) -> float:
-    path = Path(spec)
-    return path.stat().st_mtime if path.exists() else 0.0
+    try:  # a path that cannot be looked at is open_source's to report
+        return Path(spec).expanduser().stat().st_mtime
+    except (OSError, ValueError):
+        return 0.0
 
 
 # --- 1. where the data comes from ------------------------------------------------------------

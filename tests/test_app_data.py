@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from core.workspace import Workspace
 from tests.app_driver import App, DataPage
@@ -116,3 +117,36 @@ def test_rename_and_delete(tmp_path):
     page.button("Delete").click()
     page.run()
     assert page.datasets() == {}
+
+
+def test_files_that_are_not_what_they_seem_show_errors(tmp_path):
+    """A pipe, a device, a symlink loop: st.error, never a traceback or a hang; rows nested
+    too deep or with a lone surrogate are skipped in the preview with their reason."""
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "loop.jsonl").symlink_to(tmp_path / "loop.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        JSONL.decode()
+        + '{"question": "x", "answer": "y", "z": '
+        + "[" * 50_000
+        + "]" * 50_000
+        + "}\n"
+        + '{"question": "half \\udc00", "answer": "y"}\n'
+    )
+    page = DataPage(tmp_path / "ws")
+    for path, needle in (
+        (tmp_path / "pipe.jsonl", "is a named pipe (FIFO), not a regular file"),
+        ("/dev/zero", "is a character device, not a regular file"),
+        (tmp_path / "loop.jsonl", "a symbolic link loop"),
+    ):
+        page.use_path(path)
+        assert any(needle in e for e in page.errors()), page.errors()
+    page.use_path(bad)
+    page.map(prompt="question")  # the preview reads the first rows only: map, then validate
+    page.button("Validate the whole file").click()
+    page.run()
+    skips = next(d.value for d in page.at.dataframe if "reason" in d.value.columns)
+    assert list(skips["reason"]) == [
+        "nested more than 100 levels deep",
+        "text with a lone UTF-16 surrogate (\\udc00), which is not Unicode",
+    ]

@@ -331,3 +331,24 @@ def test_unicode_newlines_and_latex_survive_byte_for_byte(tmp_path):
     text = "∑_{i=1}^n i = \\frac{n(n+1)}{2}\r\n\ttabs\u2028sep 🙂 \x00nul"
     records, _ = load(write_jsonl(tmp_path / "d.jsonl", [{"question": text, "answer": text}]))
     assert records[0].prompt == text and records[0].response == text
+
+
+def test_preview_skips_rows_nested_too_deep_or_with_a_lone_surrogate(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"question": "x", "answer": "y", "z": ' + "[" * 5000 + "]" * 5000 + "}\n"
+        '{"question": "half \\ud800", "answer": "y"}\n'
+        '{"question": "'
+        + "{[" * 200
+        + '", "answer": "brackets in text are not nesting"}\n'
+        + "".join(json.dumps(r) + "\n" for r in ROWS)
+    )
+    records, report = preview(open_source(path), None, rows=5)
+    assert [r.prompt for r in records] == ["{[" * 200, ROWS[0]["question"], ROWS[1]["question"]]
+    assert report.skips == [
+        {"where": "line 1", "reason": "nested more than 100 levels deep"},
+        {
+            "where": "line 2",
+            "reason": "text with a lone UTF-16 surrogate (\\ud800), which is not Unicode",
+        },
+    ]
