@@ -171,6 +171,9 @@ def _hf(rows, target: Path, format: str, provenance: bool, on_progress: Progress
     """A `datasets` save_to_disk folder, built beside the target and renamed into place."""
     import datasets
 
+    from core import hub
+
+    hub.quiet()
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         parquet = work / "rows.parquet"

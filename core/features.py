@@ -443,7 +443,7 @@ def _with_oom_retry(
         if len(samples) == 1:
             raise UserError(
                 f"one sample of {len(samples[0].ids)} tokens does not fit in the device's memory; "
-                "lower --max-length"
+                "lower the max length (tokens per sample)"
             ) from e
         half = len(samples) // 2
         yield from _with_oom_retry(features, samples[:half], rows[:half], proxy)

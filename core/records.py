@@ -174,8 +174,8 @@ class Mapping:
         if self.messages and (self.prompt or self.response):
             raise UserError("give either a messages field or prompt and response, not both")
         if not self.messages and bool(self.prompt) != bool(self.response):
-            missing = "--response" if self.prompt else "--prompt"
-            raise UserError(f"map both a prompt and a response field ({missing} is missing)")
+            missing = "response" if self.prompt else "prompt"
+            raise UserError(f"map both a prompt and a response field (the {missing} is missing)")
 
     @property
     def complete(self) -> bool:
@@ -220,7 +220,7 @@ def detect_mapping(fields: Iterable[str], given: Mapping | None = None) -> Mappi
         role = "prompt" if not prompt else "response"
         raise UserError(
             f"no {role} field found among: {', '.join(names) or '(none)'}; "
-            "map them with --prompt FIELD --response FIELD, or --messages FIELD"
+            "map the prompt and the response (each a field or a template), or a messages field"
         )
     return Mapping(prompt=prompt, response=response, id=id_field)
 

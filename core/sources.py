@@ -327,7 +327,7 @@ def _undecodable(text: str, name: str) -> str | None:
     byte = ord(m.group()) - 0xDC00
     return (
         f"bytes that are not valid UTF-8 (0x{byte:02x} at character {m.start() + 1}); "
-        "save the file as UTF-8 or pass --encoding"
+        "save the file as UTF-8 or give its encoding"
     )
 
 
@@ -647,7 +647,8 @@ def _pick_split(dsd: Any, split: str | None, name: str) -> tuple[Any, str]:
     if split is None and len(splits) == 1:
         split = splits[0]
     if split not in splits:
-        raise UserError(f"{name}: choose a split with --split, one of: {', '.join(splits)}")
+        given = f"no split {split!r}; " if split else ""
+        raise UserError(f"{name}: {given}choose a split, one of: {', '.join(splits)}")
     return dsd[split], split
 
 
@@ -661,6 +662,9 @@ def _open_hf_disk(path: Path, split: str | None) -> Source:
         )
     import datasets
 
+    from core import hub
+
+    hub.quiet()
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # the library raises many types for a damaged folder
@@ -673,16 +677,30 @@ def _open_hf_disk(path: Path, split: str | None) -> Source:
 
 
 def _open_hf_hub(repo: str, split: str | None, subset: str | None) -> Source:
+    """A hub dataset; without the network, one UserError at once (the same words serve the
+    CLI and the Data page, so they name no command-line flag)."""
     import datasets
 
+    from core import hub
+
+    hub.quiet()
+    if why := hub.unreachable():
+        raise UserError(
+            f"{repo}: cannot reach the Hugging Face hub ({why}); import a file or a "
+            "save_to_disk folder instead, or set HF_HUB_OFFLINE=1 to read the dataset "
+            "from the local Hugging Face cache"
+        )
     try:
         ds = datasets.load_dataset(repo, subset, split=split)
     except Exception as e:  # offline, unknown name, gated, missing config: all one message
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{repo}: cannot load this Hugging Face dataset ({reason}). Check the name, "
-            "--subset and --split; offline, load it elsewhere and pass its save_to_disk folder"
-        ) from e
+        where = (
+            "offline mode (HF_HUB_OFFLINE) reads only the local Hugging Face cache; "
+            "import a file or a save_to_disk folder instead"
+            if hub.offline_mode() or datasets.config.HF_HUB_OFFLINE
+            else "check the name, the subset and the split"
+        )
+        raise UserError(f"{repo}: cannot load this Hugging Face dataset ({reason}); {where}") from e
     notes = []
     if isinstance(ds, datasets.DatasetDict):
         ds, split = _pick_split(ds, split, repo)

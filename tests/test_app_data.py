@@ -64,6 +64,7 @@ def test_chat_messages_mapping(tmp_path):
     page = DataPage(tmp_path / "ws")
     page.use_path(path)
     assert page.errors() and "no prompt field found among: chat" in page.errors()[0]
+    assert "--" not in page.errors()[0]  # no command-line flags on the page
     page.at.toggle[0].set_value(True)
     page.run()
     page.map(messages="chat")
@@ -150,3 +151,29 @@ def test_files_that_are_not_what_they_seem_show_errors(tmp_path):
         "nested more than 100 levels deep",
         "text with a lone UTF-16 surrogate (\\udc00), which is not Unicode",
     ]
+
+
+def test_a_hub_dataset_offline_is_one_error_without_flags(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.at.segmented_control(key="source_kind").set_value("Hugging Face dataset")
+    page.run()
+    page.at.text_input(key="hub_name").set_value("someone/no-such-dataset")
+    page.run()
+    [error] = page.errors()
+    assert error.startswith("someone/no-such-dataset: cannot load this Hugging Face dataset")
+    assert "offline mode" in error and "--" not in error
+
+
+def test_the_text_encoding_can_be_given(tmp_path):
+    rows = [{"question": "Café crème?", "answer": "très bien"}, *ROWS[:2]]
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
+    page = DataPage(tmp_path / "ws")
+    page.upload("latin.jsonl", data)
+    assert "not valid UTF-8" in page.at.warning[0].value
+    assert "give its encoding" in page.at.warning[0].value
+    page.at.text_input(key="source_encoding").set_value("latin-1")
+    page.run()
+    assert list(page.preview()["prompt"]) == ["Café crème?", *(r["question"] for r in ROWS[:2])]
+    page.at.text_input(key="source_encoding").set_value("no-such-codec")
+    page.run()
+    assert any("encoding 'no-such-codec' is unknown" in e for e in page.errors())

@@ -96,7 +96,7 @@ def test_wrong_encoding_rows_are_named_and_encoding_flag_fixes_them(cli, tmp_pat
         {
             "where": "line 6",
             "reason": "bytes that are not valid UTF-8 (0xe9 at character 18); "
-            "save the file as UTF-8 or pass --encoding",
+            "save the file as UTF-8 or give its encoding",
         }
     ]
     r = cli("validate", str(path), "--encoding", "latin-1", "--json")
@@ -141,7 +141,7 @@ def test_missing_fields(cli, tmp_path, seeded):
         str(path),
         "line 1",
         "no prompt field found among: text, label",
-        "--prompt",
+        "map the prompt and the response",
     )
     line = assert_user_error(cli("import", str(path), "--prompt", "text", "--response", "answer"))
     assert (

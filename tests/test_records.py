@@ -125,7 +125,7 @@ def test_hf_save_to_disk_dataset_and_dict(tmp_path):
 
     dd = datasets.DatasetDict({"train": ds, "test": ds.select([0])})
     dd.save_to_disk(str(tmp_path / "dict"))
-    with pytest.raises(UserError, match="choose a split with --split, one of: train, test"):
+    with pytest.raises(UserError, match="choose a split, one of: train, test"):
         open_source(tmp_path / "dict")
     records, _ = load(tmp_path / "dict", split="test")
     assert triples(records) == EXPECTED[:1]
@@ -352,3 +352,20 @@ def test_preview_skips_rows_nested_too_deep_or_with_a_lone_surrogate(tmp_path):
             "reason": "text with a lone UTF-16 surrogate (\\ud800), which is not Unicode",
         },
     ]
+
+
+def test_a_path_that_cannot_be_looked_at(tmp_path, monkeypatch):
+    """What a folder without search permission does to a non-root user, simulated (the
+    tests may run as root, which passes every permission check)."""
+    (tmp_path / "locked").mkdir()
+    path = write_jsonl(tmp_path / "locked" / "d.jsonl", ROWS)
+    real_stat = Path.stat
+
+    def stat(self, **kw):
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kw)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    with pytest.raises(UserError, match=r"d\.jsonl: permission denied"):
+        open_source(path)
