@@ -21,6 +21,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import sqlite3
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -254,8 +256,54 @@ def compute_features(
         on_progress(cached.rows, cached.rows)
         return cached
     info = ws.dataset(dataset)
+    try:
+        return _compute(ws, info, proxy, config, runtime, on_progress)
+    except (OSError, sqlite3.Error, _DatasetChanged) as e:
+        how = _changed(ws, info)
+        if how is None:
+            raise
+        _drop_leftovers(ws, info)
+        raise UserError(
+            f"dataset {info.name!r} was {how} while its features were computed; nothing was "
+            "kept" + ("; compute the features of the new one" if how == "replaced" else "")
+        ) from e
+
+
+class _DatasetChanged(Exception):
+    """The dataset a computation reads was deleted or replaced meanwhile."""
+
+
+def _changed(ws: Workspace, info: DatasetInfo) -> str | None:
+    """'deleted' or 'replaced' when the catalogue no longer holds `info`; None when it does
+    (renamed or not)."""
+    with ws.connect() as db:
+        if db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+            return None
+        named = db.execute("SELECT 1 FROM datasets WHERE name = ?", (info.name,)).fetchone()
+    return "replaced" if named else "deleted"
+
+
+def _drop_leftovers(ws: Workspace, info: DatasetInfo) -> None:
+    """Remove what a computation wrote into the folder of a dataset that is gone (checked
+    under the catalogue's write lock, as the workspace's own clean-up does)."""
+    with ws.transaction() as db:
+        if not db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+            shutil.rmtree(info.path.parent, ignore_errors=True)
+
+
+def _compute(
+    ws: Workspace,
+    info: DatasetInfo,
+    proxy: ProxySpec,
+    config: FeatureConfig,
+    runtime: Runtime,
+    on_progress: ProgressFn,
+) -> FeatureSet:
+    """compute_features' work; raises _DatasetChanged when the dataset goes meanwhile."""
     key = feature_key(info, proxy, config)
     folder = info.path.parent / "features" / key
+    if _changed(ws, info):  # mkdir would make its folder again
+        raise _DatasetChanged
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder):
         encoder = encoder_for(proxy, config, runtime)
@@ -271,6 +319,8 @@ def compute_features(
             values, truncated = encoder.encode(
                 *chunk, on_rows=lambda n, start=done: on_progress(start + n, fs.rows)
             )
+            if _changed(ws, info):  # deleted or replaced: stop at once
+                raise _DatasetChanged
             fs.write_chunk(index, values, truncated=truncated)
             computed += len(values)
             done += len(values)
@@ -367,7 +417,10 @@ def _check(config: FeatureConfig, runtime: Runtime) -> None:
 
 
 def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:
+    """Record the feature set in the catalogue, under its dataset (which must still be there)."""
     with ws.transaction() as db:
+        if not db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+            raise _DatasetChanged
         db.execute(
             "INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
