@@ -327,7 +327,7 @@ def show_report(report: Report | dict[str, Any]) -> None:
     cols[2].metric("Skipped", f"{r['skipped']:,}")
     cols[3].metric("Exact duplicates", f"{r['duplicates']:,}")
     for note in r["notes"]:
-        st.caption(f"Note: {note}")
+        st.caption("Note: " + md(note))
     stats = {k: r[k] for k in ("prompt_chars", "response_chars") if r[k]}
     if stats:
         st.caption("Lengths in characters")

@@ -124,6 +124,9 @@ else:
     if result:
         records, report = result
         st.caption(f"Mapping: {Mapping(**report.mapping).describe()}")
+        hint = detected[1].prompt_hint if detected and not chat else None
+        if hint and not typed.get("prompt"):  # the detected prompt leaves a field out
+            st.info(ui.md(hint), icon=":material/lightbulb:")
         st.dataframe(
             pd.DataFrame(
                 [{"id": r.id, "prompt": r.prompt, "response": r.response} for r in records]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import string
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,12 @@ PROMPT_NAMES = ("question", "problem", "prompt", "instruction", "input", "query"
 RESPONSE_NAMES = ("response", "output", "completion", "solution", "answer", "rationale")
 MESSAGES_NAMES = ("messages", "conversations", "conversation")
 ID_NAMES = ("id", "uid", "uuid", "_id")
+# words in a field name that mark text belonging to the prompt: before the question...
+CONTEXT_WORDS = ("body", "context", "passage", "story", "background", "premise", "scenario")
+CONTEXT_WORDS += ("article", "document", "statement", "input", "text")
+# ...or after it
+CHOICE_WORDS = ("options", "choices")
+CONTEXT_MIN_CHARS = 20
 SKIPS_LISTED = 20
 
 SCHEMA = pa.schema(
@@ -225,6 +232,40 @@ def detect_mapping(fields: Iterable[str], given: Mapping | None = None) -> Mappi
     return Mapping(prompt=prompt, response=response, id=id_field)
 
 
+def prompt_hint(row: dict[str, Any], mapping: Mapping) -> tuple[str, str] | None:
+    """(a note, a prompt template) when fields the mapping leaves out look like part of the
+    prompt, judging by the first row: a field named like context (body, context, passage,
+    ..., see CONTEXT_WORDS) with at least CONTEXT_MIN_CHARS of text, or like answer choices
+    (options, choices), that the prompt does not already contain. None when there is none.
+    The note names no command-line flag, so it reads the same in the CLI and the app."""
+    if not mapping.prompt or is_template(mapping.prompt) or mapping.prompt not in row:
+        return None
+    prompt = render_value(row[mapping.prompt])
+    before, after = [], []
+    for name, value in row.items():
+        words = set(re.split(r"[^a-z0-9]+", name.lower()))
+        text = render_value(value).strip()
+        if name in mapping.used_fields() or not text or text in prompt or is_template(name):
+            continue
+        if words & set(CHOICE_WORDS):
+            after.append(name)
+        elif words & set(CONTEXT_WORDS) and len(text) >= CONTEXT_MIN_CHARS:
+            before.append(name)
+    if not before and not after:
+        return None
+    template = " ".join(f"{{{n}}}" for n in [*before, mapping.prompt])
+    template += "".join(f"\\n{{{n}}}" for n in after)
+    names = [*before, *after]
+    one = len(names) == 1
+    fields = ("field " if one else "fields ") + ", ".join(f"'{n}'" for n in names)
+    note = (
+        f"{fields} {'looks' if one else 'look'} like part of the prompt but "
+        f"{'is' if one else 'are'} not in it (the prompt is only '{mapping.prompt}'); "
+        f"to include {'it' if one else 'them'}, use a prompt template like {template}"
+    )
+    return note, template
+
+
 # --- records -------------------------------------------------------------------------------
 
 
@@ -346,6 +387,8 @@ class Report:
     prompt_chars: dict[str, float] = field(default_factory=dict)
     response_chars: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
+    prompt_hint: str | None = None  # the note on fields that look like part of the prompt
+    prompt_template: str | None = None  # the prompt template it suggests
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -360,6 +403,8 @@ class Report:
             + (f" (detected: {', '.join(self.detected)})" if self.detected else ""),
         ]
         out += [f"note: {n}" for n in self.notes]
+        if self.prompt_template:
+            out.append(f'  (on the command line: --prompt "{self.prompt_template}")')
         for label, stats in (("prompt", self.prompt_chars), ("response", self.response_chars)):
             if stats:
                 out.append(
@@ -551,6 +596,9 @@ class _Stager:
         self.report.fields = list(fields)
         given = asdict(self.given)
         self.report.detected = [k for k, v in asdict(self.mapping).items() if v and not given[k]]
+        if "prompt" in self.report.detected and (hint := prompt_hint(fields, self.mapping)):
+            self.report.prompt_hint, self.report.prompt_template = hint
+            self.report.notes.append(hint[0])
 
     def _check_ids(self, out: Path | None) -> None:
         """Fail on a repeated mapped id; a repeated detected id falls back to row numbers."""

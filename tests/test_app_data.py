@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from core.workspace import Workspace
 from tests.app_driver import App, DataPage
@@ -177,3 +178,14 @@ def test_the_text_encoding_can_be_given(tmp_path):
     page.at.text_input(key="source_encoding").set_value("no-such-codec")
     page.run()
     assert any("encoding 'no-such-codec' is unknown" in e for e in page.errors())
+
+
+def test_a_field_left_out_of_the_prompt_is_pointed_out(tmp_path):
+    row = {"body": "Seven red apples are in the basket.", "question": "How many?", "answer": "7"}
+    page = DataPage(tmp_path / "ws")
+    page.upload("asdiv.jsonl", (json.dumps(row) + "\n").encode())
+    [info] = [re.sub(r"\\(.)", r"\1", i.value).replace("\u2060", "") for i in page.at.info]
+    assert info.endswith("to include it, use a prompt template like {body} {question}")
+    page.map(prompt="{body} {question}")
+    assert list(page.preview()["prompt"]) == ["Seven red apples are in the basket. How many?"]
+    assert not page.at.info

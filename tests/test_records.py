@@ -369,3 +369,56 @@ def test_a_path_that_cannot_be_looked_at(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "stat", stat)
     with pytest.raises(UserError, match=r"d\.jsonl: permission denied"):
         open_source(path)
+
+
+# --- fields left out of a detected prompt --------------------------------------------------------
+
+ASDIV = {
+    "body": "Seven red apples and two green apples are in the basket.",
+    "question": "How many apples are in the basket?",
+    "solution_type": "Addition",
+    "answer": "9 (apples)",
+    "formula": "7+2=9",
+}
+
+
+def hint_of(tmp_path, rows: list[dict], mapping: Mapping | None = None) -> tuple:
+    _, report = preview(open_source(write_jsonl(tmp_path / "h.jsonl", rows)), mapping)
+    return report.prompt_hint, report.prompt_template, report.notes
+
+
+def test_a_context_field_left_out_of_the_prompt_is_noted(tmp_path):
+    note, template, notes = hint_of(tmp_path, [ASDIV])
+    assert note == (
+        "field 'body' looks like part of the prompt but is not in it (the prompt is only "
+        "'question'); to include it, use a prompt template like {body} {question}"
+    )
+    assert template == "{body} {question}" and notes == [note]
+    records, _ = preview(open_source(tmp_path / "h.jsonl"), Mapping(template, "answer"))
+    assert records[0].prompt == f"{ASDIV['body']} {ASDIV['question']}"
+
+
+def test_choices_go_after_the_question_and_several_fields_are_named(tmp_path):
+    row = {"passage_text": "A long passage about apples and pears.", **ASDIV, "options": ["9", "5"]}
+    note, template, _ = hint_of(tmp_path, [row])
+    assert template == "{passage_text} {body} {question}\\n{options}"
+    assert note.startswith("fields 'passage_text', 'body', 'options' look like part of the prompt")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**ASDIV, "body": "short"},  # too short to be a context
+        {**ASDIV, "body": ASDIV["question"]},  # already in the prompt
+        {**ASDIV, "body": None},
+        {"instruction": "Add these numbers together.", "input": "2 and 3", "output": "5"},
+        {k: v for k, v in ASDIV.items() if k != "body"},
+    ],
+    ids=["short", "in-prompt", "null", "alpaca", "none"],
+)
+def test_no_note_when_nothing_is_left_out(tmp_path, row):
+    assert hint_of(tmp_path, [row]) == (None, None, [])
+
+
+def test_no_note_for_a_prompt_the_user_chose(tmp_path):
+    assert hint_of(tmp_path, [ASDIV], Mapping("question", "answer")) == (None, None, [])
