@@ -9,6 +9,7 @@ import ui
 from core.errors import UserError
 from core.records import Mapping, preview, stage
 from core.sources import open_source
+from core.workspace import suggest_name
 
 ws = ui.workspace()
 st.title("Data")
@@ -164,7 +165,7 @@ else:
             ui.show_report(last[1])
 
         cols = st.columns([3, 1, 1], vertical_alignment="bottom")
-        stem = Path(suggested_name).name.split(".")[0] or "dataset"
+        stem = suggest_name(suggested_name)
         name = cols[0].text_input("Dataset name", value=stem, key=f"name_{spec}")
         replace = cols[1].checkbox("Replace if it exists", key="import_replace")
         if cols[2].button("Import", type="primary", icon=":material/download:"):

@@ -189,3 +189,12 @@ def test_a_field_left_out_of_the_prompt_is_pointed_out(tmp_path):
     page.map(prompt="{body} {question}")
     assert list(page.preview()["prompt"]) == ["Seven red apples are in the basket. How many?"]
     assert not page.at.info
+
+
+def test_a_split_file_is_named_after_its_folder(tmp_path):
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "test.jsonl").write_bytes(JSONL)
+    page = DataPage(tmp_path / "ws")
+    page.use_path(tmp_path / "gsm8k" / "test.jsonl")
+    [name] = [w.value for w in page.at.text_input if (w.key or "").startswith("name_")]
+    assert name == "gsm8k-test"
