@@ -33,11 +33,15 @@ SETTINGS_KEY = "feature_settings"
 _MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
 
 
-@st.cache_resource(show_spinner="Opening the workspace...")
+@st.cache_resource(show_spinner=False)
 def _open_workspace(root: str) -> Workspace:
-    ws = Workspace(root)
-    demo.ensure_demo(ws)
-    return ws
+    return Workspace(root)
+
+
+@st.cache_resource(show_spinner=False)
+def _ensure_demo(root: str) -> None:
+    """Import the demo into a workspace the first time it opens (once per server process)."""
+    demo.ensure_demo(_open_workspace(root))
 
 
 def md(text: object) -> str:
@@ -60,7 +64,11 @@ def workspace() -> Workspace:
     root = st.session_state.get("workspace_root") or str(resolve_root())
     if note := st.session_state.pop("cancelled_note", None):
         st.info(note, icon=":material/info:")
-    return _open_workspace(root)
+    ws = _open_workspace(root)
+    # a spinner shows only after half a second: here only while the demo is imported
+    with st.spinner("Importing the demo dataset (first start only)..."):
+        _ensure_demo(root)
+    return ws
 
 
 def active_dataset(ws: Workspace) -> DatasetInfo | None:

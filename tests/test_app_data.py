@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
+
+import streamlit as st
 
 from core.workspace import Workspace
 from tests.app_driver import App, DataPage
@@ -198,3 +201,20 @@ def test_a_split_file_is_named_after_its_folder(tmp_path):
     page.use_path(tmp_path / "gsm8k" / "test.jsonl")
     [name] = [w.value for w in page.at.text_input if (w.key or "").startswith("name_")]
     assert name == "gsm8k-test"
+
+
+def test_first_start_says_it_imports_the_demo(tmp_path, monkeypatch):
+    """The demo is imported inside a spinner saying so (AppTest keeps no spinner: record them)."""
+    root, spun = tmp_path / "ws", []
+    real = st.spinner
+
+    @contextmanager
+    def spinner(text: str, *args, **kwargs):
+        before = root.exists() and Workspace(root).has_dataset("demo")
+        with real(text, *args, **kwargs):
+            yield
+        spun.append((text, before, Workspace(root).has_dataset("demo")))
+
+    monkeypatch.setattr(st, "spinner", spinner)
+    App(root)
+    assert ("Importing the demo dataset (first start only)...", False, True) in spun
