@@ -494,22 +494,29 @@ def stage(
     """Stream `source` through `mapping` into Parquet file `out`; return the report.
 
     Raises UserError when nothing usable comes out: no usable fields, zero rows, all rows
-    bad, or duplicate ids. The caller owns `out` and removes it on failure.
+    bad, or duplicate ids; or when reading the source or writing `out` fails (a full disk).
+    The caller owns `out` and removes it on failure.
     """
     stager = _Stager(source, mapping, limit)
     batch: list[dict[str, Any]] = []
-    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+    try:
+        with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
 
-        def add(record: Record) -> None:
-            batch.append(record.to_row())
-            if len(batch) >= _BATCH_ROWS:
+            def add(record: Record) -> None:
+                batch.append(record.to_row())
+                if len(batch) >= _BATCH_ROWS:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+                    batch.clear()
+
+            stager.run(add, on_progress=on_progress)
+            if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                batch.clear()
-
-        stager.run(add, on_progress=on_progress)
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-    return stager.finish(out)
+        return stager.finish(out)
+    except OSError as e:
+        raise UserError(
+            f"{source.name}: reading it, or writing its records in {out.parent}, failed "
+            f"({e.strerror or e}); nothing was kept"
+        ) from e
 
 
 class _Stager:

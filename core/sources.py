@@ -29,6 +29,7 @@ import json
 import os
 import re
 import stat
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # a JSON string (possibly cut off at the end of the text) or a bracket
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.?)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
+_TOO_LONG = f"a number of over {sys.get_int_max_str_digits()} digits"  # Python's int limit
+_NUMBER = re.compile(r"[-+0-9.eE]+")
 _NOT_REGULAR = {
     stat.S_IFIFO: "a named pipe (FIFO)",
     stat.S_IFCHR: "a character device",
@@ -368,6 +371,9 @@ def _jsonl_rows(text: io.TextIOWrapper, name: str, may_be_document: bool) -> Ite
         except RecursionError:
             yield RawRow(number, error=_TOO_DEEP)
             continue
+        except ValueError:  # not a decoding error: an integer too long to convert
+            yield RawRow(number, error=_TOO_LONG)
+            continue
         yield _json_row(number, value, line, "line")
 
 
@@ -380,9 +386,10 @@ def _json_document_rows(text: io.TextIOWrapper, first: str, name: str) -> Iterat
         raise UserError(
             f"{name}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
         ) from e
-    except RecursionError:
+    except (RecursionError, ValueError) as e:
+        problem = f"is {_TOO_DEEP}" if isinstance(e, RecursionError) else f"holds {_TOO_LONG}"
         raise UserError(
-            f"{name}: the JSON document is {_TOO_DEEP} somewhere; save its rows one per line "
+            f"{name}: the JSON document {problem} somewhere; save its rows one per line "
             "(JSONL) or as a JSON array, where such a row is skipped on its own"
         ) from None
     lists = [k for k, v in doc.items() if isinstance(v, list)] if isinstance(doc, dict) else []
@@ -442,7 +449,7 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
             pos += 1
             skip_space()
         item += 1
-        too_deep = False
+        problem = None
         while True:
             try:
                 value, end = decoder.raw_decode(buf, pos)
@@ -453,10 +460,10 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
                     raise UserError(
                         f"{name}: item {item} (line {line_no()}): invalid JSON ({e.msg})"
                     ) from e
-            except RecursionError:  # too deep to decode: find its end to skip it
+            except (RecursionError, ValueError) as e:  # undecodable: find its end to skip it
                 found = _value_end(buf, pos)
                 if found is not None:
-                    too_deep, end = True, found
+                    problem, end = _TOO_DEEP if isinstance(e, RecursionError) else _TOO_LONG, found
                     break
                 if eof:
                     raise UserError(
@@ -471,16 +478,19 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
                 eof = True
         raw = buf[pos:end]
         pos = end
-        if too_deep:
-            yield RawRow(item, error=_TOO_DEEP)
+        if problem:
+            yield RawRow(item, error=problem)
         else:
             bad = _undecodable(raw, name)
             yield RawRow(item, error=bad) if bad else _json_row(item, value, raw, "item")
 
 
 def _value_end(text: str, pos: int) -> int | None:
-    """Where the JSON array or object starting at `pos` ends, or None when `text` stops
-    first. Only brackets outside strings count; the value is not otherwise checked."""
+    """Where the JSON array, object or number starting at `pos` ends, or None when `text`
+    stops first. Only brackets outside strings count; the value is not otherwise checked."""
+    if text[pos] not in "[{":
+        number = _NUMBER.match(text, pos)
+        return number.end() if number and number.end() < len(text) else None
     depth = 0
     for m in _JSON_TOKEN.finditer(text, pos):
         token = m.group()
@@ -631,13 +641,18 @@ def _rows_of_hf(ds: Any, name: str, fmt: str, notes: list[str]) -> Source:
     progress = {"rows": 0}
 
     def rows() -> Iterator[RawRow]:
+        import pyarrow as pa
+
         number = 0
-        for batch in ds.iter(batch_size=1000):
-            keys = list(batch)
-            for values in zip(*(batch[k] for k in keys), strict=True):
-                number += 1
-                progress["rows"] = number
-                yield RawRow(number, dict(zip(keys, values, strict=True)))
+        try:
+            for batch in ds.iter(batch_size=1000):
+                keys = list(batch)
+                for values in zip(*(batch[k] for k in keys), strict=True):
+                    number += 1
+                    progress["rows"] = number
+                    yield RawRow(number, dict(zip(keys, values, strict=True)))
+        except (pa.ArrowException, OSError) as e:  # a damaged or vanished Arrow file
+            raise UserError(f"{name}: row {number + 1}: unreadable data ({e})") from e
 
     return Source(name, fmt, "row", notes, len(ds), _rows=rows, _done=lambda: progress["rows"])
 

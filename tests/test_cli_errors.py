@@ -334,6 +334,20 @@ def test_a_deeply_nested_json_document_fails_clearly(cli, tmp_path):
 
 
 @pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("form", ["jsonl", "json"])
+def test_a_number_too_long_to_read_skips_its_row(cli, tmp_path, verb, form):
+    """Python reads at most 4300 digits of an integer; a longer one skips its row."""
+    rows = [json.dumps(r) for r in GOOD]
+    huge = '{"question": "q", "answer": "a", "n": ' + "1" * 5000 + "}"
+    lines = [*rows[:2], huge, *rows[2:]]
+    path = tmp_path / f"d.{form}"
+    path.write_text("\n".join(lines) + "\n" if form == "jsonl" else "[" + ",\n".join(lines) + "]")
+    kept, skips = kept_and_skips(cli, verb, path)
+    where = "line 3" if form == "jsonl" else "item 3"
+    assert kept == 5 and skips == [{"where": where, "reason": "a number of over 4300 digits"}]
+
+
+@pytest.mark.parametrize("verb", VERBS)
 def test_a_lone_surrogate_skips_its_row(cli, tmp_path, verb):
     """A JSON escape of half a UTF-16 pair is not Unicode text: the row is skipped (not
     repaired), like a row with bytes that are not UTF-8. A whole pair is an emoji and reads."""
@@ -417,3 +431,22 @@ def test_a_small_truncated_gzip(cli, tmp_path, verb, workspace_dir):
     assert_user_error(cli(verb, str(one)), str(one), "the file is truncated")
     names = [d.name for d in Workspace(workspace_dir).datasets()]
     assert names == (["small"] if verb == "import" else [])
+
+
+def test_a_full_disk_while_importing(tmp_path, workspace_dir):
+    """Writing the records fails (a full disk): one UserError, the workspace as it was."""
+    import pyarrow.parquet as pq
+
+    from core.errors import UserError
+
+    ws = Workspace(workspace_dir)
+    path = write_jsonl(tmp_path / "d.jsonl", GOOD)
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pq.ParquetWriter, "write_table", full)
+        with pytest.raises(UserError, match=r"d\.jsonl: .*failed \(No space left on device\)"):
+            ws.import_dataset(path, name="d")
+    assert ws.datasets() == [] and list((workspace_dir / "tmp").iterdir()) == []
