@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -218,3 +220,25 @@ def test_first_start_says_it_imports_the_demo(tmp_path, monkeypatch):
     monkeypatch.setattr(st, "spinner", spinner)
     App(root)
     assert ("Importing the demo dataset (first start only)...", False, True) in spun
+
+
+def test_unreadable_paths_show_errors(tmp_path, monkeypatch):
+    """A folder without permission (simulated: the tests may run as root) and a gzip cut
+    before its first line: st.error naming the problem, no traceback."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "d.jsonl").write_bytes(JSONL)
+    data = gzip.compress(JSONL)
+    (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 3])
+    page = DataPage(tmp_path / "ws")
+    real_stat = Path.stat
+
+    def stat(self, **kw):
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kw)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    page.use_path(tmp_path / "locked" / "d.jsonl")
+    assert any("d.jsonl: permission denied" in e for e in page.errors()), page.errors()
+    page.use_path(tmp_path / "cut.jsonl.gz")
+    assert any("the file is truncated" in e for e in page.errors()), page.errors()
