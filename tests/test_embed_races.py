@@ -23,14 +23,14 @@ ROWS = 120
 @pytest.fixture
 def embedding(tmp_path):
     """A workspace with dataset 'd' (ROWS rows) and an `embed` of it running in a subprocess
-    (2 rows per chunk); returns (workspace, the data file, the process) once its first chunk
+    (1 row per chunk: a long run); returns (workspace, the data file, the process) once its first chunk
     is written."""
     data = demo_file(tmp_path / "d.jsonl", ROWS)
     ws = Workspace(tmp_path / "ws")
     ws.import_dataset(data, name="d")
     env = {**os.environ, "PRISM_WORKSPACE": str(ws.root), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "embed", "d", "--proxy", "tiny-random", "--chunk-rows", "2"],
+        [sys.executable, "-m", "core", "embed", "d", "--proxy", "tiny-random", "--chunk-rows", "1"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
