@@ -22,9 +22,9 @@ ROWS = 120
 
 @pytest.fixture
 def embedding(tmp_path):
-    """A workspace with dataset 'd' (ROWS rows) and an `embed` of it running in a subprocess
-    (1 row per chunk: a long run); returns (workspace, the data file, the process) once its first chunk
-    is written."""
+    """A workspace with dataset 'd' (ROWS rows) and an `embed` of it running in a subprocess,
+    one row per chunk (a long run); yields (workspace, the data file, the process) once its
+    first chunk is written."""
     data = demo_file(tmp_path / "d.jsonl", ROWS)
     ws = Workspace(tmp_path / "ws")
     ws.import_dataset(data, name="d")
