@@ -59,7 +59,7 @@ def unreachable() -> str | None:
     if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in _PROXY_VARS):
         return None
     url = urlsplit(constants.ENDPOINT)
-    host = url.hostname or "huggingface.co"
+    host = url.hostname or constants.ENDPOINT
     port = url.port or (80 if url.scheme == "http" else 443)
     failure: list[str] = []
 
