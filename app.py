@@ -7,9 +7,11 @@ alone, without this navigation and sidebar.
 
 import streamlit as st
 
-import ui
-
 st.set_page_config(page_title="Prism Studio", page_icon=":material/diamond:", layout="wide")
+# a server's first run imports the engine (PyTorch: seconds): say so instead of a blank page
+# (a spinner shows only after half a second, so later runs show nothing)
+with st.spinner("Starting Prism Studio..."):
+    import ui
 ws = ui.workspace()
 page = st.navigation(
     [

@@ -23,6 +23,7 @@ from core import demo
 from core.config import DEFAULT_PROXY, METHODS, FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError, bound_of
 from core.features import FeatureSet, compute_features, find_features
+from core.files import atomic_write
 from core.progress import ProgressFn
 from core.proxy import TINY_PROXIES
 from core.records import Report
@@ -33,11 +34,15 @@ SETTINGS_KEY = "feature_settings"
 _MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
 
 
-@st.cache_resource(show_spinner="Opening the workspace...")
+@st.cache_resource(show_spinner=False)
 def _open_workspace(root: str) -> Workspace:
-    ws = Workspace(root)
-    demo.ensure_demo(ws)
-    return ws
+    return Workspace(root)
+
+
+@st.cache_resource(show_spinner=False)
+def _ensure_demo(root: str) -> None:
+    """Import the demo into a workspace the first time it opens (once per server process)."""
+    demo.ensure_demo(_open_workspace(root))
 
 
 def md(text: object) -> str:
@@ -60,7 +65,11 @@ def workspace() -> Workspace:
     root = st.session_state.get("workspace_root") or str(resolve_root())
     if note := st.session_state.pop("cancelled_note", None):
         st.info(note, icon=":material/info:")  # our own words
-    return _open_workspace(root)
+    ws = _open_workspace(root)
+    # a spinner shows only after half a second: here only while the demo is imported
+    with st.spinner("Importing the demo dataset (first start only)..."):
+        _ensure_demo(root)
+    return ws
 
 
 def active_dataset(ws: Workspace) -> DatasetInfo | None:
@@ -376,9 +385,7 @@ def save_upload(ws: Workspace, name: str, data: bytes) -> Path:
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "owner").write_text(str(os.getpid()))
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write(path, data)
     return path
 
 

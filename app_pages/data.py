@@ -9,20 +9,30 @@ import ui
 from core.errors import UserError
 from core.records import Mapping, preview, stage
 from core.sources import open_source
+from core.workspace import suggest_name
 
 ws = ui.workspace()
 st.title("Data")
 
 
 @st.cache_resource(show_spinner="Reading the first rows...", max_entries=32)
-def first_rows(spec: str, split: str | None, subset: str | None, mapping: Mapping, _mtime: float):
+def first_rows(
+    spec: str,
+    split: str | None,
+    subset: str | None,
+    enc: str | None,
+    mapping: Mapping,
+    _mtime: float,
+):
     """Records and report of the first rows; cached per source, mapping and file version."""
-    return preview(open_source(spec, split=split, subset=subset), mapping, rows=5)
+    return preview(open_source(spec, split=split, subset=subset, encoding=enc), mapping, rows=5)
 
 
 def mtime(spec: str) -> float:
-    path = Path(spec)
-    return path.stat().st_mtime if path.exists() else 0.0
+    try:  # a path that cannot be looked at is open_source's to report
+        return Path(spec).expanduser().stat().st_mtime
+    except (OSError, ValueError):
+        return 0.0
 
 
 # --- 1. where the data comes from ------------------------------------------------------------
@@ -34,7 +44,7 @@ kind = st.segmented_control(
     key="source_kind",
     label_visibility="collapsed",
 )
-spec, split, subset, suggested_name, label = "", None, None, "", None
+spec, split, subset, suggested_name, label, encoding = "", None, None, "", None, None
 if kind == "Upload a file":
     cap = st.get_option("server.maxUploadSize")
     upload = st.file_uploader(
@@ -62,6 +72,10 @@ elif kind == "Hugging Face dataset":
     split = cols[2].text_input("Split", key="hub_split", value="train") or None
     suggested_name = spec.split("/")[-1]
     st.caption("Loading from the hub needs network access; offline, import a save_to_disk folder.")
+if kind != "Hugging Face dataset":
+    encoding = (
+        st.text_input("Text encoding", key="source_encoding", placeholder="utf-8 (default)") or None
+    )
 
 if not spec:
     st.info("Choose a source to see a preview.")
@@ -69,7 +83,10 @@ else:
     # --- 2. field mapping with a live preview ---------------------------------------------
     st.subheader("2. Fields")
     try:  # what the file holds, with the mapping detected from common field names
-        detected, detect_error = first_rows(spec, split, subset, Mapping(), mtime(spec)), None
+        detected, detect_error = (
+            first_rows(spec, split, subset, encoding, Mapping(), mtime(spec)),
+            None,
+        )
     except UserError as e:
         detected, detect_error = None, str(e)
     guess = detected[1].mapping if detected else {}
@@ -104,10 +121,13 @@ else:
     if mapping and not mapping.complete:  # nothing detected and nothing typed yet
         st.error(ui.md(detect_error), icon=":material/error:")
     elif mapping:
-        result = ui.attempt(lambda: first_rows(spec, split, subset, mapping, mtime(spec)))
+        result = ui.attempt(lambda: first_rows(spec, split, subset, encoding, mapping, mtime(spec)))
     if result:
         records, report = result
         st.caption(f"Mapping: {ui.md(Mapping(**report.mapping).describe())}")
+        hint = detected[1].prompt_hint if detected and not chat else None
+        if hint and not typed.get("prompt"):  # the detected prompt leaves a field out
+            st.info(ui.md(hint), icon=":material/lightbulb:")
         st.dataframe(
             pd.DataFrame(
                 [{"id": r.id, "prompt": r.prompt, "response": r.response} for r in records]
@@ -132,7 +152,9 @@ else:
                 ui.progress("Validating...", cancel="Nothing was imported.") as bar,
                 ws.staging() as tmp,
             ):
-                source = ui.attempt(lambda: open_source(spec, split=split, subset=subset))
+                source = ui.attempt(
+                    lambda: open_source(spec, split=split, subset=subset, encoding=encoding)
+                )
                 full = source and ui.attempt(
                     lambda: stage(source, mapping, tmp / "r.parquet", on_progress=bar)
                 )
@@ -143,7 +165,7 @@ else:
             ui.show_report(last[1])
 
         cols = st.columns([3, 1, 1], vertical_alignment="bottom")
-        stem = Path(suggested_name).name.split(".")[0] or "dataset"
+        stem = suggest_name(suggested_name)
         name = cols[0].text_input("Dataset name", value=stem, key=f"name_{spec}")
         replace = cols[1].checkbox("Replace if it exists", key="import_replace")
         if cols[2].button("Import", type="primary", icon=":material/download:"):
@@ -157,6 +179,7 @@ else:
                         mapping=mapping,
                         split=split,
                         subset=subset,
+                        encoding=encoding,
                         replace=replace,
                         label=label,
                         on_progress=bar,

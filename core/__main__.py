@@ -156,9 +156,10 @@ def cmd_import(args: argparse.Namespace) -> Result:
 
 
 def _name_from(path: str) -> str:
-    stem = Path(path.rstrip("/")).name.split(".")[0]
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._")
-    return cleaned[:64] or "dataset"
+    from core.workspace import suggest_name
+
+    # a relative file path: its folder's name counts too ("test.jsonl" in gsm8k/)
+    return suggest_name(os.path.abspath(path) if os.path.exists(path) else path)
 
 
 def cmd_datasets(args: argparse.Namespace) -> Result:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import UserError
+from core.files import atomic_write
 
 if TYPE_CHECKING:
     from core.workspace import DatasetInfo, Workspace
@@ -2136,13 +2137,23 @@ DEMO_MAPPING = {"prompt": "question", "response": "answer", "id": "id"}
 
 
 def write_jsonl(path: Path, *, n: int = 360, seed: int = 0) -> int:
-    """Write the demo problems to a JSONL file; returns the number of rows."""
+    """Write the demo problems to a JSONL file; returns the number of rows.
+
+    Written to a temporary file beside `path` and renamed into place: a failure leaves
+    `path` as it was and nothing behind. UserError when `path` is a folder, its folder is
+    missing, or the file cannot be written.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name, like {path / 'demo.jsonl'}")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: no folder {path.parent}")
     rows = demo_rows(n, seed=seed)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    try:
+        atomic_write(path, text.encode("utf-8"))
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the demo problems ({e.strerror or e})") from e
     return len(rows)
 
 

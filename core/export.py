@@ -216,6 +216,9 @@ def _hf(rows, target: Path, format: str, provenance: bool, on_progress: Progress
     old export there is moved aside first and removed once the new one is in place."""
     import datasets
 
+    from core import hub
+
+    hub.quiet()
     with scratch_folder(target) as work:
         parquet = work / "rows.parquet"
         count = _parquet(rows, parquet, format, provenance, on_progress)

@@ -20,7 +20,8 @@ import fcntl
 import hashlib
 import io
 import json
-import os
+import shutil
+import sqlite3
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ from core.config import (
     Runtime,
 )
 from core.errors import UserError, check_bounds
+from core.files import atomic_write
 from core.gradients import collate, featurizer
 from core.progress import ProgressFn, no_progress
 from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity
@@ -139,14 +141,14 @@ class FeatureSet:
         }
 
     def save_manifest(self) -> None:
-        _atomic_write(self.folder / "manifest.json", json.dumps(self.manifest(), indent=1).encode())
+        atomic_write(self.folder / "manifest.json", json.dumps(self.manifest(), indent=1).encode())
 
     def write_chunk(self, index: int, values: np.ndarray, *, truncated: int = 0) -> None:
         """Store rows [index * chunk_rows, ...) atomically; `truncated` counts cut samples."""
         buffer = io.BytesIO()
         np.save(buffer, values.astype(np.float32, copy=False))
         data = buffer.getvalue()
-        _atomic_write(self.chunk_path(index), data)
+        atomic_write(self.chunk_path(index), data)
         self.chunks[index] = {
             "rows": len(values),
             "bytes": len(data),
@@ -154,15 +156,6 @@ class FeatureSet:
             "truncated": truncated,
         }
         self.save_manifest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _open_set(
@@ -260,8 +253,54 @@ def compute_features(
         on_progress(cached.rows, cached.rows)
         return cached
     info = ws.dataset(dataset)
+    try:
+        return _compute(ws, info, proxy, config, runtime, on_progress)
+    except (OSError, sqlite3.Error, _DatasetChanged) as e:
+        how = _changed(ws, info)
+        if how is None:
+            raise
+        _drop_leftovers(ws, info)
+        raise UserError(
+            f"dataset {info.name!r} was {how} while its features were computed; nothing was "
+            "kept" + ("; compute the features of the new one" if how == "replaced" else "")
+        ) from e
+
+
+class _DatasetChanged(Exception):
+    """The dataset a computation reads was deleted or replaced meanwhile."""
+
+
+def _changed(ws: Workspace, info: DatasetInfo) -> str | None:
+    """'deleted' or 'replaced' when the catalogue no longer holds `info`; None when it does
+    (renamed or not)."""
+    with ws.connect() as db:
+        if db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+            return None
+        named = db.execute("SELECT 1 FROM datasets WHERE name = ?", (info.name,)).fetchone()
+    return "replaced" if named else "deleted"
+
+
+def _drop_leftovers(ws: Workspace, info: DatasetInfo) -> None:
+    """Remove what a computation wrote into the folder of a dataset that is gone (checked
+    under the catalogue's write lock, as the workspace's own clean-up does)."""
+    with ws.transaction() as db:
+        if not db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+            shutil.rmtree(info.path.parent, ignore_errors=True)
+
+
+def _compute(
+    ws: Workspace,
+    info: DatasetInfo,
+    proxy: ProxySpec,
+    config: FeatureConfig,
+    runtime: Runtime,
+    on_progress: ProgressFn,
+) -> FeatureSet:
+    """compute_features' work; raises _DatasetChanged when the dataset goes meanwhile."""
     key = feature_key(info, proxy, config)
     folder = info.path.parent / "features" / key
+    if _changed(ws, info):  # mkdir would make its folder again
+        raise _DatasetChanged
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder):
         encoder = encoder_for(proxy, config, runtime)
@@ -277,6 +316,8 @@ def compute_features(
             values, truncated = encoder.encode(
                 *chunk, on_rows=lambda n, start=done: on_progress(start + n, fs.rows)
             )
+            if _changed(ws, info):  # deleted or replaced: stop at once
+                raise _DatasetChanged
             fs.write_chunk(index, values, truncated=truncated)
             computed += len(values)
             done += len(values)
@@ -365,7 +406,10 @@ def _check(config: FeatureConfig, runtime: Runtime) -> None:
 
 
 def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:
+    """Record the feature set in the catalogue, under its dataset (which must still be there)."""
     with ws.transaction() as db:
+        if not db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+            raise _DatasetChanged
         db.execute(
             "INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -441,7 +485,7 @@ def _with_oom_retry(
         if len(samples) == 1:
             raise UserError(
                 f"one sample of {len(samples[0].ids)} tokens does not fit in the device's memory; "
-                "lower --max-length"
+                "lower the max length (tokens per sample)"
             ) from e
         half = len(samples) // 2
         yield from _with_oom_retry(features, samples[:half], rows[:half], proxy)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from core.features import FeatureSet
+from core.files import atomic_target
 from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
 from core.progress import ProgressFn, no_progress
 from core.regions import (
@@ -47,12 +47,8 @@ def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> tuple[str, P
 def _save(
     ws: Workspace, fs: FeatureSet, kind: str, params: dict[str, Any], key: str, path: Path, **arrays
 ) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
     with ws.transaction() as db:
         db.execute(
             "INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?, ?, ?)",

@@ -112,7 +112,7 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
-            "device 'cuda' asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto"
+            "device 'cuda' asked for, but PyTorch sees no CUDA GPU here; choose the device cpu or auto"
         )
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise UserError(f"device {device!r}: use auto, cpu or cuda")
@@ -169,18 +169,33 @@ def _load_pretrained(
 ) -> Proxy:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from core import hub
+
+    hub.quiet()
     local = Path(name).expanduser()
     where = str(local) if local.is_dir() else name
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    # without the network, only the local Hugging Face cache, at once (no retries)
+    offline = None if local.is_dir() else hub.unreachable()
+    kwargs = {
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": bool(offline),
+    }
     try:
         config = AutoConfig.from_pretrained(where, **kwargs)
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise UserError(
-                f"proxy {name!r} needs its own code; allow it with --trust-remote-code"
+                f"proxy {name!r} runs its own code, which is allowed only from the command line "
+                "(--trust-remote-code)"
             ) from e
         raise UserError(f"proxy {name!r}: {_first_line(e)}") from e
     except OSError as e:
+        if offline:
+            raise UserError(
+                f"proxy {name!r}: cannot reach the Hugging Face hub ({offline}) and the model "
+                f"is not in the local Hugging Face cache; {_HINT}"
+            ) from e
         raise UserError(f"proxy {name!r} cannot be loaded ({_first_line(e)}); {_HINT}") from e
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import string
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import UserError
+from core.files import atomic_target
 from core.progress import ProgressFn, no_progress
 from core.sources import Source
 
@@ -38,6 +40,12 @@ PROMPT_NAMES = ("question", "problem", "prompt", "instruction", "input", "query"
 RESPONSE_NAMES = ("response", "output", "completion", "solution", "answer", "rationale")
 MESSAGES_NAMES = ("messages", "conversations", "conversation")
 ID_NAMES = ("id", "uid", "uuid", "_id")
+# words in a field name that mark text belonging to the prompt: before the question...
+CONTEXT_WORDS = ("body", "context", "passage", "story", "background", "premise", "scenario")
+CONTEXT_WORDS += ("article", "document", "statement", "input", "text")
+# ...or after it
+CHOICE_WORDS = ("options", "choices")
+CONTEXT_MIN_CHARS = 20
 SKIPS_LISTED = 20
 
 SCHEMA = pa.schema(
@@ -174,8 +182,8 @@ class Mapping:
         if self.messages and (self.prompt or self.response):
             raise UserError("give either a messages field or prompt and response, not both")
         if not self.messages and bool(self.prompt) != bool(self.response):
-            missing = "--response" if self.prompt else "--prompt"
-            raise UserError(f"map both a prompt and a response field ({missing} is missing)")
+            missing = "response" if self.prompt else "prompt"
+            raise UserError(f"map both a prompt and a response field (the {missing} is missing)")
 
     @property
     def complete(self) -> bool:
@@ -220,9 +228,43 @@ def detect_mapping(fields: Iterable[str], given: Mapping | None = None) -> Mappi
         role = "prompt" if not prompt else "response"
         raise UserError(
             f"no {role} field found among: {', '.join(names) or '(none)'}; "
-            "map them with --prompt FIELD --response FIELD, or --messages FIELD"
+            "map the prompt and the response (each a field or a template), or a messages field"
         )
     return Mapping(prompt=prompt, response=response, id=id_field)
+
+
+def prompt_hint(row: dict[str, Any], mapping: Mapping) -> tuple[str, str] | None:
+    """(a note, a prompt template) when fields the mapping leaves out look like part of the
+    prompt, judging by the first row: a field named like context (body, context, passage,
+    ..., see CONTEXT_WORDS) with at least CONTEXT_MIN_CHARS of text, or like answer choices
+    (options, choices), that the prompt does not already contain. None when there is none.
+    The note names no command-line flag, so it reads the same in the CLI and the app."""
+    if not mapping.prompt or is_template(mapping.prompt) or mapping.prompt not in row:
+        return None
+    prompt = render_value(row[mapping.prompt])
+    before, after = [], []
+    for name, value in row.items():
+        words = set(re.split(r"[^a-z0-9]+", name.lower()))
+        text = render_value(value).strip()
+        if name in mapping.used_fields() or not text or text in prompt or is_template(name):
+            continue
+        if words & set(CHOICE_WORDS):
+            after.append(name)
+        elif words & set(CONTEXT_WORDS) and len(text) >= CONTEXT_MIN_CHARS:
+            before.append(name)
+    if not before and not after:
+        return None
+    template = " ".join(f"{{{n}}}" for n in [*before, mapping.prompt])
+    template += "".join(f"\\n{{{n}}}" for n in after)
+    names = [*before, *after]
+    one = len(names) == 1
+    fields = ("field " if one else "fields ") + ", ".join(f"'{n}'" for n in names)
+    note = (
+        f"{fields} {'looks' if one else 'look'} like part of the prompt but "
+        f"{'is' if one else 'are'} not in it (the prompt is only '{mapping.prompt}'); "
+        f"to include {'it' if one else 'them'}, use a prompt template like {template}"
+    )
+    return note, template
 
 
 # --- records -------------------------------------------------------------------------------
@@ -346,6 +388,8 @@ class Report:
     prompt_chars: dict[str, float] = field(default_factory=dict)
     response_chars: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
+    prompt_hint: str | None = None  # the note on fields that look like part of the prompt
+    prompt_template: str | None = None  # the prompt template it suggests
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -360,6 +404,8 @@ class Report:
             + (f" (detected: {', '.join(self.detected)})" if self.detected else ""),
         ]
         out += [f"note: {n}" for n in self.notes]
+        if self.prompt_template:
+            out.append(f'  (on the command line: --prompt "{self.prompt_template}")')
         for label, stats in (("prompt", self.prompt_chars), ("response", self.response_chars)):
             if stats:
                 out.append(
@@ -449,22 +495,29 @@ def stage(
     """Stream `source` through `mapping` into Parquet file `out`; return the report.
 
     Raises UserError when nothing usable comes out: no usable fields, zero rows, all rows
-    bad, or duplicate ids. The caller owns `out` and removes it on failure.
+    bad, or duplicate ids; or when reading the source or writing `out` fails (a full disk).
+    The caller owns `out` and removes it on failure.
     """
     stager = _Stager(source, mapping, limit)
     batch: list[dict[str, Any]] = []
-    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+    try:
+        with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
 
-        def add(record: Record) -> None:
-            batch.append(record.to_row())
-            if len(batch) >= _BATCH_ROWS:
+            def add(record: Record) -> None:
+                batch.append(record.to_row())
+                if len(batch) >= _BATCH_ROWS:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+                    batch.clear()
+
+            stager.run(add, on_progress=on_progress)
+            if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                batch.clear()
-
-        stager.run(add, on_progress=on_progress)
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-    return stager.finish(out)
+        return stager.finish(out)
+    except OSError as e:
+        raise UserError(
+            f"{source.name}: reading it, or writing its records in {out.parent}, failed "
+            f"({e.strerror or e}); nothing was kept"
+        ) from e
 
 
 class _Stager:
@@ -551,6 +604,9 @@ class _Stager:
         self.report.fields = list(fields)
         given = asdict(self.given)
         self.report.detected = [k for k, v in asdict(self.mapping).items() if v and not given[k]]
+        if "prompt" in self.report.detected and (hint := prompt_hint(fields, self.mapping)):
+            self.report.prompt_hint, self.report.prompt_template = hint
+            self.report.notes.append(hint[0])
 
     def _check_ids(self, out: Path | None) -> None:
         """Fail on a repeated mapped id; a repeated detected id falls back to row numbers."""
@@ -582,14 +638,12 @@ class _Stager:
 
 def _number_rows(path: Path) -> None:
     """Rewrite a records file with each record's origin row number as its id."""
-    tmp = path.with_suffix(".renumbered")
     pf = pq.ParquetFile(path)
-    with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
+    with atomic_target(path) as tmp, pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
         for i in range(pf.num_row_groups):
             t = pf.read_row_group(i)
             ids = pc.cast(t.column("origin_row"), pa.string())
             writer.write_table(t.set_column(0, "id", ids))
-    tmp.replace(path)
 
 
 def _messages_key(record: Record) -> str | None:

@@ -43,10 +43,13 @@ class SentenceEncoder:
         path = resolve_sentence_model(name)
         try:
             from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
-            self.model = SentenceTransformer(path, device=device)
+            from core import hub
+
+            hub.quiet()
+            # without the network, only the local Hugging Face cache, at once (no retries)
+            offline = not Path(path).is_dir() and hub.unreachable() is not None
+            self.model = SentenceTransformer(path, device=device, local_files_only=offline)
         except ImportError as e:
             raise UserError(
                 "the sentence-embedding baseline needs the sentence-transformers package"

@@ -6,18 +6,30 @@ number in the file (line, row or item, 1-based), its value (a dict) or the reaso
 could not be read. A bad row never stops the others; a file that cannot be read at all
 raises `UserError` naming the file and the problem.
 
+Rows that are skipped with their reason: invalid JSON, bytes not valid in the file's
+encoding, JSON nested more than `MAX_DEPTH` levels, a JSON string holding a lone UTF-16
+surrogate (`"\\ud800"`: not Unicode text; the row is skipped, never repaired), a row over
+`MAX_ROW_BYTES`. A gzip file that ends early (a cut download) gives its complete lines and
+then one skipped row saying the rest is lost; a half line is never read as a row.
+Only regular files are read: a named pipe, a device or a socket is refused (reading one
+could wait forever or never end).
+
 Formats are recognised by content first (magic bytes, the first character), then by
 extension, so a JSON array saved as `.jsonl` or a gzipped file without `.gz` still reads.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import gzip
 import io
 import json
 import os
 import re
+import stat
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,9 +41,25 @@ from core.errors import UserError
 MAX_ROW_BYTES = 16 * 2**20
 """A row (a JSONL line, a CSV record, a JSON array item) larger than this is skipped."""
 
+MAX_DEPTH = 100
+"""A JSON row whose objects and arrays nest deeper than this is skipped."""
+
 _SNIFF_BYTES = 64 * 1024
 _CHUNK_CHARS = 1 << 20
 _BAD_BYTES = re.compile("[\udc80-\udcff]")  # undecodable bytes under errors="surrogateescape"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff written in JSON
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# a JSON string (possibly cut off at the end of the text) or a bracket
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.?)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
+_TOO_LONG = f"a number of over {sys.get_int_max_str_digits()} digits"  # Python's int limit
+_NUMBER = re.compile(r"[-+0-9.eE]+")
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".parquet", ".gz")
 
@@ -79,15 +107,64 @@ def open_source(
     `split` picks a split of a hub dataset or a DatasetDict folder; `subset` is the hub
     configuration; `encoding` overrides UTF-8 for text files.
     """
+    if encoding:
+        check_encoding(encoding)
     path = Path(spec).expanduser()
-    if path.is_dir():
+    found = _stat(path)
+    if found is not None and stat.S_ISDIR(found.st_mode):
         return _open_hf_disk(path, split)
-    if path.exists():
+    if found is not None:
+        if not stat.S_ISREG(found.st_mode):
+            kind = _NOT_REGULAR.get(stat.S_IFMT(found.st_mode), "not a file")
+            raise UserError(
+                f"{path}: is {kind}, not a regular file; save the data to a file and give that"
+            )
         return _open_file(path, encoding)
     text = str(spec)
     if _HUB_NAME.match(text) and not text.lower().endswith(_DATA_SUFFIXES):
         return _open_hf_hub(text, split, subset)
     raise UserError(f"{spec}: no such file or folder")
+
+
+def check_encoding(encoding: str) -> None:
+    """UserError unless `encoding` names a text encoding Python knows."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(
+            f"encoding {encoding!r} is unknown; use a text encoding such as utf-8, latin-1 or cp1252"
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UserError(
+            f"encoding {encoding!r} is not a text encoding; use one such as utf-8 or latin-1"
+        )
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """What is at `path` (links followed), or None when nothing is. A path that cannot be
+    looked at (a symbolic link loop, a folder on the way without permission) is a UserError."""
+    try:
+        return path.stat()
+    except ValueError:  # a NUL character: no file has such a name
+        return None
+    except (FileNotFoundError, NotADirectoryError):
+        if not path.is_symlink():
+            return None
+        raise UserError(
+            f"{path}: a symbolic link to {os.readlink(path)}, which is missing"
+        ) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(
+                f"{path}: a symbolic link loop (the link leads back to itself); "
+                "point it at the data file"
+            ) from None
+        if isinstance(e, PermissionError):
+            raise UserError(
+                f"{path}: permission denied (this user may not open a folder on the way "
+                "or the file itself)"
+            ) from None
+        raise UserError(f"{path}: cannot look at it ({e.strerror or e})") from None
 
 
 # --- files -------------------------------------------------------------------------------
@@ -125,15 +202,17 @@ def _open_file(path: Path, encoding: str | None) -> Source:
     if gz:
         notes.append("gzip-compressed")
 
-    def open_text(newline: str | None) -> tuple[IO[bytes], io.TextIOWrapper]:
-        binary = open(path, "rb")  # noqa: SIM115
-        stream: IO[bytes] = gzip.GzipFile(fileobj=binary) if gz else binary
-        text = io.TextIOWrapper(
+    state: dict[str, Any] = {"binary": None, "gzip": None}
+
+    def open_text(newline: str | None) -> io.TextIOWrapper:
+        binary = state["binary"] = open(path, "rb")  # noqa: SIM115
+        stream: IO[bytes] = binary
+        if gz:
+            state["gzip"] = _CompleteLines(binary)
+            stream = io.BufferedReader(state["gzip"])
+        return io.TextIOWrapper(
             stream, encoding=encoding, errors="surrogateescape", newline=newline
         )
-        return binary, text
-
-    state: dict[str, IO[bytes] | None] = {"binary": None}
 
     def done() -> int:
         binary = state["binary"]
@@ -143,42 +222,91 @@ def _open_file(path: Path, encoding: str | None) -> Source:
             return 0
 
     def rows() -> Iterator[RawRow]:
-        binary, text = open_text("" if fmt == "csv" else None)
-        state["binary"] = binary
         try:
-            if fmt == "jsonl":
-                yield from _jsonl_rows(text, name, suffix == ".json")
-            elif fmt == "json":
-                yield from _json_array_rows(text, name)
-            else:
-                yield from _csv_rows(text, name, "\t" if suffix == ".tsv" else None)
-        except EOFError as e:
-            raise UserError(f"{name}: the gzip data ends early; the file is truncated") from e
+            text = open_text("" if fmt == "csv" else None)
+        except OSError as e:
+            raise UserError(f"{name}: cannot read the file ({e.strerror})") from e
+        if fmt == "jsonl":
+            reader = _jsonl_rows(text, name, suffix == ".json")
+        elif fmt == "json":
+            reader = _json_array_rows(text, name)
+        else:
+            reader = _csv_rows(text, name, "\t" if suffix == ".tsv" else None)
+        last = 0
+        try:
+            for raw in reader:
+                last = raw.number
+                yield raw
+            if state["gzip"] and state["gzip"].truncated:
+                yield RawRow(last + 1, error=_CUT_OFF)
         except (zlib.error, gzip.BadGzipFile) as e:
             raise UserError(f"{name}: corrupt gzip data ({e})") from e
         finally:
             text.close()
-            binary.close()
+            state["binary"].close()
 
     unit = {"jsonl": "line", "json": "item", "csv": "line"}[fmt]
     return Source(name, fmt, unit, notes, total=size, _rows=rows, _done=done)
 
 
-def _gunzip_head(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as f:
-            return f.read(_SNIFF_BYTES)
-    except EOFError:
-        with gzip.open(path, "rb") as f:  # shorter than the sniff window: take what there is
-            out = b""
+_CUT_OFF = "cut off: the gzip data ends early (the file is truncated); the rest of the file is lost"
+
+
+class _CompleteLines(io.RawIOBase):
+    """The decompressed bytes of a gzip file. When the data ends early (a truncated file),
+    the stream ends after the last complete line and `truncated` is set: a half line could
+    read as a valid but wrong row (a CSV number cut short), so it is dropped. A line longer
+    than `MAX_ROW_BYTES` is passed on unheld: the readers skip such a line anyway."""
+
+    def __init__(self, binary: IO[bytes]):
+        self._gzip = gzip.GzipFile(fileobj=binary)
+        self._ready = b""  # complete lines not handed out yet
+        self._held = b""  # bytes after the last newline so far
+        self._ended = False
+        self.truncated = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._ready and not self._ended:
             try:
-                while chunk := f.read(4096):
-                    out += chunk
-            except EOFError:
-                pass
-            return out
+                data = self._gzip.read1(_CHUNK_CHARS)
+            except EOFError:  # the compressed data stops before its end marker
+                self._ended = self.truncated = True
+                self._held = b""
+                break
+            if not data:
+                self._ended = True
+                self._ready, self._held = self._held, b""
+                break
+            data = self._held + data
+            cut = data.rfind(b"\n") + 1 if len(data) <= MAX_ROW_BYTES else len(data)
+            self._ready, self._held = data[:cut], data[cut:]
+        n = min(len(buffer), len(self._ready))
+        buffer[:n] = self._ready[:n]
+        self._ready = self._ready[n:]
+        return n
+
+    def close(self) -> None:
+        self._gzip.close()
+        super().close()
+
+
+def _gunzip_head(path: Path) -> bytes:
+    """The first complete lines of a gzip file (for sniffing its format); UserError when it is
+    corrupt, or truncated before its first complete line."""
+    try:
+        with open(path, "rb") as binary, io.BufferedReader(_CompleteLines(binary)) as f:
+            head = f.read(_SNIFF_BYTES)
+            truncated = f.raw.truncated
     except (OSError, zlib.error) as e:
         raise UserError(f"{path}: corrupt gzip data ({e})") from e
+    if not head and truncated:
+        raise UserError(
+            f"{path}: the gzip data ends before the first complete line; the file is truncated"
+        )
+    return head
 
 
 def _sniff_encoding(name: str, head: bytes) -> str:
@@ -202,7 +330,7 @@ def _undecodable(text: str, name: str) -> str | None:
     byte = ord(m.group()) - 0xDC00
     return (
         f"bytes that are not valid UTF-8 (0x{byte:02x} at character {m.start() + 1}); "
-        "save the file as UTF-8 or pass --encoding"
+        "save the file as UTF-8 or give its encoding"
     )
 
 
@@ -240,7 +368,13 @@ def _jsonl_rows(text: io.TextIOWrapper, name: str, may_be_document: bool) -> Ite
                 return
             yield RawRow(number, error=f"invalid JSON ({e.msg} at column {e.colno})")
             continue
-        yield _as_row(number, value, "line")
+        except RecursionError:
+            yield RawRow(number, error=_TOO_DEEP)
+            continue
+        except ValueError:  # not a decoding error: an integer too long to convert
+            yield RawRow(number, error=_TOO_LONG)
+            continue
+        yield _json_row(number, value, line, "line")
 
 
 def _json_document_rows(text: io.TextIOWrapper, first: str, name: str) -> Iterator[RawRow]:
@@ -252,6 +386,12 @@ def _json_document_rows(text: io.TextIOWrapper, first: str, name: str) -> Iterat
         raise UserError(
             f"{name}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
         ) from e
+    except (RecursionError, ValueError) as e:
+        problem = f"is {_TOO_DEEP}" if isinstance(e, RecursionError) else f"holds {_TOO_LONG}"
+        raise UserError(
+            f"{name}: the JSON document {problem} somewhere; save its rows one per line "
+            "(JSONL) or as a JSON array, where such a row is skipped on its own"
+        ) from None
     lists = [k for k, v in doc.items() if isinstance(v, list)] if isinstance(doc, dict) else []
     if len(lists) != 1:
         raise UserError(
@@ -259,7 +399,7 @@ def _json_document_rows(text: io.TextIOWrapper, first: str, name: str) -> Iterat
             "a JSON array, or an object with exactly one list of rows"
         )
     for i, value in enumerate(doc[lists[0]], start=1):
-        yield _as_row(i, value, "item")
+        yield _json_row(i, value, doc_text, "item")
 
 
 def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
@@ -309,6 +449,7 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
             pos += 1
             skip_space()
         item += 1
+        problem = None
         while True:
             try:
                 value, end = decoder.raw_decode(buf, pos)
@@ -319,6 +460,16 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
                     raise UserError(
                         f"{name}: item {item} (line {line_no()}): invalid JSON ({e.msg})"
                     ) from e
+            except (RecursionError, ValueError) as e:  # undecodable: find its end to skip it
+                found = _value_end(buf, pos)
+                if found is not None:
+                    problem, end = _TOO_DEEP if isinstance(e, RecursionError) else _TOO_LONG, found
+                    break
+                if eof:
+                    raise UserError(
+                        f"{name}: item {item} (line {line_no()}): the JSON array is not "
+                        "closed; the file is truncated"
+                    ) from None
             if len(buf) - pos > MAX_ROW_BYTES:
                 raise UserError(
                     f"{name}: item {item} is over the {_mb(MAX_ROW_BYTES)} limit per row"
@@ -327,8 +478,55 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
                 eof = True
         raw = buf[pos:end]
         pos = end
-        bad = _undecodable(raw, name)
-        yield RawRow(item, error=bad) if bad else _as_row(item, value, "item")
+        if problem:
+            yield RawRow(item, error=problem)
+        else:
+            bad = _undecodable(raw, name)
+            yield RawRow(item, error=bad) if bad else _json_row(item, value, raw, "item")
+
+
+def _value_end(text: str, pos: int) -> int | None:
+    """Where the JSON array, object or number starting at `pos` ends, or None when `text`
+    stops first. Only brackets outside strings count; the value is not otherwise checked."""
+    if text[pos] not in "[{":
+        number = _NUMBER.match(text, pos)
+        return number.end() if number and number.end() < len(text) else None
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text, pos):
+        token = m.group()
+        if token[0] == '"':
+            if len(token) == 1 or token[-1] != '"' or m.end() == len(text):
+                return None  # a string cut off by the end of the text
+            continue
+        depth += 1 if token in "[{" else -1
+        if depth == 0:
+            return m.end()
+    return None
+
+
+def _json_row(number: int, value: Any, raw: str, unit: str) -> RawRow:
+    """A parsed JSON row, or the reason it cannot be kept: not an object, nested more than
+    MAX_DEPTH levels, or text with a lone UTF-16 surrogate (it cannot be stored as UTF-8).
+    `raw` is the row's JSON text (or a text holding it); it tells cheaply which checks can
+    be skipped: too few brackets to be that deep, no surrogate escape."""
+    row = _as_row(number, value, unit)
+    deep = raw.count("{") + raw.count("[") > MAX_DEPTH
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
+    if row.error or not (deep or surrogates):
+        return row
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if surrogates and (m := _SURROGATE.search(node)):
+                error = f"text with a lone UTF-16 surrogate (\\u{ord(m.group()):04x}), which is not Unicode"
+                return RawRow(number, error=error)
+        elif isinstance(node, (dict, list)):
+            if depth > MAX_DEPTH:
+                return RawRow(number, error=_TOO_DEEP)
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return row
 
 
 def _csv_rows(text: io.TextIOWrapper, name: str, delimiter: str | None) -> Iterator[RawRow]:
@@ -443,13 +641,18 @@ def _rows_of_hf(ds: Any, name: str, fmt: str, notes: list[str]) -> Source:
     progress = {"rows": 0}
 
     def rows() -> Iterator[RawRow]:
+        import pyarrow as pa
+
         number = 0
-        for batch in ds.iter(batch_size=1000):
-            keys = list(batch)
-            for values in zip(*(batch[k] for k in keys), strict=True):
-                number += 1
-                progress["rows"] = number
-                yield RawRow(number, dict(zip(keys, values, strict=True)))
+        try:
+            for batch in ds.iter(batch_size=1000):
+                keys = list(batch)
+                for values in zip(*(batch[k] for k in keys), strict=True):
+                    number += 1
+                    progress["rows"] = number
+                    yield RawRow(number, dict(zip(keys, values, strict=True)))
+        except (pa.ArrowException, OSError) as e:  # a damaged or vanished Arrow file
+            raise UserError(f"{name}: row {number + 1}: unreadable data ({e})") from e
 
     return Source(name, fmt, "row", notes, len(ds), _rows=rows, _done=lambda: progress["rows"])
 
@@ -459,20 +662,24 @@ def _pick_split(dsd: Any, split: str | None, name: str) -> tuple[Any, str]:
     if split is None and len(splits) == 1:
         split = splits[0]
     if split not in splits:
-        raise UserError(f"{name}: choose a split with --split, one of: {', '.join(splits)}")
+        given = f"no split {split!r}; " if split else ""
+        raise UserError(f"{name}: {given}choose a split, one of: {', '.join(splits)}")
     return dsd[split], split
 
 
 def _open_hf_disk(path: Path, split: str | None) -> Source:
     name = str(path)
     markers = ("dataset_info.json", "state.json", "dataset_dict.json")
-    if not any((path / m).exists() for m in markers):
+    if not any(_stat(path / m) for m in markers):
         raise UserError(
             f"{name}: a folder, but not a Hugging Face save_to_disk folder "
             "(no dataset_dict.json or state.json); give a data file instead"
         )
     import datasets
 
+    from core import hub
+
+    hub.quiet()
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # the library raises many types for a damaged folder
@@ -485,16 +692,30 @@ def _open_hf_disk(path: Path, split: str | None) -> Source:
 
 
 def _open_hf_hub(repo: str, split: str | None, subset: str | None) -> Source:
+    """A hub dataset; without the network, one UserError at once (the same words serve the
+    CLI and the Data page, so they name no command-line flag)."""
     import datasets
 
+    from core import hub
+
+    hub.quiet()
+    if why := hub.unreachable():
+        raise UserError(
+            f"{repo}: cannot reach the Hugging Face hub ({why}); import a file or a "
+            "save_to_disk folder instead, or set HF_HUB_OFFLINE=1 to read the dataset "
+            "from the local Hugging Face cache"
+        )
     try:
         ds = datasets.load_dataset(repo, subset, split=split)
     except Exception as e:  # offline, unknown name, gated, missing config: all one message
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{repo}: cannot load this Hugging Face dataset ({reason}). Check the name, "
-            "--subset and --split; offline, load it elsewhere and pass its save_to_disk folder"
-        ) from e
+        where = (
+            "offline mode (HF_HUB_OFFLINE) reads only the local Hugging Face cache; "
+            "import a file or a save_to_disk folder instead"
+            if hub.offline_mode() or datasets.config.HF_HUB_OFFLINE
+            else "check the name, the subset and the split"
+        )
+        raise UserError(f"{repo}: cannot load this Hugging Face dataset ({reason}); {where}") from e
     notes = []
     if isinstance(ds, datasets.DatasetDict):
         ds, split = _pick_split(ds, split, repo)

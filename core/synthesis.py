@@ -36,6 +36,7 @@ from core.answers import majority_vote, verifier_named
 from core.config import FeatureConfig, ProxySpec, Runtime
 from core.errors import Cancelled, OutOfRange, UserError, bounded, check_bounds
 from core.features import compute_features, encoder_for
+from core.files import atomic_target
 from core.llm import BudgetExhausted, ChatClient, LLMError, LLMSettings, RequestLog
 from core.maps import clusters_for
 from core.prompts import (
@@ -812,9 +813,8 @@ class _Runner:
             on_rows=lambda n: None,
         )
         features = unit_rows(values, np.float32)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, ids=np.array(ids), features=features)
-        tmp.replace(path)
+        with atomic_target(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, ids=np.array(ids), features=features)
         return features
 
     def _record(self, items: list[dict[str, Any]]) -> None:

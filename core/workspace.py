@@ -22,6 +22,7 @@ import re
 import shutil
 import sqlite3
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,6 +161,22 @@ def check_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "val", "eval")
+
+
+def suggest_name(spec: str | os.PathLike) -> str:
+    """A dataset name for a file, folder or hub name: its name before the first dot, in the
+    allowed characters ("Café crème.v2.jsonl" -> "Cafe-creme"); a split file takes its
+    folder's name too ("gsm8k/test.jsonl" -> "gsm8k-test")."""
+    path = Path(str(spec).rstrip("/"))
+    stem = path.name.split(".")[0]
+    if stem.lower() in SPLIT_NAMES and path.parent.name:
+        stem = f"{path.parent.name}-{stem}"
+    ascii_only = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_only).strip("-._")
+    return cleaned[:64].rstrip("-._") or "dataset"
 
 
 class Workspace:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
 
 from core.workspace import Workspace
 from tests.app_driver import App, DataPage, visible
@@ -62,6 +68,7 @@ def test_chat_messages_mapping(tmp_path):
     page = DataPage(tmp_path / "ws")
     page.use_path(path)
     assert page.errors() and "no prompt field found among: chat" in page.errors()[0]
+    assert "--" not in page.errors()[0]  # no command-line flags on the page
     page.at.toggle[0].set_value(True)
     page.run()
     page.map(messages="chat")
@@ -137,3 +144,121 @@ def test_file_and_field_names_show_as_text(tmp_path):
     assert any(field in visible(s) for s in shown)  # the field name, in the mapping
     for markdown in shown:
         assert not re.search(r"(?<!\\)!\\?\[|(?<!\\)<a |(?<!\\)`q", markdown), markdown
+
+
+def test_files_that_are_not_what_they_seem_show_errors(tmp_path):
+    """A pipe, a device, a symlink loop: st.error, never a traceback or a hang; rows nested
+    too deep or with a lone surrogate are skipped in the preview with their reason."""
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "loop.jsonl").symlink_to(tmp_path / "loop.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        JSONL.decode()
+        + '{"question": "x", "answer": "y", "z": '
+        + "[" * 50_000
+        + "]" * 50_000
+        + "}\n"
+        + '{"question": "half \\udc00", "answer": "y"}\n'
+    )
+    page = DataPage(tmp_path / "ws")
+    for path, needle in (
+        (tmp_path / "pipe.jsonl", "is a named pipe (FIFO), not a regular file"),
+        ("/dev/zero", "is a character device, not a regular file"),
+        (tmp_path / "loop.jsonl", "a symbolic link loop"),
+    ):
+        page.use_path(path)
+        assert any(needle in e for e in page.errors()), page.errors()
+    page.use_path(bad)
+    page.map(prompt="question")  # the preview reads the first rows only: map, then validate
+    page.button("Validate the whole file").click()
+    page.run()
+    skips = next(d.value for d in page.at.dataframe if "reason" in d.value.columns)
+    assert list(skips["reason"]) == [
+        "nested more than 100 levels deep",
+        "text with a lone UTF-16 surrogate (\\udc00), which is not Unicode",
+    ]
+
+
+def test_a_hub_dataset_offline_is_one_error_without_flags(tmp_path):
+    page = DataPage(tmp_path / "ws")
+    page.at.segmented_control(key="source_kind").set_value("Hugging Face dataset")
+    page.run()
+    page.at.text_input(key="hub_name").set_value("someone/no-such-dataset")
+    page.run()
+    [error] = page.errors()
+    assert error.startswith("someone/no-such-dataset: cannot load this Hugging Face dataset")
+    assert "offline mode" in error and "--" not in error
+
+
+def test_the_text_encoding_can_be_given(tmp_path):
+    rows = [{"question": "Café crème?", "answer": "très bien"}, *ROWS[:2]]
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
+    page = DataPage(tmp_path / "ws")
+    page.upload("latin.jsonl", data)
+    assert "not valid UTF-8" in page.at.warning[0].value
+    assert "give its encoding" in page.at.warning[0].value
+    page.at.text_input(key="source_encoding").set_value("latin-1")
+    page.run()
+    assert list(page.preview()["prompt"]) == ["Café crème?", *(r["question"] for r in ROWS[:2])]
+    page.at.text_input(key="source_encoding").set_value("no-such-codec")
+    page.run()
+    assert any("encoding 'no-such-codec' is unknown" in e for e in page.errors())
+
+
+def test_a_field_left_out_of_the_prompt_is_pointed_out(tmp_path):
+    row = {"body": "Seven red apples are in the basket.", "question": "How many?", "answer": "7"}
+    page = DataPage(tmp_path / "ws")
+    page.upload("asdiv.jsonl", (json.dumps(row) + "\n").encode())
+    [info] = [re.sub(r"\\(.)", r"\1", i.value).replace("\u2060", "") for i in page.at.info]
+    assert info.endswith("to include it, use a prompt template like {body} {question}")
+    page.map(prompt="{body} {question}")
+    assert list(page.preview()["prompt"]) == ["Seven red apples are in the basket. How many?"]
+    assert not page.at.info
+
+
+def test_a_split_file_is_named_after_its_folder(tmp_path):
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "test.jsonl").write_bytes(JSONL)
+    page = DataPage(tmp_path / "ws")
+    page.use_path(tmp_path / "gsm8k" / "test.jsonl")
+    [name] = [w.value for w in page.at.text_input if (w.key or "").startswith("name_")]
+    assert name == "gsm8k-test"
+
+
+def test_first_start_says_it_imports_the_demo(tmp_path, monkeypatch):
+    """The demo is imported inside a spinner saying so (AppTest keeps no spinner: record them)."""
+    root, spun = tmp_path / "ws", []
+    real = st.spinner
+
+    @contextmanager
+    def spinner(text: str, *args, **kwargs):
+        before = root.exists() and Workspace(root).has_dataset("demo")
+        with real(text, *args, **kwargs):
+            yield
+        spun.append((text, before, Workspace(root).has_dataset("demo")))
+
+    monkeypatch.setattr(st, "spinner", spinner)
+    App(root)
+    assert ("Importing the demo dataset (first start only)...", False, True) in spun
+
+
+def test_unreadable_paths_show_errors(tmp_path, monkeypatch):
+    """A folder without permission (simulated: the tests may run as root) and a gzip cut
+    before its first line: st.error naming the problem, no traceback."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "d.jsonl").write_bytes(JSONL)
+    data = gzip.compress(JSONL)
+    (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 3])
+    page = DataPage(tmp_path / "ws")
+    real_stat = Path.stat
+
+    def stat(self, **kw):
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kw)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    page.use_path(tmp_path / "locked" / "d.jsonl")
+    assert any("d.jsonl: permission denied" in e for e in page.errors()), page.errors()
+    page.use_path(tmp_path / "cut.jsonl.gz")
+    assert any("the file is truncated" in e for e in page.errors()), page.errors()

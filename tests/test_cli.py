@@ -117,3 +117,33 @@ def test_progress_bar_on_a_terminal(tmp_path, workspace_dir):
     assert proc.wait() == 0
     assert json.loads(out)["rows"] == 300_000
     assert b"importing big:" in err and b"%|" in err
+
+
+def test_demo_out_a_folder_or_in_a_missing_folder(cli, tmp_path):
+    out = tmp_path / "out"
+    (out / "folder").mkdir(parents=True)
+    assert_user_error(cli("demo", "--out", str(out / "folder")), "folder", "is a folder")
+    assert_user_error(
+        cli("demo", "--out", str(out / "missing" / "demo.jsonl")), "no folder", "missing"
+    )
+    assert [p.name for p in out.iterdir()] == ["folder"]  # no .part left behind
+    assert list((out / "folder").iterdir()) == []
+
+
+def test_default_names(cli, tmp_path):
+    """A split file takes its folder's name too; the name keeps to the allowed characters."""
+    (tmp_path / "gsm8k").mkdir()
+    path = write_jsonl(tmp_path / "gsm8k" / "test.jsonl", ROWS)
+    assert cli("import", str(path), "--json").json["dataset"] == "gsm8k-test"
+    r = cli(
+        "import",
+        "test.jsonl",
+        "--workspace",
+        str(tmp_path / "other"),
+        "--json",
+        cwd=tmp_path / "gsm8k",
+        env={"PYTHONPATH": str(REPO)},
+    )
+    assert r.json["dataset"] == "gsm8k-test"
+    path = write_jsonl(tmp_path / "Café crème.v2.jsonl", ROWS)
+    assert cli("import", str(path), "--json").json["dataset"] == "Cafe-creme"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -54,12 +56,25 @@ def test_truncated_jsonl_skips_the_cut_line(cli, tmp_path):
     assert r.json["skips"][0]["where"] == "line 5"
 
 
-def test_truncated_gzip_fails_cleanly(cli, tmp_path, seeded):
-    data = gzip.compress("".join(json.dumps(r) + "\n" for r in GOOD * 200).encode())
-    path = tmp_path / "d.jsonl.gz"
-    path.write_bytes(data[: len(data) // 2])
-    assert_user_error(cli("import", str(path), "--name", "x"), str(path), "truncated")
-    seeded()
+def test_truncated_gzip_keeps_the_complete_lines(cli, tmp_path, workspace_dir):
+    """A gzip cut short (an interrupted download): the complete lines before the cut are
+    kept, the cut is reported as a skipped row, and a half line is never read as a row."""
+    rows = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1000)]
+    path = gzipped_and_cut(tmp_path / "d.jsonl.gz", rows, 0.5)
+    readable = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(path.read_bytes())
+    complete = readable.count(b"\n")
+    assert 0 < complete < 1000 and not readable.endswith(b"\n")
+    r = cli("import", str(path), "--name", "x", "--json")
+    assert r.code == 0, r.err
+    assert r.json["rows"] == complete and r.json["skipped"] == 1
+    assert r.json["report"]["skips"] == [
+        {
+            "where": f"line {complete + 1}",
+            "reason": "cut off: the gzip data ends early (the file is truncated); "
+            "the rest of the file is lost",
+        }
+    ]
+    assert Workspace(workspace_dir).dataset("x").rows == complete
 
 
 def test_binary_garbage(cli, tmp_path, seeded):
@@ -81,7 +96,7 @@ def test_wrong_encoding_rows_are_named_and_encoding_flag_fixes_them(cli, tmp_pat
         {
             "where": "line 6",
             "reason": "bytes that are not valid UTF-8 (0xe9 at character 18); "
-            "save the file as UTF-8 or pass --encoding",
+            "save the file as UTF-8 or give its encoding",
         }
     ]
     r = cli("validate", str(path), "--encoding", "latin-1", "--json")
@@ -126,7 +141,7 @@ def test_missing_fields(cli, tmp_path, seeded):
         str(path),
         "line 1",
         "no prompt field found among: text, label",
-        "--prompt",
+        "map the prompt and the response",
     )
     line = assert_user_error(cli("import", str(path), "--prompt", "text", "--response", "answer"))
     assert (
@@ -266,3 +281,172 @@ def test_paths_with_a_tilde_or_spaces(cli, tmp_path):
     r = cli("import", str(path), "--json")
     assert r.code == 0 and r.json["dataset"] == "a-b"
     assert Path(r.json["report"]["source"]).name == "a b.jsonl"
+
+
+# --- files that are not what they seem, through both verbs -----------------------------------
+
+VERBS = ["validate", "import"]
+DEEP = '{"question": "q", "answer": "a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+NESTED_500 = '{"question": "q", "answer": "a", "x": ' + "[" * 500 + "]" * 500 + "}"
+
+
+def lines_with(tmp_path: Path, name: str, *bad: str) -> Path:
+    """GOOD as JSONL with the `bad` lines after the second row."""
+    lines = [json.dumps(r) for r in GOOD]
+    path = tmp_path / name
+    path.write_text("\n".join([*lines[:2], *bad, *lines[2:]]) + "\n")
+    return path
+
+
+def kept_and_skips(cli, verb: str, path: Path) -> tuple[int, list[dict]]:
+    r = cli(verb, str(path), "--json")
+    assert r.code == 0, r.err
+    report = r.json if verb == "validate" else r.json["report"]
+    return report["kept"], report["skips"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_deeply_nested_rows_are_skipped(cli, tmp_path, verb):
+    path = lines_with(tmp_path, "deep.jsonl", DEEP, NESTED_500)
+    kept, skips = kept_and_skips(cli, verb, path)
+    assert kept == 5
+    assert skips == [
+        {"where": "line 3", "reason": "nested more than 100 levels deep"},
+        {"where": "line 4", "reason": "nested more than 100 levels deep"},
+    ]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_deeply_nested_items_of_a_json_array_are_skipped(cli, tmp_path, verb):
+    items = [json.dumps(r) for r in GOOD]
+    path = tmp_path / "deep.json"
+    path.write_text("[" + ",\n".join([*items[:2], DEEP, NESTED_500, *items[2:]]) + "]")
+    kept, skips = kept_and_skips(cli, verb, path)
+    assert kept == 5
+    assert [s["where"] for s in skips] == ["item 3", "item 4"]
+    assert {s["reason"] for s in skips} == {"nested more than 100 levels deep"}
+
+
+def test_a_deeply_nested_json_document_fails_clearly(cli, tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text('{"data": [' + ", ".join([*map(json.dumps, GOOD), DEEP]) + "]}")
+    assert_user_error(cli("validate", str(path)), str(path), "nested more than 100 levels")
+
+
+@pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("form", ["jsonl", "json"])
+def test_a_number_too_long_to_read_skips_its_row(cli, tmp_path, verb, form):
+    """Python reads at most 4300 digits of an integer; a longer one skips its row."""
+    rows = [json.dumps(r) for r in GOOD]
+    huge = '{"question": "q", "answer": "a", "n": ' + "1" * 5000 + "}"
+    lines = [*rows[:2], huge, *rows[2:]]
+    path = tmp_path / f"d.{form}"
+    path.write_text("\n".join(lines) + "\n" if form == "jsonl" else "[" + ",\n".join(lines) + "]")
+    kept, skips = kept_and_skips(cli, verb, path)
+    where = "line 3" if form == "jsonl" else "item 3"
+    assert kept == 5 and skips == [{"where": where, "reason": "a number of over 4300 digits"}]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_lone_surrogate_skips_its_row(cli, tmp_path, verb):
+    """A JSON escape of half a UTF-16 pair is not Unicode text: the row is skipped (not
+    repaired), like a row with bytes that are not UTF-8. A whole pair is an emoji and reads."""
+    path = lines_with(
+        tmp_path,
+        "s.jsonl",
+        '{"question": "half \\ud800 pair", "answer": "1"}',
+        '{"question": "a whole pair \\ud83d\\ude00", "answer": "1"}',
+    )
+    kept, skips = kept_and_skips(cli, verb, path)
+    assert kept == 6
+    assert skips == [
+        {
+            "where": "line 3",
+            "reason": "text with a lone UTF-16 surrogate (\\ud800), which is not Unicode",
+        }
+    ]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_unknown_or_binary_encoding(cli, tmp_path, verb):
+    path = write_jsonl(tmp_path / "d.jsonl", GOOD)
+    assert_user_error(
+        cli(verb, str(path), "--encoding", "no-such-codec"), "'no-such-codec'", "unknown"
+    )
+    assert_user_error(cli(verb, str(path), "--encoding", "hex"), "'hex'", "not a text encoding")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root passes every permission check")
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_file_in_a_folder_without_search_permission(cli, tmp_path, verb):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    path = write_jsonl(folder / "d.jsonl", GOOD)
+    folder.chmod(0o600)  # readable, not searchable
+    try:
+        assert_user_error(cli(verb, str(path)), str(path), "permission denied")
+    finally:
+        folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_fifo_is_refused_without_waiting(cli, tmp_path, verb, seeded):
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    assert_user_error(
+        cli(verb, str(tmp_path / "pipe.jsonl")), "pipe.jsonl", "named pipe", "not a regular file"
+    )
+    seeded()
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_character_device_is_refused(cli, verb):
+    assert_user_error(cli(verb, "/dev/zero"), "/dev/zero", "character device", "not a regular file")
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_symlink_loop_and_dangling_symlink(cli, tmp_path, verb):
+    (tmp_path / "loop.jsonl").symlink_to(tmp_path / "loop.jsonl")
+    assert_user_error(cli(verb, str(tmp_path / "loop.jsonl")), "loop.jsonl", "symbolic link loop")
+    (tmp_path / "dangling.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    assert_user_error(
+        cli(verb, str(tmp_path / "dangling.jsonl")), "dangling.jsonl", "gone.jsonl", "missing"
+    )
+
+
+def gzipped_and_cut(path: Path, rows: list[dict], keep: float) -> Path:
+    data = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_small_truncated_gzip(cli, tmp_path, verb, workspace_dir):
+    """Its complete lines are read; with none complete, the error says it is truncated."""
+    path = gzipped_and_cut(tmp_path / "small.jsonl.gz", GOOD, 0.8)
+    readable = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(path.read_bytes())
+    assert 0 < readable.count(b"\n") < 5
+    kept, skips = kept_and_skips(cli, verb, path)
+    assert kept == readable.count(b"\n") and skips[0]["reason"].startswith("cut off")
+    one = gzipped_and_cut(tmp_path / "one.jsonl.gz", GOOD[:1], 0.8)
+    assert_user_error(cli(verb, str(one)), str(one), "the file is truncated")
+    names = [d.name for d in Workspace(workspace_dir).datasets()]
+    assert names == (["small"] if verb == "import" else [])
+
+
+def test_a_full_disk_while_importing(tmp_path, workspace_dir):
+    """Writing the records fails (a full disk): one UserError, the workspace as it was."""
+    import pyarrow.parquet as pq
+
+    from core.errors import UserError
+
+    ws = Workspace(workspace_dir)
+    path = write_jsonl(tmp_path / "d.jsonl", GOOD)
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pq.ParquetWriter, "write_table", full)
+        with pytest.raises(UserError, match=r"d\.jsonl: .*failed \(No space left on device\)"):
+            ws.import_dataset(path, name="d")
+    assert ws.datasets() == [] and list((workspace_dir / "tmp").iterdir()) == []

@@ -125,7 +125,7 @@ def test_hf_save_to_disk_dataset_and_dict(tmp_path):
 
     dd = datasets.DatasetDict({"train": ds, "test": ds.select([0])})
     dd.save_to_disk(str(tmp_path / "dict"))
-    with pytest.raises(UserError, match="choose a split with --split, one of: train, test"):
+    with pytest.raises(UserError, match="choose a split, one of: train, test"):
         open_source(tmp_path / "dict")
     records, _ = load(tmp_path / "dict", split="test")
     assert triples(records) == EXPECTED[:1]
@@ -331,3 +331,94 @@ def test_unicode_newlines_and_latex_survive_byte_for_byte(tmp_path):
     text = "∑_{i=1}^n i = \\frac{n(n+1)}{2}\r\n\ttabs\u2028sep 🙂 \x00nul"
     records, _ = load(write_jsonl(tmp_path / "d.jsonl", [{"question": text, "answer": text}]))
     assert records[0].prompt == text and records[0].response == text
+
+
+def test_preview_skips_rows_nested_too_deep_or_with_a_lone_surrogate(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"question": "x", "answer": "y", "z": ' + "[" * 5000 + "]" * 5000 + "}\n"
+        '{"question": "half \\ud800", "answer": "y"}\n'
+        '{"question": "'
+        + "{[" * 200
+        + '", "answer": "brackets in text are not nesting"}\n'
+        + "".join(json.dumps(r) + "\n" for r in ROWS)
+    )
+    records, report = preview(open_source(path), None, rows=5)
+    assert [r.prompt for r in records] == ["{[" * 200, ROWS[0]["question"], ROWS[1]["question"]]
+    assert report.skips == [
+        {"where": "line 1", "reason": "nested more than 100 levels deep"},
+        {
+            "where": "line 2",
+            "reason": "text with a lone UTF-16 surrogate (\\ud800), which is not Unicode",
+        },
+    ]
+
+
+def test_a_path_that_cannot_be_looked_at(tmp_path, monkeypatch):
+    """What a folder without search permission does to a non-root user, simulated (the
+    tests may run as root, which passes every permission check)."""
+    (tmp_path / "locked").mkdir()
+    path = write_jsonl(tmp_path / "locked" / "d.jsonl", ROWS)
+    real_stat = Path.stat
+
+    def stat(self, **kw):
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kw)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    with pytest.raises(UserError, match=r"d\.jsonl: permission denied"):
+        open_source(path)
+
+
+# --- fields left out of a detected prompt --------------------------------------------------------
+
+ASDIV = {
+    "body": "Seven red apples and two green apples are in the basket.",
+    "question": "How many apples are in the basket?",
+    "solution_type": "Addition",
+    "answer": "9 (apples)",
+    "formula": "7+2=9",
+}
+
+
+def hint_of(tmp_path, rows: list[dict], mapping: Mapping | None = None) -> tuple:
+    _, report = preview(open_source(write_jsonl(tmp_path / "h.jsonl", rows)), mapping)
+    return report.prompt_hint, report.prompt_template, report.notes
+
+
+def test_a_context_field_left_out_of_the_prompt_is_noted(tmp_path):
+    note, template, notes = hint_of(tmp_path, [ASDIV])
+    assert note == (
+        "field 'body' looks like part of the prompt but is not in it (the prompt is only "
+        "'question'); to include it, use a prompt template like {body} {question}"
+    )
+    assert template == "{body} {question}" and notes == [note]
+    records, _ = preview(open_source(tmp_path / "h.jsonl"), Mapping(template, "answer"))
+    assert records[0].prompt == f"{ASDIV['body']} {ASDIV['question']}"
+
+
+def test_choices_go_after_the_question_and_several_fields_are_named(tmp_path):
+    row = {"passage_text": "A long passage about apples and pears.", **ASDIV, "options": ["9", "5"]}
+    note, template, _ = hint_of(tmp_path, [row])
+    assert template == "{passage_text} {body} {question}\\n{options}"
+    assert note.startswith("fields 'passage_text', 'body', 'options' look like part of the prompt")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**ASDIV, "body": "short"},  # too short to be a context
+        {**ASDIV, "body": ASDIV["question"]},  # already in the prompt
+        {**ASDIV, "body": None},
+        {"instruction": "Add these numbers together.", "input": "2 and 3", "output": "5"},
+        {k: v for k, v in ASDIV.items() if k != "body"},
+    ],
+    ids=["short", "in-prompt", "null", "alpaca", "none"],
+)
+def test_no_note_when_nothing_is_left_out(tmp_path, row):
+    assert hint_of(tmp_path, [row]) == (None, None, [])
+
+
+def test_no_note_for_a_prompt_the_user_chose(tmp_path):
+    assert hint_of(tmp_path, [ASDIV], Mapping("question", "answer")) == (None, None, [])

@@ -81,3 +81,15 @@ def test_data_page_imports_every_file(tmp_path, shared_data, name, flags, start)
     assert page.preview()["prompt"][0].startswith(start)
     page.import_as("x")
     assert page.datasets()["x"] == lines_in(path)
+
+
+def test_asdiv_detected_mapping_points_at_its_body(cli, shared_data):
+    """Detected, the prompt is asdiv's `question` alone ("How many apples are in the
+    basket?"); the report says `body` is left out and how to include it."""
+    r = cli("validate", str(shared_data / "math-benchmarks/asdiv.jsonl"))
+    assert r.code == 0, r.err
+    assert (
+        "note: field 'body' looks like part of the prompt but is not in it (the prompt is only "
+        "'question'); to include it, use a prompt template like {body} {question}\n"
+        '  (on the command line: --prompt "{body} {question}")\n'
+    ) in r.out
