@@ -195,8 +195,8 @@ def test_the_text_encoding_can_be_given(tmp_path):
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
     page = DataPage(tmp_path / "ws")
     page.upload("latin.jsonl", data)
-    assert "not valid UTF-8" in page.at.warning[0].value
-    assert "give its encoding" in page.at.warning[0].value
+    assert "not valid UTF-8" in page.texts("warning")[0]
+    assert "give its encoding" in page.texts("warning")[0]
     page.at.text_input(key="source_encoding").set_value("latin-1")
     page.run()
     assert list(page.preview()["prompt"]) == ["Café crème?", *(r["question"] for r in ROWS[:2])]
@@ -209,7 +209,7 @@ def test_a_field_left_out_of_the_prompt_is_pointed_out(tmp_path):
     row = {"body": "Seven red apples are in the basket.", "question": "How many?", "answer": "7"}
     page = DataPage(tmp_path / "ws")
     page.upload("asdiv.jsonl", (json.dumps(row) + "\n").encode())
-    [info] = [re.sub(r"\\(.)", r"\1", i.value).replace("\u2060", "") for i in page.at.info]
+    [info] = page.texts("info")
     assert info.endswith("to include it, use a prompt template like {body} {question}")
     page.map(prompt="{body} {question}")
     assert list(page.preview()["prompt"]) == ["Seven red apples are in the basket. How many?"]

@@ -16,7 +16,9 @@ import json
 import math
 import os
 import re
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,32 @@ PAGES = {
 BUDGET_SECONDS = 2.0
 
 
+class Watcher:
+    """A local HTTP server that records every request: an image or link in dataset text
+    that the browser rendered would call it."""
+
+    def __init__(self):
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @pytest.fixture
 def app(tmp_path):
     """The app on a free port with an empty workspace; yields (url, workspace folder)."""
@@ -68,6 +96,9 @@ def test_the_whole_path(app, tmp_path):
     rows = XSS + [{"question": r["question"], "answer": r["answer"]} for r in demo_rows(60, seed=7)]
     upload.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
+    watcher = Watcher()
+    # the file name is Markdown for an image on the watcher: the sidebar shows it as text
+    file_name = f"e2e ![px](http:127.0.0.1:{watcher.port}/p) x.jsonl"
     with FakeLLM() as llm, playwright.sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
@@ -108,15 +139,22 @@ def test_the_whole_path(app, tmp_path):
         shot("1-data")
 
         # 2. import a file through the upload widget
-        page.locator('input[type="file"]').set_input_files(str(upload))
+        page.locator('input[type="file"]').set_input_files(
+            {"name": file_name, "mimeType": "application/jsonl", "buffer": upload.read_bytes()}
+        )
         text("The first record in full").wait_for()
         idle()
         text("The first record in full").click()
         text("window.__xss = 'script'").wait_for()  # the script tag shows as text
+        page.get_by_role("textbox", name="Dataset name").fill("e2e")
+        page.keyboard.press("Enter")
+        idle()
         page.get_by_role("button", name="Import").click()
         text("Imported 62 rows as").wait_for()
         idle()
         assert page.get_by_role("combobox", name="Active dataset").input_value() == "e2e"
+        source = text("62 rows · from e2e")  # the file name, shown as typed (U+2060 aside)
+        assert source.inner_text().replace("\u2060", "") == f"62 rows · from {file_name}"
 
         # 3. the proxy: tiny-random, in the sidebar
         page.get_by_role("combobox", name="Proxy model").click()
@@ -237,8 +275,9 @@ def test_the_whole_path(app, tmp_path):
         assert exported[0]["messages"][0]["content"] == XSS[0]["question"]  # kept as the data said
         assert flipped["problem"] in {r["messages"][0]["content"] for r in exported}
 
-        # 9. nothing ran from the data
+        # 9. nothing ran from the data, and nothing was fetched because of it
         assert page.evaluate("window.__xss") is None and dialogs == []
+        assert watcher.hits == [], watcher.hits
 
         # 10. a refresh keeps the state: the dataset, the proxy, the generator
         page.reload()
@@ -252,6 +291,7 @@ def test_the_whole_path(app, tmp_path):
         # 11. each page once its results are cached
         timings = {name: min(go(name) for _ in range(2)) for name in PAGES}
         browser.close()
+    watcher.close()
     print(
         "\npage render times once cached (s): "
         + ", ".join(f"{k} {v:.2f}" for k, v in timings.items())
