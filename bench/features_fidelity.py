@@ -30,7 +30,7 @@ from core.config import FeatureConfig
 from core.demo import demo_rows
 from core.gradients import ExactFeaturizer, FactorizedFeaturizer, collate, response_losses
 from core.proxy import Proxy, tiny_random
-from core.vendi import g_vendi
+from core.vendi import g_vendi, kernel_eigenvalues, vendi
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 
@@ -77,7 +77,12 @@ def run(label: str, model, tokenizer, data: list[tuple[str, str]]) -> dict:
     fact = np.concatenate([fact_fn(b).numpy() for b in batches(encoded)])
     t_fact = time.perf_counter() - t
     c_truth, c_exact, c_fact = cosines(truth), cosines(exact), cosines(fact)
-    gv = {"truth": _gvendi_gram(truth), "exact": g_vendi(exact), "factorized": g_vendi(fact)}
+    # truth is N x (all parameters): its spectrum through the N x N cosine kernel
+    gv = {
+        "truth": vendi(kernel_eigenvalues(truth)),
+        "exact": g_vendi(exact),
+        "factorized": g_vendi(fact),
+    }
     return {
         "proxy": label,
         "parameters": n_params,
@@ -88,14 +93,6 @@ def run(label: str, model, tokenizer, data: list[tuple[str, str]]) -> dict:
         "gvendi": gv,
         "seconds": {"truth+exact": t_exact, "factorized": t_fact},
     }
-
-
-def _gvendi_gram(x: np.ndarray) -> float:
-    """G-Vendi of wide features through the N x N cosine kernel (same non-zero spectrum)."""
-    from core.vendi import vendi_from_eigenvalues
-
-    u = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return vendi_from_eigenvalues(np.linalg.eigvalsh(u @ u.T / len(u)))
 
 
 def main() -> None:
