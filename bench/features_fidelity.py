@@ -96,7 +96,7 @@ def run(label: str, model, tokenizer, data: list[tuple[str, str]]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--proxies", default="tiny,small")
     args = parser.parse_args()

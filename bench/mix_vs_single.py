@@ -48,7 +48,7 @@ def sample(file: str, size: int, rng: np.random.Generator) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=250)
     parser.add_argument("--proxy", default="tiny-random")
     args = parser.parse_args()
