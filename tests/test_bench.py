@@ -124,4 +124,5 @@ def test_quick_run_prints_its_figures(script, tmp_path, request):
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(figures, done.stdout), done.stdout
     assert _repo_files() == before  # it wrote nothing into the repository
-    assert list(tmp_path.iterdir()) == []  # and removed its temporary files
+    # and removed its temporary files (torch keeps its compile cache in the same folder)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("torchinductor_")] == []
