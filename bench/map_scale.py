@@ -7,7 +7,7 @@
    Playwright): page load until the plot is drawn, then a lasso drawn with the mouse and
    the time from releasing it to the selection shown below the map (target <= 2 s).
 
-The features are synthetic (a decaying spectrum plus noise), written into a workspace as
+The features are synthetic (around 200 centres of uneven sizes, plus noise), written into a workspace as
 the feature set the page asks for, so the page measures the UI, not the proxy.
 
     python bench/map_scale.py [--rows 100000] [--dim 1024] [--k 1000] [--fit-rows 20000] [--skip-browser]
@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from bench.synthetic import clustered_features
 from core.config import FeatureConfig, ProxySpec
 from core.layout import LayoutConfig
 
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
 # core.features, core.maps and core.workspace (which load torch, UMAP, pyarrow) and the
 # browser are imported where they are used, so that `--help` and importing this file stay
 # instant.
@@ -41,7 +45,7 @@ TINY = ProxySpec("tiny-random")
 CHUNK = 16384  # rows per feature chunk file
 
 
-def workspace_with_features(folder: Path, features: np.ndarray):
+def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
     """A workspace whose dataset `big` has `features` as its tiny-random feature set."""
     from core.features import FeatureSet, _register, feature_key
     from core.workspace import Workspace
