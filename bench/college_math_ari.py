@@ -6,44 +6,54 @@ spaces, and prints the adjusted Rand index against `data_topic`: gradient featur
 tiny-random proxy (random weights: a plumbing check, not the method) and the
 sentence-embedding baseline.
 
-    python bench/college_math_ari.py
+    python bench/college_math_ari.py [--rows N] [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import parse_args, shared_data
 from core.config import SENTENCE, FeatureConfig, ProxySpec
-from core.diversity import group_labels
-from core.features import compute_features
-from core.maps import clusters_for
-from core.regions import default_k
-from core.sentence import SENTENCE_MODEL
-from core.workspace import Workspace
 
-DATA = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "math-benchmarks"
-    / "college_math.jsonl"
-)
+# scikit-learn and the core modules that load torch and pyarrow are imported after the flags
+# are read, so that `--help` and importing this file stay instant.
 
 
-def main() -> None:
-    if not DATA.exists():
-        sys.exit("../shared/data is not beside the repository")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--rows", type=int, default=None, help="a seeded random sample of N rows (default: all)"
+    )
+    args = parse_args(parser, {"rows": 100}, argv)
+    data = shared_data() / "math-benchmarks" / "college_math.jsonl"
+    from sklearn.metrics import adjusted_rand_score
+
+    from core.diversity import group_labels
+    from core.features import compute_features
+    from core.maps import clusters_for
+    from core.regions import default_k
+    from core.sentence import SENTENCE_MODEL
+    from core.workspace import Workspace
+
     with tempfile.TemporaryDirectory() as tmp:
+        if args.rows is not None:
+            lines = data.read_text().splitlines(keepends=True)
+            if not 0 < args.rows <= len(lines):
+                parser.error(f"--rows: must be between 1 and {len(lines):,}, not {args.rows}")
+            chosen = np.sort(np.random.default_rng(0).choice(len(lines), args.rows, replace=False))
+            data = Path(tmp) / "college_math.jsonl"
+            data.write_text("".join(lines[i] for i in chosen))
         ws = Workspace(Path(tmp) / "ws")
-        info, _ = ws.import_dataset(DATA, name="college_math")
+        info, _ = ws.import_dataset(data, name="college_math")
         topics = group_labels(ws, "college_math", "data_topic")
         n_topics = len(np.unique(topics))
         spaces = {

@@ -5,7 +5,7 @@ above the process's resident size before the run, and the pairs found (they must
 
 The features are clustered (thin and crowded regions) with some exact copies, unit rows.
 
-    python bench/duplicates_scale.py [--rows 50000] [--dim 1024] [--threshold 0.98]
+    python bench/duplicates_scale.py [--rows 50000] [--dim 1024] [--threshold 0.98] [--quick]
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.map_scale import synthetic_features
-from bench.measure import gib, measure
-from core.curation import similar_pairs
+from bench.measure import gib, measure, parse_args
+from bench.synthetic import clustered_features
 from core.vendi import unit_rows
 
 
@@ -34,14 +33,15 @@ def reference_pairs(x: np.ndarray, threshold: float, block: int = 4096) -> list[
     return pairs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--threshold", type=float, default=0.98)
-    args = parser.parse_args()
+    args = parse_args(parser, {"rows": 3000, "dim": 128}, argv)
+    from core.curation import similar_pairs  # loads torch: after the flags are read
 
-    x = synthetic_features(args.rows, args.dim)
+    x = clustered_features(args.rows, args.dim)
     chosen = np.random.default_rng(1).choice(args.rows, args.rows // 50, replace=False)
     copies, originals = np.split(chosen, 2)
     x[copies] = x[originals]  # 1% of rows are copies of other rows

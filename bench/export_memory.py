@@ -2,40 +2,43 @@
 (chat messages, with provenance). Each export runs in a fresh process that reports its
 own peak RSS; flat memory means the 1M-row peak stays close to the 100k-row one.
 
-    python bench/export_memory.py [--rows 1000000]
+    python bench/export_memory.py [--rows 1000000] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.import_memory import synthetic
-
-REPO = Path(__file__).resolve().parents[1]
-CHILD = """
-import json, resource, sys, time
-from core import curation
-from core.export import export
-from core.workspace import Workspace
-ws = Workspace(sys.argv[1])
-t = time.perf_counter()
-result = export(curation.curated_records(ws, "bench"), sys.argv[2], format="messages")
-print(json.dumps({"rows": result["rows"], "seconds": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+from bench.measure import REPO, in_fresh_process, parse_args
+from bench.synthetic import problems_jsonl
 
 
-def measure(rows: int, tmp: Path) -> dict:
-    data = synthetic(tmp / f"{rows}.jsonl", rows)
+def export_job(workspace: str, out: str) -> Callable[[], dict]:
+    """(In the child process) the timed call: dataset `bench` curated and written to `out`."""
+    from core import curation
+    from core.export import export
+    from core.workspace import Workspace
+
+    ws = Workspace(workspace)
+
+    def run() -> dict:
+        result = export(curation.curated_records(ws, "bench"), out, format="messages")
+        return {"rows": result["rows"]}
+
+    return run
+
+
+def measure_export(rows: int, tmp: Path) -> dict:
+    data = problems_jsonl(tmp / f"{rows}.jsonl", rows)
     ws = tmp / f"ws-{rows}"
-    subprocess.run(
+    imported = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -48,38 +51,32 @@ def measure(rows: int, tmp: Path) -> dict:
             str(ws),
         ],
         cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
-    out = tmp / f"out-{rows}.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ws), str(out)],
-        cwd=REPO,
-        check=True,
         capture_output=True,
         text=True,
     )
-    result = json.loads(done.stdout)
+    if imported.returncode != 0:
+        raise RuntimeError(f"the import before the export failed:\n{imported.stderr}")
+    out = tmp / f"out-{rows}.jsonl"
+    result = in_fresh_process("bench.export_memory:export_job", str(ws), str(out))
     result["mb_out"] = out.stat().st_size / 2**20
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = parse_args(parser, {"rows": 10_000}, argv)
     with tempfile.TemporaryDirectory() as tmp:
-        results = {n: measure(n, Path(tmp)) for n in (args.rows // 10, args.rows)}
+        small, large = (measure_export(n, Path(tmp)) for n in (args.rows // 10, args.rows))
     print(f"{'rows':>10} {'output MB':>10} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>12}")
-    for r in results.values():
+    for r in (small, large):
         print(
-            f"{r['rows']:>10,} {r['mb_out']:>10.0f} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
-            f"{r['peak_mb']:>12.0f}"
+            f"{r['rows']:>10,} {r['mb_out']:>10.1f} {r['seconds']:>8.2f} "
+            f"{r['rows'] / r['seconds']:>9,.0f} {r['peak_mb']:>12.0f}"
         )
-    small, large = results.values()
     print(
-        f"peak memory ratio: {large['peak_mb'] / small['peak_mb']:.2f}x for {large['rows'] / small['rows']:.0f}x "
-        "the rows"
+        f"peak memory ratio: {large['peak_mb'] / small['peak_mb']:.2f}x for "
+        f"{large['rows'] / small['rows']:.0f}x the rows"
     )
 
 

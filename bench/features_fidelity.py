@@ -10,7 +10,9 @@ Proxies: tiny-random (2 layers, hidden 64: every linear layer is smaller than th
 rank, so only the embedding is sketched), and `small`, a random Qwen2-style model with
 4 layers and hidden 256 where every weight matrix is sketched.
 
-    python bench/features_fidelity.py [--samples 256] [--proxies tiny,small]
+    python bench/features_fidelity.py [--samples 256] [--proxies tiny,small] [--quick]
+
+It prints the README's table (tiny is tiny-random).
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import SHARED_DATA, parse_args
 from core.config import FeatureConfig
 from core.demo import demo_rows
-from core.gradients import ExactFeaturizer, FactorizedFeaturizer, collate, response_losses
-from core.proxy import Proxy, tiny_random
-from core.vendi import g_vendi
+from core.vendi import g_vendi, kernel_eigenvalues, vendi
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+# torch and core.gradients / core.proxy (which load it) are imported where they are used,
+# so that `--help` and importing this file stay instant.
+
+GSM8K = SHARED_DATA / "gsm8k" / "train.jsonl"
+PROXIES = {"tiny": "tiny-random", "small": "small"}  # --proxies name: the table's label
 
 
 def samples(n: int) -> tuple[str, list[tuple[str, str]]]:
@@ -43,11 +47,18 @@ def samples(n: int) -> tuple[str, list[tuple[str, str]]]:
 
 
 def batches(encoded, size: int = 32):
+    from core.gradients import collate
+
     for i in range(0, len(encoded), size):
         yield collate(encoded[i : i + size], pad_id=0)
 
 
 def true_gradients(model, encoded) -> np.ndarray:
+    """N x (all parameters): each sample's whole gradient of its response loss."""
+    import torch
+
+    from core.gradients import collate, response_losses
+
     model.requires_grad_(True)
     out = []
     for e in encoded:
@@ -64,6 +75,11 @@ def cosines(x: np.ndarray) -> np.ndarray:
 
 
 def run(label: str, model, tokenizer, data: list[tuple[str, str]]) -> dict:
+    import torch
+
+    from core.gradients import ExactFeaturizer, FactorizedFeaturizer
+    from core.proxy import Proxy
+
     proxy = Proxy(label, model, tokenizer, label, True, torch.device("cpu"))
     encoded = [proxy.encode(p, r, max_length=512) for p, r in data]
     n_params = sum(p.numel() for p in model.parameters())
@@ -77,7 +93,12 @@ def run(label: str, model, tokenizer, data: list[tuple[str, str]]) -> dict:
     fact = np.concatenate([fact_fn(b).numpy() for b in batches(encoded)])
     t_fact = time.perf_counter() - t
     c_truth, c_exact, c_fact = cosines(truth), cosines(exact), cosines(fact)
-    gv = {"truth": _gvendi_gram(truth), "exact": g_vendi(exact), "factorized": g_vendi(fact)}
+    # truth is N x (all parameters): its spectrum through the N x N cosine kernel
+    gv = {
+        "truth": vendi(kernel_eigenvalues(truth)),
+        "exact": g_vendi(exact),
+        "factorized": g_vendi(fact),
+    }
     return {
         "proxy": label,
         "parameters": n_params,
@@ -90,36 +111,43 @@ def run(label: str, model, tokenizer, data: list[tuple[str, str]]) -> dict:
     }
 
 
-def _gvendi_gram(x: np.ndarray) -> float:
-    """G-Vendi of wide features through the N x N cosine kernel (same non-zero spectrum)."""
-    from core.vendi import vendi_from_eigenvalues
-
-    u = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return vendi_from_eigenvalues(np.linalg.eigvalsh(u @ u.T / len(u)))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=256)
-    parser.add_argument("--proxies", default="tiny,small")
-    args = parser.parse_args()
+    parser.add_argument("--proxies", default="tiny,small", help="comma-separated: tiny, small")
+    args = parse_args(parser, {"samples": 8, "proxies": "tiny"}, argv)
+    names = args.proxies.split(",")
+    if unknown := [n for n in names if n not in PROXIES]:
+        parser.error(f"--proxies: unknown {', '.join(unknown)}; use tiny, small")
+    from core.proxy import tiny_random
+
     source, data = samples(args.samples)
-    print(f"{len(data)} samples from {source}; factorized at its defaults {FeatureConfig()}")
+    print(f"{len(data)} samples from {source}; factorized at its defaults {FeatureConfig()}\n")
     print(
-        f"{'proxy':<8} {'params':>8} {'Pearson fact/exact':>19} {'fact/truth':>11} {'exact/truth':>12} "
-        f"{'G-Vendi truth':>14} {'exact':>7} {'fact':>7} {'fact vs exact':>14}"
+        "| proxy | Pearson of pairwise cosines, factorized vs exact | factorized vs truth "
+        "| exact vs truth | G-Vendi truth / exact / factorized | factorized vs exact |"
     )
-    for name in args.proxies.split(","):
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    notes = []
+    for name in names:
         model, tokenizer = (
             tiny_random("qwen2") if name == "tiny" else tiny_random("qwen2", layers=4, hidden=256)
         )
         r = run(name, model, tokenizer, data)
         g = r["gvendi"]
         print(
-            f"{name:<8} {r['parameters'] / 1e6:>7.2f}M {r['pearson_fact_exact']:>19.3f} {r['pearson_fact_truth']:>11.3f} "
-            f"{r['pearson_exact_truth']:>12.3f} {g['truth']:>14.2f} {g['exact']:>7.2f} {g['factorized']:>7.2f} "
-            f"{(g['factorized'] - g['exact']) / g['exact']:>+13.1%}"
+            f"| {PROXIES[name]} | {r['pearson_fact_exact']:.3f} | {r['pearson_fact_truth']:.3f} "
+            f"| {r['pearson_exact_truth']:.3f} "
+            f"| {g['truth']:.2f} / {g['exact']:.2f} / {g['factorized']:.2f} "
+            f"| {(g['factorized'] - g['exact']) / g['exact']:+.1%} |"
         )
+        seconds = r["seconds"]
+        notes.append(
+            f"{PROXIES[name]}: {r['parameters'] / 1e6:.2f}M parameters, sketch of "
+            f"{r['sketch']:,} entries; truth + exact {seconds['truth+exact']:.0f} s, "
+            f"factorized {seconds['factorized']:.1f} s"
+        )
+    print("\n" + "\n".join(notes))
 
 
 if __name__ == "__main__":

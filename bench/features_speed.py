@@ -11,6 +11,7 @@ of them the response.
     python bench/features_speed.py                      # both models, 256 tokens, batch 2
     python bench/features_speed.py --model tiny --batch 8
     python bench/features_speed.py --exact-fraction 0.02  # see below
+    python bench/features_speed.py --quick              # tiny-random, 64 tokens: a check that it runs
 
 The exact method's dense projection generates d x (number of parameters) random signs
 per batch; for the 0.5B model that is 5e11 signs. By default it is timed on a fraction of
@@ -25,20 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.measure import gib, measure
+from bench.measure import gib, measure, parse_args
 from core.config import FeatureConfig
-from core.gradients import (
-    EXACT_BLOCK_COLUMNS,
-    FactorizedFeaturizer,
-    collate,
-    rademacher,
-    response_losses,
-)
-from core.proxy import Encoded, tiny_random
+
+# torch, transformers and core.gradients / core.proxy (which load them) are imported where
+# they are used, so that `--help` and importing this file stay instant.
 
 # Qwen/Qwen2.5-0.5B-Instruct's published config.json (the fields that shape the model)
 QWEN_05B = dict(
@@ -56,6 +50,10 @@ QWEN_05B = dict(
 
 
 def build(name: str):
+    import torch
+
+    from core.proxy import tiny_random
+
     if name == "tiny":
         model, _ = tiny_random("qwen2")
         return model
@@ -66,6 +64,11 @@ def build(name: str):
 
 
 def make_batch(model, batch: int, tokens: int):
+    import torch
+
+    from core.gradients import collate
+    from core.proxy import Encoded
+
     g = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     samples = [
@@ -85,10 +88,12 @@ def plain_step(model, batch) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def exact_per_sample(
-    model, sample: Encoded, config: FeatureConfig, fraction: float
-) -> tuple[float, float]:
+def exact_per_sample(model, sample, config: FeatureConfig, fraction: float) -> tuple[float, float]:
     """(seconds for the sample's backward, seconds for its dense projection, scaled to all)."""
+    import torch
+
+    from core.gradients import EXACT_BLOCK_COLUMNS, collate, rademacher, response_losses
+
     one = collate([sample], pad_id=0)
     params = list(model.named_parameters())
     model.requires_grad_(True)
@@ -113,7 +118,10 @@ def exact_per_sample(
 
 
 def run(name: str, batch_size: int, tokens: int, rank: int, fraction: float) -> None:
-    torch.set_num_threads(torch.get_num_threads())
+    import torch
+
+    from core.gradients import FactorizedFeaturizer
+
     t = time.perf_counter()
     model = build(name)
     n_params = sum(p.numel() for p in model.parameters())
@@ -160,8 +168,8 @@ def run(name: str, batch_size: int, tokens: int, rank: int, fraction: float) -> 
     print(f"  speed-up factorized vs exact per sample: {exact / per_sample:.0f}x  (target >= 10x)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["qwen0.5b", "tiny", "both"], default="both")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=256)
@@ -172,7 +180,7 @@ def main() -> None:
         default=None,
         help="fraction of parameter blocks the exact projection is timed on (default: 0.02 for 0.5B, 1 for tiny)",
     )
-    args = parser.parse_args()
+    args = parse_args(parser, {"model": "tiny", "tokens": 64}, argv)
     for name in ["tiny", "qwen0.5b"] if args.model == "both" else [args.model]:
         fraction = args.exact_fraction or (1.0 if name == "tiny" else 0.02)
         run(name, args.batch, args.tokens, args.rank, fraction)

@@ -3,83 +3,59 @@
 Each import runs in a fresh process that reports its own peak RSS, so the figures are
 not mixed. Flat memory means the 1M-row peak stays close to the 100k-row peak.
 
-    python bench/import_memory.py [--rows 1000000]
+    python bench/import_memory.py [--rows 1000000] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CHILD = """
-import json, resource, sys, time
-from core.workspace import Workspace
-t = time.perf_counter()
-info, report = Workspace(sys.argv[1]).import_dataset(sys.argv[2], name="bench")
-print(json.dumps({"rows": info.rows, "seconds": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import SHARED_DATA, in_fresh_process, parse_args
+from bench.synthetic import problems_jsonl
 
 
-def synthetic(path: Path, rows: int) -> Path:
-    with open(path, "w") as f:
-        for i in range(rows):
-            f.write(
-                json.dumps(
-                    {
-                        "question": f"A shop sells {i % 97 + 3} pens at ${i % 13 + 1} each. "
-                        f"What do {i % 7 + 2} customers pay if each buys all of them? (#{i})",
-                        "answer": f"Each pays {(i % 97 + 3) * (i % 13 + 1)}.\nAll pay "
-                        f"{(i % 97 + 3) * (i % 13 + 1) * (i % 7 + 2)}.\n#### {i}",
-                        "topic": ["retail", "algebra", "rates"][i % 3],
-                    }
-                )
-                + "\n"
-            )
-    return path
+def import_job(workspace: str, path: str) -> Callable[[], dict]:
+    """(In the child process) the timed call: `path` imported into a new workspace."""
+    from core.workspace import Workspace
+
+    def run() -> dict:
+        info, _ = Workspace(workspace).import_dataset(path, name="bench")
+        return {"rows": info.rows}
+
+    return run
 
 
-def measure(path: Path) -> dict:
+def measure_import(path: Path) -> dict:
     with tempfile.TemporaryDirectory() as ws:
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, ws, str(path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    result = json.loads(out.stdout)
+        result = in_fresh_process("bench.import_memory:import_job", ws, str(path))
     result["mb_file"] = path.stat().st_size / 2**20
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = parse_args(parser, {"rows": 10_000}, argv)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in (args.rows // 10, args.rows):
+            t = time.perf_counter()
+            path = problems_jsonl(Path(tmp) / f"{rows}.jsonl", rows)
+            print(f"  (wrote {rows:,} rows in {time.perf_counter() - t:.1f} s)", file=sys.stderr)
+            results[f"synthetic {rows:,}"] = measure_import(path)
+        gsm8k = SHARED_DATA / "gsm8k" / "train.jsonl"
+        if gsm8k.exists():
+            results["gsm8k train"] = measure_import(gsm8k)
     print(
         f"{'input':<22} {'rows':>9} {'file MB':>8} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>12}"
     )
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        inputs = [
-            ("synthetic 100k", args.rows // 10),
-            (f"synthetic {args.rows // 1000}k", args.rows),
-        ]
-        gsm8k = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
-        for label, rows in inputs:
-            t = time.perf_counter()
-            path = synthetic(Path(tmp) / f"{rows}.jsonl", rows)
-            print(f"  (wrote {label} in {time.perf_counter() - t:.1f} s)", file=sys.stderr)
-            results[label] = measure(path)
-        if gsm8k.exists():
-            results["gsm8k train"] = measure(gsm8k)
     for label, r in results.items():
         print(
             f"{label:<22} {r['rows']:>9,} {r['mb_file']:>8.1f} {r['seconds']:>8.2f} "

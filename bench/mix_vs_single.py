@@ -7,7 +7,7 @@ mix takes `--size / 5` rows from each. With the
 tiny-random proxy the gradient space is that of a random model, so this checks the
 plumbing, not the method.
 
-    python bench/mix_vs_single.py [--size 250] [--proxy tiny-random]
+    python bench/mix_vs_single.py [--size 250] [--proxy tiny-random] [--dim 1024] [--quick]
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import parse_args, shared_data
 from core.config import SENTENCE, FeatureConfig, ProxySpec
-from core.diversity import compare
-from core.records import Mapping
-from core.sentence import SENTENCE_MODEL
-from core.workspace import Workspace
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# core.diversity, core.records, core.sentence and core.workspace (which load torch and
+# pyarrow) are imported after the flags are read, so that `--help` and importing this file
+# stay instant.
+
 SETS = {  # name: (file, prompt, response)
     "college_math": ("math-benchmarks/college_math.jsonl", "question", "answer"),
     "asdiv": ("math-benchmarks/asdiv.jsonl", "{body} {question}", "answer"),
@@ -42,29 +42,34 @@ SETS = {  # name: (file, prompt, response)
 }
 
 
-def sample(file: str, size: int, rng: np.random.Generator) -> list[dict]:
-    rows = [json.loads(line) for line in (DATA / file).open()]
+def sample(path: Path, size: int, rng: np.random.Generator) -> list[dict]:
+    rows = [json.loads(line) for line in path.open()]
     return [rows[i] for i in rng.choice(len(rows), size, replace=False)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=250)
     parser.add_argument("--proxy", default="tiny-random")
-    args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit("../shared/data is not beside the repository")
+    parser.add_argument(
+        "--dim", type=int, default=FeatureConfig().dim, help="gradient feature dimension"
+    )
+    args = parse_args(parser, {"size": 10, "dim": 128}, argv)
+    data = shared_data()
+    from core.diversity import compare
+    from core.records import Mapping, iter_records
+    from core.sentence import SENTENCE_MODEL
+    from core.workspace import Workspace
+
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace(Path(tmp) / "ws")
         mix = []
         for name, (file, prompt, response) in SETS.items():
-            rows = sample(file, args.size, rng)
+            rows = sample(data / file, args.size, rng)
             path = Path(tmp) / f"{name}.jsonl"
             path.write_text("".join(json.dumps(r) + "\n" for r in rows))
             ws.import_dataset(path, name=name, mapping=Mapping(prompt=prompt, response=response))
-            from core.records import iter_records
-
             part = list(iter_records(ws.dataset(name).path))[: args.size // len(SETS)]
             mix += [{"prompt": r.prompt, "response": r.response} for r in part]
         path = Path(tmp) / "mix.jsonl"
@@ -72,7 +77,7 @@ def main() -> None:
         ws.import_dataset(path, name="mix-of-five")
         names = [*SETS, "mix-of-five"]
         spaces = {
-            f"G-Vendi ({args.proxy})": (ProxySpec(args.proxy), FeatureConfig()),
+            f"G-Vendi ({args.proxy})": (ProxySpec(args.proxy), FeatureConfig(dim=args.dim)),
             "sentence-embedding Vendi": (ProxySpec(SENTENCE_MODEL), FeatureConfig(method=SENTENCE)),
         }
         results = {label: compare(ws, names, proxy=p, config=c) for label, (p, c) in spaces.items()}

@@ -9,7 +9,7 @@
 The features have a decaying spectrum (a low-rank signal plus noise), as gradient
 features do. Temporary files go to --tmp (default: the system's temporary folder).
 
-    python bench/vendi_scale.py [--rows 1000000] [--dim 1024] [--tmp DIR]
+    python bench/vendi_scale.py [--rows 1000000] [--dim 1024] [--tmp DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.measure import gib, measure, peak_rss, rss_bytes
+from bench.measure import gib, measure, parse_args, peak_rss, rss_bytes
 from core.vendi import spectrum, vendi
 
 CHUNK = 16384
@@ -49,12 +49,12 @@ def streamed(paths: list[Path]) -> float:
     return vendi(spectrum(np.load(p) for p in paths).eigen()[0])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--tmp", default=None)
-    args = parser.parse_args()
+    args = parse_args(parser, {"rows": 20_000, "dim": 128}, argv)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         t = time.perf_counter()
         paths = write_chunks(Path(tmp), args.rows, args.dim)
