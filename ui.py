@@ -27,7 +27,7 @@ from core.files import atomic_write
 from core.progress import ProgressFn
 from core.proxy import TINY_PROXIES
 from core.records import Report
-from core.workspace import DatasetInfo, Workspace, resolve_root
+from core.workspace import DatasetInfo, Workspace, dataset_vanished, resolve_root
 
 ACTIVE_KEY = "active_dataset"
 SETTINGS_KEY = "feature_settings"
@@ -59,10 +59,15 @@ def md(text: object) -> str:
     )
 
 
+def _root() -> str:
+    """The workspace folder of this session."""
+    return st.session_state.get("workspace_root") or str(resolve_root())
+
+
 def workspace() -> Workspace:
     """The workspace of this session (the sidebar can switch it); the demo is there on first
     start. Says what a cancelled action kept, once, on the page after the cancel."""
-    root = st.session_state.get("workspace_root") or str(resolve_root())
+    root = _root()
     if note := st.session_state.pop("cancelled_note", None):
         st.info(note, icon=":material/info:")  # our own words
     ws = _open_workspace(root)
@@ -337,12 +342,18 @@ def remembered(ws: Workspace, group: str, defaults: dict[str, Any]) -> Callable[
 
 
 def attempt(action: Callable[[], Any]) -> Any:
-    """Run `action`; show a UserError as st.error and return None instead of raising."""
+    """Run `action`; show a UserError (or a dataset's files vanishing under it, deleted by
+    another tab or command) as st.error and return None instead of raising."""
     try:
         return action()
     except UserError as e:
         st.error(md(e), icon=":material/error:")
-        return None
+    except FileNotFoundError as e:
+        vanished = dataset_vanished(e, _root())
+        if vanished is None:
+            raise
+        st.error(md(vanished), icon=":material/error:")
+    return None
 
 
 def show_report(report: Report | dict[str, Any]) -> None:

@@ -1003,6 +1003,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _internal(e: Exception) -> int:
+    """Report a fault of the code (not of the input): one line, the traceback on request."""
+    if os.environ.get("PRISM_DEBUG"):
+        traceback.print_exc()
+    print(
+        f"internal error: {type(e).__name__}: {e} (set PRISM_DEBUG=1 for details)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -1016,14 +1027,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:  # --help
         return int(e.code or 0)
+    except FileNotFoundError as e:
+        from core.workspace import dataset_vanished
+
+        vanished = dataset_vanished(e, getattr(args, "workspace", None))
+        if vanished is None:
+            return _internal(e)
+        print(f"error: {vanished}", file=sys.stderr)
+        return 2
     except Exception as e:
-        if os.environ.get("PRISM_DEBUG"):
-            traceback.print_exc()
-        print(
-            f"internal error: {type(e).__name__}: {e} (set PRISM_DEBUG=1 for details)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal(e)
     try:
         if args.json:
             print(json.dumps(data, ensure_ascii=False, default=str))

@@ -178,6 +178,8 @@ def redundant(
 ) -> list[dict[str, Any]]:
     """Samples by marginal value (how much G-Vendi drops without them), lowest first:
     the most redundant at the top. `on_progress(steps, STEPS)` through the two passes."""
+    if limit is not None and limit < 1:  # a negative slice would keep all but the last rows
+        raise UserError(f"the number of redundant samples must be at least 1, not {limit}")
     first, second = parts(on_progress, [1, 2])
     first(0, fs.rows)
     moment = spectrum(fs.arrays(), rows=fs.rows, on_progress=first)

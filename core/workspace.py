@@ -166,6 +166,24 @@ def check_name(name: str) -> str:
 SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "val", "eval")
 
 
+def dataset_vanished(error: OSError, root: str | os.PathLike | None) -> UserError | None:
+    """The UserError to report when `error` says that a file of a dataset in the workspace at
+    `root` is gone: another process deleted or replaced the dataset while this one read it.
+    None for any other error."""
+    if not isinstance(error, FileNotFoundError):
+        return None
+    folder = resolve_root(root).resolve() / "datasets"
+    if error.filename:
+        if not Path(os.fsdecode(error.filename)).resolve().is_relative_to(folder):
+            return None
+    elif str(folder) not in str(error):  # pyarrow names the file in the message only
+        return None
+    return UserError(
+        "a dataset's files vanished while this ran: it was deleted or replaced by another "
+        "command or tab; nothing was changed, run it again"
+    )
+
+
 def suggest_name(spec: str | os.PathLike) -> str:
     """A dataset name for a file, folder or hub name: its name before the first dot, in the
     allowed characters ("Café crème.v2.jsonl" -> "Cafe-creme"); a split file takes its

@@ -254,3 +254,19 @@ def test_cluster_sizes_are_drawn_in_numeric_order():
     figure = charts.cluster_sizes({"0": 5, "1": 3, "10": 2, "2": 7})
     assert list(figure.layout.xaxis.categoryarray) == ["0", "1", "2", "10"]
     assert list(figure.data[0].y) == [5, 3, 7, 2]
+
+
+def test_redundant_refuses_a_count_below_one(ws):
+    fs = compute_features(ws, "d", proxy=TINY, config=CONFIG)
+    from core.diversity import redundant
+
+    assert len(redundant(ws, "d", fs, limit=3)) == 3
+    with pytest.raises(UserError, match="at least 1, not -3"):
+        redundant(ws, "d", fs, limit=-3)  # once removed all but 3 rows
+
+
+def test_a_dataset_that_vanishes_mid_command_is_a_clear_error(ws, cli):
+    compute_features(ws, "d", proxy=TINY, config=CONFIG)
+    ws.dataset("d").path.unlink()  # as if another process deleted it while this one read it
+    args = ("score", "d", "--proxy", "tiny-random", "--dim", "256", "--redundant", "2")
+    assert_user_error(cli(*args), "vanished while this ran", "run it again")
