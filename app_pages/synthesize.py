@@ -246,7 +246,7 @@ def run_live(run_id: str) -> None:
     if failed:
         notes.append(f"{failed} requests failed; their items in the review say why")
     if notes:
-        st.warning(f"{said} {'; '.join(notes)}.")
+        st.warning(ui.md(f"{said} {'; '.join(notes)}."))
     else:
         st.success(f"{said} Review the decisions below.")
 
