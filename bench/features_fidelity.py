@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import SHARED_DATA, parse_args
 from core.config import FeatureConfig
-from core.demo import demo_rows
+from core.demo import all_rows
 from core.vendi import g_vendi, kernel_eigenvalues, vendi
 
 # torch and core.gradients / core.proxy (which load it) are imported where they are used,
@@ -43,7 +43,7 @@ def samples(n: int) -> tuple[str, list[tuple[str, str]]]:
     if GSM8K.exists():
         rows = [json.loads(line) for line in GSM8K.open()][:n]
         return "gsm8k train", [(r["question"], r["answer"]) for r in rows]
-    return "demo", [(r["question"], r["answer"]) for r in demo_rows(max(n, 360))[:n]]
+    return "demo", [(r["question"], r["answer"]) for r in all_rows()[:n]]  # at most 360
 
 
 def batches(encoded, size: int = 32):

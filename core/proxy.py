@@ -252,12 +252,13 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _tiny_tokenizer() -> Any:
-    """A Qwen2-style byte-level BPE tokenizer (1,024 tokens) trained on the built-in demo
-    problems, with a ChatML template. Saved beside a Qwen2 config it reloads identically."""
+    """A Qwen2-style byte-level BPE tokenizer (1,024 tokens) trained on the text of the demo
+    data file (core/demo.jsonl, in its order), with a ChatML template. Saved beside a Qwen2
+    config it reloads identically. An edit of that file changes it: bump TINY_VERSION."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
-    from core.demo import demo_rows
+    from core.demo import all_rows
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
@@ -274,7 +275,7 @@ def _tiny_tokenizer() -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator((r["question"] + "\n" + r["answer"] for r in demo_rows()), trainer)
+    tok.train_from_iterator((r["question"] + "\n" + r["answer"] for r in all_rows()), trainer)
     trained = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
     tokenizer = Qwen2Tokenizer(

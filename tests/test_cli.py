@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 
+from core.demo import DEMO_FILE
 from tests.conftest import REPO, assert_user_error, write_jsonl
 from tests.test_workspace import big_jsonl
 
@@ -89,6 +90,7 @@ def test_demo_verb(cli, tmp_path):
     assert cli("demo", "--out", str(out)).code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 360 and rows[0]["answer"].endswith("}.")
+    assert out.read_bytes() == DEMO_FILE.read_bytes()  # the data file, as it is
 
 
 def test_progress_bar_on_a_terminal(tmp_path, workspace_dir):

@@ -1,7 +1,10 @@
-"""Tests for core.demo: shape, determinism, balance, and correctness of the demo math problems."""
+"""Tests for core.demo: the data file (core/demo.jsonl) is well formed, balanced and correct,
+and the samples taken from it are deterministic and balanced too."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import re
@@ -12,7 +15,10 @@ from statistics import mean
 
 import pytest
 
-from core.demo import FAMILIES, demo_rows
+from core.demo import DEMO_FILE, all_rows, demo_rows, ensure_demo
+from core.proxy import TINY_VERSION
+from core.records import iter_records
+from core.workspace import Workspace
 
 KEYS = {"id", "question", "answer", "final", "family", "difficulty"}
 LEVELS = ("easy", "medium", "hard")
@@ -23,71 +29,66 @@ NUM = r"(\d+(?:\.\d+)?)"
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
-    return demo_rows()
+    return all_rows()
 
 
 @pytest.fixture(scope="module")
-def many_rows() -> list[dict]:
-    return demo_rows(1300, seed=7)
+def families(rows: list[dict]) -> list[str]:
+    return sorted({r["family"] for r in rows})
 
 
 def _lines(row: dict) -> list[str]:
     return row["answer"].split("\n")
 
 
-def test_default_count_and_ids(rows: list[dict]) -> None:
+def _assert_balanced(sample: list[dict], families: list[str]) -> None:
+    """Family counts differ by at most one, and so do the levels within each family."""
+    per_family = Counter(r["family"] for r in sample)
+    counts = [per_family[f] for f in families]
+    assert max(counts) - min(counts) <= 1, per_family
+    for family in families:
+        levels = Counter(r["difficulty"] for r in sample if r["family"] == family)
+        counts = [levels[level] for level in LEVELS]
+        assert max(counts) - min(counts) <= 1, (family, levels)
+
+
+# ---------------------------------------------------------------------------
+# The data file
+# ---------------------------------------------------------------------------
+
+
+def test_count_ids_and_fields(rows: list[dict]) -> None:
     assert len(rows) == 360
     assert [r["id"] for r in rows] == [f"demo-{i:04d}" for i in range(360)]
     assert all(set(r) == KEYS for r in rows)
+    assert all(isinstance(r[k], str) for r in rows for k in KEYS)
 
 
-def test_requested_count() -> None:
-    rows = demo_rows(50)
-    assert len(rows) == 50
-    assert [r["id"] for r in rows] == [f"demo-{i:04d}" for i in range(50)]
-    assert demo_rows(0) == []
+def test_file_is_one_compact_json_object_a_line() -> None:
+    """The form `json.dumps(row, ensure_ascii=False)` gives, so that an edit diffs as the
+    lines it changes."""
+    text = DEMO_FILE.read_text(encoding="utf-8")
+    assert text.endswith("\n") and "\r" not in text
+    for line in text.splitlines():
+        assert line == json.dumps(json.loads(line), ensure_ascii=False)
 
 
-def test_deterministic_for_a_seed() -> None:
-    assert demo_rows(seed=3) == demo_rows(seed=3)
-    assert demo_rows(80, seed=11) == demo_rows(80, seed=11)
-
-
-def test_different_seed_gives_different_questions(rows: list[dict]) -> None:
-    other = demo_rows(seed=1)
-    assert [r["question"] for r in rows] != [r["question"] for r in other]
-    shared = {r["question"] for r in rows} & {r["question"] for r in other}
-    assert len(shared) < 36
-
-
-def test_global_random_state_untouched() -> None:
-    random.seed(1234)
-    state = random.getstate()
-    demo_rows(100, seed=5)
-    assert random.getstate() == state
-
-
-def test_families_and_difficulties_balanced(rows: list[dict]) -> None:
-    assert len(FAMILIES) >= 10
-    assert len(set(FAMILIES)) == len(FAMILIES)
-    per_family = Counter(r["family"] for r in rows)
-    assert set(per_family) == set(FAMILIES)
-    assert max(per_family.values()) - min(per_family.values()) <= 1
-    for family in FAMILIES:
-        levels = Counter(r["difficulty"] for r in rows if r["family"] == family)
-        assert set(levels) == set(LEVELS), family
-        assert max(levels.values()) - min(levels.values()) <= 1, family
+def test_families_and_difficulties_balanced(rows: list[dict], families: list[str]) -> None:
+    assert len(families) == 13
+    assert {r["difficulty"] for r in rows} == set(LEVELS)
+    _assert_balanced(rows, families)
     overall = Counter(r["difficulty"] for r in rows)
-    assert max(overall.values()) - min(overall.values()) <= len(FAMILIES)
+    assert max(overall.values()) - min(overall.values()) <= len(families)
 
 
-def test_rows_are_shuffled(rows: list[dict]) -> None:
-    first = [r["family"] for r in rows[: len(FAMILIES)]]
-    assert first != list(FAMILIES)
+def test_rows_are_shuffled(rows: list[dict], families: list[str]) -> None:
+    first = [r["family"] for r in rows[: len(families)]]
+    assert len(set(first)) < len(families)  # not one of each family in turn
+    assert [r["family"] for r in rows] != sorted(r["family"] for r in rows)
 
 
-def test_answer_ends_with_boxed_final(many_rows: list[dict]) -> None:
-    for row in [*demo_rows(), *many_rows]:
+def test_answer_ends_with_boxed_final(rows: list[dict]) -> None:
+    for row in rows:
         lines = _lines(row)
         assert 2 <= len(lines) <= 6, row
         assert lines[-1] == f"The answer is \\boxed{{{row['final']}}}.", row
@@ -99,28 +100,99 @@ def test_answer_ends_with_boxed_final(many_rows: list[dict]) -> None:
             assert value.denominator != 1, row
 
 
-def test_questions_unique(rows: list[dict], many_rows: list[dict]) -> None:
-    for sample in (rows, many_rows, demo_rows(500, seed=2)):
-        questions = [r["question"] for r in sample]
-        assert len(set(questions)) == len(questions)
-        assert all(q.strip().endswith("?") or q.strip().endswith(")") for q in questions)
+def test_questions_unique(rows: list[dict]) -> None:
+    questions = [r["question"] for r in rows]
+    assert len(set(questions)) == len(questions)
+    assert all(q.strip().endswith("?") or q.strip().endswith(")") for q in questions)
 
 
-def test_hard_solutions_are_longer(rows: list[dict], many_rows: list[dict]) -> None:
-    for sample in (rows, many_rows):
+def test_hard_solutions_are_longer(rows: list[dict], families: list[str]) -> None:
+    for family in [None, *families]:
         lengths = {
-            level: mean(len(_lines(r)) for r in sample if r["difficulty"] == level)
+            level: mean(
+                len(_lines(r))
+                for r in rows
+                if r["difficulty"] == level and family in (None, r["family"])
+            )
             for level in LEVELS
         }
-        assert lengths["hard"] > lengths["medium"] > lengths["easy"]
-    for family in FAMILIES:
-        easy = mean(
-            len(_lines(r)) for r in many_rows if (r["family"], r["difficulty"]) == (family, "easy")
-        )
-        hard = mean(
-            len(_lines(r)) for r in many_rows if (r["family"], r["difficulty"]) == (family, "hard")
-        )
-        assert hard > easy, family
+        assert lengths["hard"] > lengths["medium"] > lengths["easy"], family
+
+
+def test_an_edit_of_the_file_comes_with_a_new_tiny_proxy_version() -> None:
+    """The tiny proxies' tokenizer is trained on this file's text, so an edit changes the
+    features of tiny-random; the feature cache keys on TINY_VERSION (core/proxy.py), which
+    must change with it. Update both pins together."""
+    digest = hashlib.sha256(DEMO_FILE.read_bytes()).hexdigest()
+    assert (TINY_VERSION, digest) == (
+        2,
+        "f8684553cea91aec9733a77b1eb73f7d1702efe11f6ef3df507b782b924688cb",
+    )
+
+
+def test_ensure_demo_imports_the_file_once(tmp_path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    info = ensure_demo(ws)
+    assert (info.name, info.rows, info.source) == ("demo", 360, "built-in demo (core/demo.jsonl)")
+    records = list(iter_records(info.path))
+    assert [(r.id, r.prompt, r.response) for r in records] == [
+        (row["id"], row["question"], row["answer"]) for row in all_rows()
+    ]
+    row = all_rows()[0]
+    assert records[0].meta == {k: row[k] for k in ("final", "family", "difficulty")}
+    assert ensure_demo(ws) == info  # already there: nothing imported again
+    ws.delete_dataset("demo")
+    assert ensure_demo(ws) is None  # deleted on purpose: stays deleted
+    again = ensure_demo(ws, force=True)
+    assert again.rows == 360 and again.fingerprint == info.fingerprint
+
+
+# ---------------------------------------------------------------------------
+# Samples: demo_rows
+# ---------------------------------------------------------------------------
+
+
+def test_all_rows_returns_copies() -> None:
+    first = all_rows()
+    first[0]["question"] = "changed"
+    assert all_rows()[0]["question"] != "changed"
+
+
+def test_sample_count_and_rows(rows: list[dict]) -> None:
+    by_id = {r["id"]: r for r in rows}
+    sample = demo_rows(50)
+    assert len(sample) == 50 and len({r["id"] for r in sample}) == 50
+    assert all(by_id[r["id"]] == r for r in sample)  # rows of the file, unchanged
+    assert demo_rows(0) == []
+    whole = demo_rows()
+    assert sorted(r["id"] for r in whole) == [r["id"] for r in rows]
+    assert [r["id"] for r in whole] != [r["id"] for r in rows]  # shuffled
+    for n in (-1, 361):
+        with pytest.raises(ValueError, match="the demo has 360 rows"):
+            demo_rows(n)
+
+
+def test_sample_deterministic_for_a_seed() -> None:
+    assert demo_rows(seed=3) == demo_rows(seed=3)
+    assert demo_rows(80, seed=11) == demo_rows(80, seed=11)
+
+
+def test_different_seed_gives_different_rows() -> None:
+    a, b = demo_rows(100), demo_rows(100, seed=1)
+    assert len({r["id"] for r in a} & {r["id"] for r in b}) < 60
+
+
+def test_global_random_state_untouched() -> None:
+    random.seed(1234)
+    state = random.getstate()
+    demo_rows(100, seed=5)
+    assert random.getstate() == state
+
+
+@pytest.mark.parametrize("n", [1, 13, 20, 50, 120, 200, 355, 360])
+def test_samples_are_balanced(n: int, families: list[str]) -> None:
+    for seed in (0, 7):
+        _assert_balanced(demo_rows(n, seed=seed), families)
 
 
 # ---------------------------------------------------------------------------
@@ -282,9 +354,9 @@ CHECKS = [
 ]
 
 
-def test_answers_rederived_from_question_text(many_rows: list[dict]) -> None:
+def test_answers_rederived_from_question_text(rows: list[dict]) -> None:
     hits: Counter[int] = Counter()
-    for row in [*many_rows, *demo_rows()]:
+    for row in rows:
         for index, (family, pattern, compute) in enumerate(CHECKS):
             if row["family"] != family:
                 continue
