@@ -120,7 +120,9 @@ def cmd_validate(args: argparse.Namespace) -> Result:
     from core.sources import open_source
 
     mapping = _mapping(args)
-    source = open_source(args.path, split=args.split, subset=args.subset, encoding=args.encoding)
+    source = open_source(
+        args.path, split=args.split, subset=args.subset, encoding=args.encoding, limit=args.limit
+    )
     with tempfile.TemporaryDirectory() as tmp, progress_bar("validating") as bar:
         out = Path(tmp) / "records.parquet"
         report = stage(source, mapping, out, limit=args.limit, on_progress=bar)

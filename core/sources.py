@@ -101,11 +101,14 @@ def open_source(
     split: str | None = None,
     subset: str | None = None,
     encoding: str | None = None,
+    limit: int | None = None,
 ) -> Source:
     """Open a file, a `save_to_disk` folder, or a Hugging Face hub dataset name.
 
     `split` picks a split of a hub dataset or a DatasetDict folder; `subset` is the hub
-    configuration; `encoding` overrides UTF-8 for text files.
+    configuration; `encoding` overrides UTF-8 for text files. `limit`, the rows the caller
+    will read, has a hub dataset streamed: its first `limit` rows are fetched, not the
+    whole split (files and folders are read as they are, row by row, anyway).
     """
     if encoding:
         check_encoding(encoding)
@@ -122,7 +125,7 @@ def open_source(
         return _open_file(path, encoding)
     text = str(spec)
     if _HUB_NAME.match(text) and not text.lower().endswith(_DATA_SUFFIXES):
-        return _open_hf_hub(text, split, subset)
+        return _open_hf_hub(text, split, subset, limit)
     raise UserError(f"{spec}: no such file or folder")
 
 
@@ -637,24 +640,39 @@ def _open_parquet(path: Path) -> Source:
     return Source(name, "parquet", "row", total=total, _rows=rows, _done=lambda: progress["rows"])
 
 
-def _rows_of_hf(ds: Any, name: str, fmt: str, notes: list[str]) -> Source:
+def _rows_of_hf(ds: Any, name: str, fmt: str, notes: list[str], total: int | None = None) -> Source:
+    """The rows of a Dataset, read in batches, or of a streamed IterableDataset, read one
+    at a time so that a reader that stops after N rows has fetched only those."""
+    import datasets
+    import pyarrow as pa
+
+    streamed = isinstance(ds, datasets.IterableDataset)
+    # a damaged or vanished Arrow file; streamed: network, format, access (many types)
+    failures = Exception if streamed else (pa.ArrowException, OSError)
     progress = {"rows": 0}
 
-    def rows() -> Iterator[RawRow]:
-        import pyarrow as pa
+    def values() -> Iterator[dict[str, Any]]:
+        if streamed:
+            yield from ds
+            return
+        for batch in ds.iter(batch_size=1000):
+            keys = list(batch)
+            for cells in zip(*(batch[k] for k in keys), strict=True):
+                yield dict(zip(keys, cells, strict=True))
 
+    def rows() -> Iterator[RawRow]:
         number = 0
         try:
-            for batch in ds.iter(batch_size=1000):
-                keys = list(batch)
-                for values in zip(*(batch[k] for k in keys), strict=True):
-                    number += 1
-                    progress["rows"] = number
-                    yield RawRow(number, dict(zip(keys, values, strict=True)))
-        except (pa.ArrowException, OSError) as e:  # a damaged or vanished Arrow file
-            raise UserError(f"{name}: row {number + 1}: unreadable data ({e})") from e
+            for value in values():
+                number += 1
+                progress["rows"] = number
+                yield RawRow(number, dict(value))
+        except failures as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{name}: row {number + 1}: unreadable data ({reason})") from e
 
-    return Source(name, fmt, "row", notes, len(ds), _rows=rows, _done=lambda: progress["rows"])
+    total = len(ds) if total is None else total
+    return Source(name, fmt, "row", notes, total, _rows=rows, _done=lambda: progress["rows"])
 
 
 def _pick_split(dsd: Any, split: str | None, name: str) -> tuple[Any, str]:
@@ -691,9 +709,10 @@ def _open_hf_disk(path: Path, split: str | None) -> Source:
     return _rows_of_hf(ds, name, "hf-disk", notes)
 
 
-def _open_hf_hub(repo: str, split: str | None, subset: str | None) -> Source:
+def _open_hf_hub(repo: str, split: str | None, subset: str | None, limit: int | None) -> Source:
     """A hub dataset; without the network, one UserError at once (the same words serve the
-    CLI and the Data page, so they name no command-line flag)."""
+    CLI and the Data page, so they name no command-line flag). With a `limit` it is streamed
+    (only the rows read are fetched), except in offline mode, which reads the local cache."""
     import datasets
 
     from core import hub
@@ -705,20 +724,24 @@ def _open_hf_hub(repo: str, split: str | None, subset: str | None) -> Source:
             "save_to_disk folder instead, or set HF_HUB_OFFLINE=1 to read the dataset "
             "from the local Hugging Face cache"
         )
+    offline = hub.offline_mode() or datasets.config.HF_HUB_OFFLINE
+    streaming = limit is not None and not offline
     try:
-        ds = datasets.load_dataset(repo, subset, split=split)
+        ds = datasets.load_dataset(repo, subset, split=split, streaming=streaming)
     except Exception as e:  # offline, unknown name, gated, missing config: all one message
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         where = (
             "offline mode (HF_HUB_OFFLINE) reads only the local Hugging Face cache; "
             "import a file or a save_to_disk folder instead"
-            if hub.offline_mode() or datasets.config.HF_HUB_OFFLINE
+            if offline
             else "check the name, the subset and the split"
         )
         raise UserError(f"{repo}: cannot load this Hugging Face dataset ({reason}); {where}") from e
     notes = []
-    if isinstance(ds, datasets.DatasetDict):
+    if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         ds, split = _pick_split(ds, split, repo)
     if split:
         notes.append(f"split {split}")
-    return _rows_of_hf(ds, repo, "hf-hub", notes)
+    if streaming:
+        notes.append(f"streamed: at most {limit:,} rows fetched")
+    return _rows_of_hf(ds, repo, "hf-hub", notes, limit if streaming else None)

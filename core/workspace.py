@@ -316,7 +316,7 @@ class Workspace:
         check_name(name)
         if not replace and self.has_dataset(name):
             raise UserError(f"a dataset named {name!r} exists; choose another name or replace it")
-        source = open_source(spec, split=split, subset=subset, encoding=encoding)
+        source = open_source(spec, split=split, subset=subset, encoding=encoding, limit=limit)
         with self.staging() as tmp:
             report = stage(
                 source, mapping, tmp / "records.parquet", limit=limit, on_progress=on_progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,6 +22,7 @@ from core.records import (
     stage,
 )
 from core.sources import open_source
+from core.workspace import Workspace
 from tests.conftest import write_jsonl
 
 ROWS = [
@@ -137,6 +139,87 @@ def test_hub_name_offline_says_what_to_do(monkeypatch):
         UserError, match=r"cannot load this Hugging Face dataset.*save_to_disk folder"
     ):
         open_source("nobody-has/this-dataset-xyz", split="train")
+
+
+HUB_ROWS = 1000
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A hub dataset `someone/big` (one split, train, of HUB_ROWS rows) served on this
+    machine: `datasets.load_dataset` is replaced by one that records how it was called and
+    builds the dataset from a generator that counts the rows pulled from it."""
+    datasets = pytest.importorskip("datasets")
+    from core import hub as core_hub
+
+    monkeypatch.setattr(core_hub, "unreachable", lambda: None)
+    monkeypatch.setattr(core_hub, "offline_mode", lambda: False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    fake = SimpleNamespace(calls=[], pulled=[], fail_at=None)
+
+    def rows():
+        for i in range(HUB_ROWS):
+            if i == fake.fail_at:
+                raise RuntimeError("connection reset by peer\nmore detail")
+            fake.pulled.append(i)
+            yield {"question": f"q{i}", "answer": f"a{i}"}
+
+    def load_dataset(path, name=None, *, split=None, streaming=False):
+        fake.calls.append({"path": path, "name": name, "split": split, "streaming": streaming})
+        if streaming:
+            ds = datasets.IterableDataset.from_generator(rows)
+            return ds if split else datasets.IterableDatasetDict({"train": ds})
+        ds = datasets.Dataset.from_list(list(rows()))  # the whole split, fetched first
+        return ds if split else datasets.DatasetDict({"train": ds})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return fake
+
+
+def load_hub(tmp_path: Path, limit: int | None = None) -> tuple[list, object]:
+    """`someone/big` staged as the CLI's `validate` does, with `limit`."""
+    out = tmp_path / "hub.records.parquet"
+    report = stage(open_source("someone/big", limit=limit), None, out, limit=limit)
+    return list(iter_records(out)), report
+
+
+def test_a_hub_import_with_a_limit_streams_only_those_rows(hub, tmp_path):
+    info, report = Workspace(tmp_path / "ws").import_dataset("someone/big", name="big", limit=25)
+    assert hub.calls == [{"path": "someone/big", "name": None, "split": None, "streaming": True}]
+    assert len(hub.pulled) == 25  # not the split's 1000
+    assert info.rows == 25 and report.rows_read == 25
+    assert [r.prompt for r in iter_records(info.path)] == [f"q{i}" for i in range(25)]
+    assert report.notes[:2] == ["split train", "streamed: at most 25 rows fetched"]
+
+
+def test_the_cli_import_and_validate_stream_with_limit(hub, tmp_path, capsys):
+    from core.__main__ import main
+
+    ws = ["--workspace", str(tmp_path / "ws")]
+    assert main(["validate", "someone/big", "--split", "train", "--limit", "7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kept"] == 7
+    assert main(["import", "someone/big", "--name", "big", "--limit", "5", *ws, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 5
+    assert [c["streaming"] for c in hub.calls] == [True, True]
+    assert hub.calls[0]["split"] == "train" and len(hub.pulled) == 7 + 5
+
+
+def test_a_hub_import_without_a_limit_or_offline_is_not_streamed(hub, tmp_path, monkeypatch):
+    records, report = load_hub(tmp_path)
+    assert len(records) == HUB_ROWS and hub.calls[-1]["streaming"] is False
+    from core import hub as core_hub
+
+    monkeypatch.setattr(core_hub, "offline_mode", lambda: True)  # the local cache: no stream
+    records, report = load_hub(tmp_path, limit=25)
+    assert len(records) == 25 and hub.calls[-1]["streaming"] is False
+    assert not any("streamed" in note for note in report.notes)
+
+
+def test_a_stream_that_breaks_is_one_error_naming_the_row(hub, tmp_path):
+    hub.fail_at = 3
+    with pytest.raises(UserError) as caught:
+        load_hub(tmp_path, limit=10)
+    assert str(caught.value) == ("someone/big: row 4: unreadable data (connection reset by peer)")
 
 
 def test_plain_folder_is_refused(tmp_path):
