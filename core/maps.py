@@ -30,7 +30,7 @@ from core.regions import (
     sparse_clusters,
     spherical_kmeans,
 )
-from core.vendi import kernel_eigenvalues, vendi
+from core.vendi import per_group
 from core.workspace import Workspace
 
 CLUSTERS_VERSION = 1
@@ -150,31 +150,29 @@ def describe(
 ) -> list[dict[str, Any]]:
     """One row per cluster: id, size, sparse (size below the percentile), G-Vendi, top
     keywords of its prompts, and the ids of the 3 samples nearest its centroid.
-    `on_progress(clusters done, clusters)` after each cluster's G-Vendi."""
+    `on_progress(clusters done, clusters)` after each cluster's G-Vendi (vendi.per_group)."""
     table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt"])
     ids, prompts = table.column("id").to_pylist(), table.column("prompt").to_pylist()
     sizes = clustering.sizes()
     sparse = sparse_clusters(sizes, sparse_below)
     words = keywords(prompts, clustering.labels, clustering.k)
     examples = representatives(clustering)
-    matrix = fs.matrix()
-    order = np.argsort(clustering.labels, kind="stable")
-    bounds = np.searchsorted(clustering.labels[order], np.arange(clustering.k + 1))
+    scores = {
+        g["group"]: g["g_vendi"]
+        for g in per_group(fs.matrix(), clustering.labels, on_progress=on_progress)
+    }
     out = []
     for c in range(clustering.k):
-        members = order[bounds[c] : bounds[c + 1]]
-        score = vendi(kernel_eigenvalues(matrix[members])) if len(members) else 0.0
         out.append(
             {
                 "id": c,
                 "size": int(sizes[c]),
                 "sparse": bool(sparse[c]),
-                "g_vendi": float(score),
+                "g_vendi": float(scores.get(c, 0.0)),  # an empty cluster has none
                 "keywords": words[c],
                 "examples": [ids[i] for i in examples[c]],
                 "example_rows": [int(i) for i in examples[c]],
                 "example_prompts": [prompts[i] for i in examples[c]],
             }
         )
-        on_progress(c + 1, clustering.k)
     return out

@@ -132,11 +132,17 @@ def vendi_family(eigenvalues: np.ndarray, orders: Iterable[float] = ORDERS) -> d
     return {q: vendi(eigenvalues, q) for q in orders}
 
 
-def kernel_eigenvalues(features: np.ndarray) -> np.ndarray:
-    """The spectrum through the smaller of the two forms: N x N cosine kernel when N < d."""
-    u = unit_rows(features)
+def _gram_eigenvalues(u: np.ndarray) -> np.ndarray:
+    """Eigenvalues (ascending, clipped at 0, not normalised) of u^T u (d x d), through the
+    smaller of the two forms with the same non-zero spectrum: u u^T (N x N) when N < d."""
     small = u @ u.T if len(u) < u.shape[1] else u.T @ u
-    values = np.clip(np.linalg.eigvalsh(small), 0.0, None)[::-1]
+    return np.clip(np.linalg.eigvalsh(small), 0.0, None)
+
+
+def kernel_eigenvalues(features: np.ndarray) -> np.ndarray:
+    """The spectrum of a matrix in memory, descending, summing to 1 (the cosine kernel's
+    eigenvalues / N; computed through the smaller form, see `_gram_eigenvalues`)."""
+    values = _gram_eigenvalues(unit_rows(features))[::-1]
     return values / values.sum()
 
 
@@ -166,9 +172,7 @@ def bootstrap(
     scores = []
     for done in range(1, replicates + 1):
         counts = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
-        uw = u * np.sqrt(counts)[:, None]
-        values = np.clip(np.linalg.eigvalsh(uw.T @ uw if n >= u.shape[1] else uw @ uw.T), 0.0, None)
-        scores.append(vendi(values, q))
+        scores.append(vendi(_gram_eigenvalues(u * np.sqrt(counts)[:, None]), q))
         on_progress(done, replicates)
     # Resampling with replacement duplicates rows, which pulls every replicate's score down;
     # so the percentile interval is re-centred on the estimate: it reports the spread only.

@@ -7,12 +7,13 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import charts
-from core import maps
+from core import diversity, maps
 from core.config import FeatureConfig, ProxySpec
 from core.errors import UserError
 from core.features import compute_features
 from core.layout import LayoutConfig, density, hdbscan_groups
 from core.regions import (
+    Clustering,
     default_k,
     keywords,
     representatives,
@@ -20,6 +21,7 @@ from core.regions import (
     sparse_clusters,
     spherical_kmeans,
 )
+from core.vendi import kernel_eigenvalues, vendi
 from core.workspace import Workspace
 from tests.conftest import assert_user_error
 from tests.test_features import demo_file
@@ -186,6 +188,39 @@ def test_clusters_are_cached_and_described(ws, monkeypatch):
     sizes = np.array([c["size"] for c in described])
     assert [c["sparse"] for c in described] == (sizes < np.median(sizes)).tolist()
     assert all(len(c["examples"]) == min(3, c["size"]) and c["keywords"] for c in described)
+    # each cluster's G-Vendi is its members' (vendi.per_group): the same numbers, to the bit,
+    # as the Diversity page's per-cluster scores of the same clusters
+    matrix = fs.matrix()
+    for c in described:
+        members = matrix[clustering.labels == c["id"]]
+        assert c["g_vendi"] == vendi(kernel_eigenvalues(members)), c["id"]
+    by_cluster = diversity.score(
+        ws, "d", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=64), by="cluster", k=6
+    )
+    assert {g["group"]: g["g_vendi"] for g in by_cluster["groups"]} == {
+        str(c["id"]): c["g_vendi"] for c in described
+    }
+
+
+def test_an_empty_cluster_is_described_with_no_diversity(ws):
+    fs = features(ws)
+    clustering = maps.clusters_for(ws, fs, k=4)
+    unused = np.zeros((1, clustering.centroids.shape[1]), clustering.centroids.dtype)
+    with_empty = Clustering(
+        clustering.labels,
+        np.vstack([clustering.centroids, unused]),
+        clustering.similarity,
+        clustering.iterations,
+    )
+    calls = []
+    described = maps.describe(ws, "d", fs, with_empty, on_progress=lambda *a: calls.append(a))
+    assert [c["id"] for c in described] == [0, 1, 2, 3, 4]
+    empty = described[4]
+    assert (empty["size"], empty["g_vendi"], empty["examples"]) == (0, 0.0, [])
+    assert [c["g_vendi"] for c in described[:4]] == [
+        c["g_vendi"] for c in maps.describe(ws, "d", fs, clustering)
+    ]
+    assert calls[-1][0] == calls[-1][1]  # the bar ends full
 
 
 def test_selections(ws):
