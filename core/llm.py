@@ -18,10 +18,9 @@ llama.cpp server, OpenAI), built for long synthesis runs.
   0.5 ms more per request, a placeholder key to send none, and OPENAI_* environment
   variables (organisation, project, extra headers) sent to any endpoint.
 - Retries (this loop's, for the reasons above), with exponential backoff and full jitter,
-  on what the SDK retries (408, 409, 429, every 5xx; and 425; a server's `x-should-retry`
-  header decides where it sends one), timeouts, dropped connections and malformed bodies
-  (a reply of the wrong shape included). A server's Retry-After (seconds, milliseconds or
-  an HTTP date, at most 60 s) is honoured. Errors retrying cannot fix (401/403/404, a TLS
+  on what the SDK retries (408, 409, 429, every 5xx; and 425), timeouts, dropped
+  connections and malformed bodies (a reply of the wrong shape included). A server's
+  Retry-After (seconds or an HTTP date, at most 60 s) is honoured. Errors retrying cannot fix (401/403/404, a TLS
   mismatch, a redirect) are fatal: `run_all` stops at once.
 - `check()`: one tiny request that shows whether the endpoint, key and model work.
 - `n > 1` in one request, falling back to separate requests for servers that refuse it
@@ -367,8 +366,8 @@ class ChatClient:
         status, reply_headers, raw = response.status_code, response.headers, response.content
         if status >= 400:
             detail = _error_detail(raw)
-            if _should_retry(status, reply_headers):
-                retry_after = _retry_after(reply_headers)
+            if _should_retry(status):
+                retry_after = _retry_after(reply_headers.get("Retry-After"))
                 raise _Failure(f"HTTP {status} ({detail})", retry_after=retry_after)
             if status in (401, 403):
                 raise _Failure(
@@ -553,34 +552,25 @@ def _causes(error: BaseException) -> list[BaseException]:
     return found
 
 
-def _should_retry(status: int, headers: httpx2.Headers) -> bool:
-    """Whether an error status may go away, as the `openai` SDK decides it: the server's
-    x-should-retry header when it sends one, else 408, 409, 425, 429 and every 5xx."""
-    told = headers.get("x-should-retry")
-    if told in ("true", "false"):
-        return told == "true"
+def _should_retry(status: int) -> bool:
+    """Whether an error status may go away: 408, 409, 429 and every 5xx (as the `openai` SDK
+    decides it), and 425."""
     return status in (408, 409, 425, 429) or status >= 500
 
 
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    """The seconds a server asks to wait (retry-after-ms, or Retry-After in seconds or as an
-    HTTP date), 0 to MAX_RETRY_AFTER; None when it asks nothing readable."""
-    for name, unit in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        try:
-            seconds = float(value) / unit if value is not None else None
-        except ValueError:
-            seconds = None
-        if seconds is not None and seconds == seconds:  # not NaN
-            return min(MAX_RETRY_AFTER, max(0.0, seconds))
-    date = headers.get("retry-after")
+def _retry_after(value: str | None) -> float | None:
+    """The seconds a Retry-After header asks to wait (a number, or an HTTP date), between 0
+    and MAX_RETRY_AFTER; None when there is none or it is unreadable."""
+    if value is None:
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(date) if date else None
-    except (TypeError, ValueError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, when.timestamp() - time.time()))
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds)) if seconds == seconds else None  # NaN
 
 
 # --- replies ---------------------------------------------------------------------------------
