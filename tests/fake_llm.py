@@ -10,6 +10,8 @@ replies of the wrong shape. It speaks HTTP/1.1 and keeps connections open betwee
 requests, as real servers do (`connections` counts the ones it accepted); leaving the
 `with` block closes them all. It also answers as a forward proxy would (a request whose
 target is a whole URL, counted in `proxied`), so tests can point HTTP_PROXY at it.
+`connect_seconds` delays each new connection's first reply, as the round trips of a TCP
+and TLS handshake with a server far away would (bench/llm_transport.py).
 
     with FakeLLM() as llm:               # llm.url is http://127.0.0.1:PORT/v1
         llm.faults = ["429", "500"]      # the next requests fail so, then all succeed
@@ -73,9 +75,12 @@ def new_problems(prompt: str, n: int, salt: str) -> str:
 
 
 class FakeLLM:
-    def __init__(self, *, supports_n: str = "yes", slow_seconds: float = 3.0):
+    def __init__(
+        self, *, supports_n: str = "yes", slow_seconds: float = 3.0, connect_seconds: float = 0.0
+    ):
         self.supports_n = supports_n  # "yes", "ignore" (one choice only) or "refuse" (HTTP 400)
         self.slow_seconds = slow_seconds
+        self.connect_seconds = connect_seconds  # the wait of a new connection's first request
         self.faults: list[str] = []  # consumed one per request (see the module's docstring)
         self.always: str | None = None  # a fault for every request while set
         self.retry_after: str | None = "0"  # the Retry-After header of 408/409/429/503 faults
@@ -86,8 +91,7 @@ class FakeLLM:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def __enter__(self) -> FakeLLM:
@@ -136,6 +140,7 @@ class FakeLLM:
                     fake._open.add(self.connection)
                     if fake._stop.is_set():  # accepted while the server was closing
                         self.connection.shutdown(socket.SHUT_RDWR)
+                time.sleep(fake.connect_seconds)  # the handshakes of a server far away
 
             def finish(self) -> None:
                 with fake._lock:
@@ -284,6 +289,11 @@ class FakeLLM:
                     self.close_connection = True
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # connections waiting to be accepted (socketserver's 5 drops some)
 
 
 def _wanted(prompt: str) -> int:
