@@ -40,6 +40,7 @@ import asyncio
 import email.utils
 import ipaddress
 import json
+import math
 import os
 import random
 import re
@@ -561,7 +562,7 @@ def _retry_after(value: str | None) -> float | None:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
-    return min(MAX_RETRY_AFTER, max(0.0, seconds)) if seconds == seconds else None  # NaN
+    return None if math.isnan(seconds) else min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 # --- replies ---------------------------------------------------------------------------------
