@@ -1,12 +1,27 @@
 """A client for OpenAI-compatible chat-completions endpoints (vLLM, SGLang, Ollama,
 llama.cpp server, OpenAI), built for long synthesis runs.
 
-- Bounded concurrency (a thread pool of `concurrency` workers); `timeout` bounds each
-  whole request (connect, headers, body: see http_post), not each socket read.
-- Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped
+- Bounded concurrency: a thread pool of `concurrency` workers (run_all).
+- The transport is httpx2, the ecosystem's HTTP client (the `openai` SDK's own): one pool
+  of kept-alive connections per client, the proxy the environment names (HTTP_PROXY,
+  HTTPS_PROXY, ALL_PROXY, NO_PROXY; a server on this machine is always reached directly),
+  the system's trusted certificates (or SSL_CERT_FILE's). Each attempt runs as a coroutine on one event-loop
+  thread (`_on_loop`) under `asyncio.wait_for(..., timeout)`: that deadline bounds the whole
+  request (connect, TLS, sending, status line, headers, body) and cancels it cleanly.
+  httpx's own timeouts bound each socket operation: by them alone, a server that drips its
+  reply a byte a second would keep a request alive for ever.
+- Not the `openai` SDK on top of it, measured against tests/fake_llm.py: its retry loop
+  would put all attempts inside one deadline, does not retry a 200 reply that is not JSON,
+  backs off 0.4 s or more on `Retry-After: 0` and has no backoff settings; its reply models
+  accept what `_parse_reply` rejects (a message that is a string, usage "lots", no
+  choices). Without those, it would add 0.7 s of import time, 0.5 ms per request, a
+  placeholder key where there is none, and the OPENAI_* environment (organisation,
+  project, extra headers) sent to any endpoint.
+- Retries, by this client's loop for those reasons: exponential backoff with full jitter
+  on what the SDK retries (408, 409, 429, every 5xx; and 425), timeouts, dropped
   connections and malformed bodies (a reply of the wrong shape included); a server's
-  Retry-After is honoured. Errors retrying cannot fix (401/403/404, a TLS mismatch) are
-  fatal: `run_all` stops at once.
+  Retry-After (seconds or an HTTP date, at most 60 s) is honoured. Errors retrying cannot
+  fix (401/403/404, a TLS mismatch, a redirect) are fatal: `run_all` stops at once.
 - `check()`: one tiny request that shows whether the endpoint, key and model work.
 - `n > 1` in one request, falling back to separate requests for servers that refuse it
   or return fewer choices (remembered for the rest of the run).
@@ -21,10 +36,11 @@ llama.cpp server, OpenAI), built for long synthesis runs.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.client
+import asyncio
+import email.utils
+import ipaddress
 import json
+import math
 import os
 import random
 import re
@@ -33,17 +49,19 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import httpx2
 
 from core.errors import UserError, bounded, check_bounds
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 CHECK_ATTEMPTS = 3  # the connection check's attempts at most (a timeout ends it at once)
+MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is waited this long
 
 
 @dataclass(frozen=True)
@@ -169,7 +187,8 @@ class _Failure(Exception):
 
 
 class ChatClient:
-    """Chat completions with retries, n > 1 fallback, a keyed log and a budget."""
+    """Chat completions with retries, n > 1 fallback, a keyed log and a budget. Its
+    connections are closed by `close()` (or a `with` block), else when it is collected."""
 
     def __init__(
         self,
@@ -185,10 +204,22 @@ class ChatClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._tokens_logged = sum(sum(_tokens(e.get("usage"))) for e in self.log.done.values())
+        self._connections = _Connections(settings, self.url)
+        weakref.finalize(self, self._connections.close)
 
     @property
     def url(self) -> str:
         return self.settings.base_url.rstrip("/") + "/chat/completions"
+
+    def close(self) -> None:
+        """Close the kept-alive connections (a later request opens new ones)."""
+        self._connections.close()
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- one completion, possibly n choices -------------------------------------------
 
@@ -324,37 +355,19 @@ class ChatClient:
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         """One attempt: POST `body`, return the reply's JSON object; raises _Failure."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.settings.api_key:
-            headers["Authorization"] = f"Bearer {self.settings.api_key}"
         with self._lock:
             self.usage.requests += 1
         timeout = self.settings.timeout
-        host = urllib.parse.urlsplit(self.url).hostname
         try:
-            status, reply_headers, raw = http_post(
-                self.url, json.dumps(body).encode(), headers, timeout
-            )
-        except TimeoutError:
+            response = self._connections.post(json.dumps(body).encode())
+        except (asyncio.TimeoutError, httpx2.TimeoutException):
             raise _Failure(f"no complete reply within {timeout:g} s", timed_out=True) from None
-        except socket.gaierror as e:
-            raise _Failure(f"cannot resolve the host name {host!r} ({e.strerror})") from None
-        except ConnectionRefusedError:
-            raise _Failure("cannot connect (connection refused)") from None
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-            raise _Failure("connection dropped during TLS") from None
-        except ssl.SSLError as e:
-            raise _Failure(
-                f"TLS failed ({e.reason or e}); check the URL's scheme (is the server plain "
-                "http?) and that its certificate is trusted",
-                transient=False,
-                fatal=True,
-            ) from None
-        except (http.client.HTTPException, OSError) as e:
-            raise _Failure(f"connection failed ({type(e).__name__})") from None
+        except (httpx2.TransportError, OSError) as e:
+            raise _connection_failure(e, urllib.parse.urlsplit(self.url).hostname) from None
+        status, reply_headers, raw = response.status_code, response.headers, response.content
         if status >= 400:
             detail = _error_detail(raw)
-            if status in RETRY_STATUS:
+            if _should_retry(status):
                 retry_after = _retry_after(reply_headers.get("Retry-After"))
                 raise _Failure(f"HTTP {status} ({detail})", retry_after=retry_after)
             if status in (401, 403):
@@ -425,111 +438,131 @@ class ChatClient:
 
 def check_connection(settings: LLMSettings) -> str:
     """The model's reply to one tiny request (ChatClient.check); raises LLMError."""
-    return ChatClient(settings).check()
+    with ChatClient(settings) as client:
+        return client.check()
 
 
-# --- the transport: one POST within a deadline ---------------------------------------------
+# --- the transport: one POST within a deadline, on a kept-alive connection ------------------
+
+_T = TypeVar("_T")
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
 
 
-def http_post(
-    url: str, data: bytes, headers: dict[str, str], timeout: float
-) -> tuple[int, Message, bytes]:
-    """POST `data` to `url` (http or https); returns (status, headers, body). The whole
-    exchange (connect, TLS, send, status line, headers, body) ends within `timeout`
-    seconds: a watchdog shuts the socket down at the deadline, whatever waits on it then,
-    and TimeoutError is raised. (The host name lookup is the OS resolver's.) Other
-    failures raise OSError (ssl.SSLError included) or http.client.HTTPException."""
-    parts = urllib.parse.urlsplit(url)
-    https = parts.scheme == "https"
-    host, port = parts.hostname or "", parts.port or (443 if https else 80)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    deadline = time.monotonic() + timeout
-    watchdog = _Watchdog(timeout)
-    connection = (
-        http.client.HTTPSConnection(host, port, context=_tls())
-        if https
-        else http.client.HTTPConnection(host, port)
-    )
+def _on_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run `coroutine` on the process's request loop (its own daemon thread, started on first
+    use) and return its result; the calling thread waits. Never call it from that loop."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="llm-requests", daemon=True).start()
+        loop = _loop
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+def _forget_loop() -> None:
+    global _loop
+    _loop = None  # a forked child has the loop object but not its thread
+
+
+os.register_at_fork(after_in_child=_forget_loop)
+
+
+class _Connections:
+    """The client's pool of kept-alive connections to `url` (an httpx2.AsyncClient, made on
+    first use on the request loop, where all of its work runs). Any thread may `post`."""
+
+    def __init__(self, settings: LLMSettings, url: str):
+        self._settings = settings
+        self._url = url
+        self._client: httpx2.AsyncClient | None = None
+
+    def post(self, data: bytes) -> httpx2.Response:
+        """POST `data` (JSON) to the URL and read the whole reply within the settings'
+        timeout (connect, TLS, send, status line, headers, body). Raises asyncio.TimeoutError
+        past it, httpx2.TransportError when the connection fails; any status is returned."""
+        return _on_loop(asyncio.wait_for(self._post(data), self._settings.timeout))
+
+    async def _post(self, data: bytes) -> httpx2.Response:
+        if self._client is None:
+            self._client = self._open()
+        return await self._client.post(self._url, content=data)
+
+    def _open(self) -> httpx2.AsyncClient:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._settings.api_key:
+            headers["Authorization"] = f"Bearer {self._settings.api_key}"
+        keep = self._settings.concurrency  # run_all's workers; the pool itself has no limit
+        return httpx2.AsyncClient(
+            headers=headers,
+            timeout=self._settings.timeout,  # per operation; the deadline above is the whole
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=keep),
+            follow_redirects=False,  # a redirect is an error that names the right URL
+            trust_env=not _is_local(urllib.parse.urlsplit(self._url).hostname or ""),
+        )
+
+    def close(self) -> None:
+        """Close the connections (scheduled on the loop, not waited for: this may run in
+        any thread, that one included, when the client is collected)."""
+        client, self._client = self._client, None
+        if client is not None and _loop is not None:
+            asyncio.run_coroutine_threadsafe(client.aclose(), _loop)
+
+
+def _is_local(host: str) -> bool:
+    """Whether `host` is this machine (reached directly, whatever proxy the environment sets)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
-        connection.sock = _connect(host, port, deadline)  # http.client sends on it as it is
-        watchdog.watch(connection.sock)
-        if https:
-            connection.sock = _tls().wrap_socket(connection.sock, server_hostname=host)
-        connection.request("POST", path, body=data, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-    except (OSError, http.client.HTTPException) as e:
-        if watchdog.fired:
-            raise TimeoutError(f"no complete reply within {timeout:g} s") from e
-        raise
-    finally:
-        watchdog.cancel()
-        connection.close()
-    if watchdog.fired:  # the body may have ended early when the socket was shut down
-        raise TimeoutError(f"no complete reply within {timeout:g} s")
-    return response.status, response.headers, raw
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """The TLS settings for https endpoints: the system's trusted certificates."""
-    return ssl.create_default_context()
+def _connection_failure(error: BaseException, host: str | None) -> _Failure:
+    """What a failed connection means, read from the OS or TLS error under httpx's."""
+    cause: BaseException | None = error
+    for _ in range(16):  # down the chain of causes (bounded: a chain can loop)
+        if cause is None:
+            break
+        if isinstance(cause, socket.gaierror):
+            return _Failure(f"cannot resolve the host name {host!r} ({cause.strerror})")
+        if isinstance(cause, ConnectionRefusedError):
+            return _Failure("cannot connect (connection refused)")
+        if isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return _Failure("connection dropped during TLS")
+        if isinstance(cause, ssl.SSLError):
+            return _Failure(
+                f"TLS failed ({cause.reason or cause}); check the URL's scheme (is the server "
+                "plain http?) and that its certificate is trusted",
+                transient=False,
+                fatal=True,
+            )
+        cause = cause.__cause__ or cause.__context__
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return _Failure(f"connection failed ({detail[:200]})")
 
 
-def _connect(host: str, port: int, deadline: float) -> socket.socket:
-    """A TCP connection to the first of the host's addresses that answers by the deadline."""
-    error: OSError = OSError(f"no address for {host!r}")
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no connection by the deadline")
-        sock = socket.socket(family, kind, proto)
+def _should_retry(status: int) -> bool:
+    """Whether an error status may go away: 408, 409, 429 and every 5xx (as the `openai` SDK
+    decides it), and 425."""
+    return status in (408, 409, 425, 429) or status >= 500
+
+
+def _retry_after(value: str | None) -> float | None:
+    """The seconds a Retry-After header asks to wait (a number, or an HTTP date), between 0
+    and MAX_RETRY_AFTER; None when there is none or it is unreadable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
         try:
-            sock.settimeout(left)  # the watchdog ends every wait after this one
-            sock.connect(address)
-            return sock
-        except OSError as e:
-            sock.close()
-            error = e
-    raise error
-
-
-class _Watchdog:
-    """Shuts a socket down when `seconds` have passed, so that whatever waits on it then
-    (the TLS handshake, sending, the status line, headers, the body) fails at once.
-    It holds a duplicate of the socket, so the TLS wrapper and http.client's own closing
-    never leave it shutting down a file descriptor that is reused by then."""
-
-    def __init__(self, seconds: float):
-        self.fired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sock = sock.dup()
-            if self.fired:
-                self._shutdown()
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            if self._sock is not None:
-                self._shutdown()
-
-    def _shutdown(self) -> None:
-        with contextlib.suppress(OSError):  # closed by the other side already
-            self._sock.shutdown(socket.SHUT_RDWR)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-        with self._lock:
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return None if math.isnan(seconds) else min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 # --- replies ---------------------------------------------------------------------------------
@@ -615,10 +648,3 @@ def _error_detail(raw: bytes) -> str:
     error = data.get("error") if isinstance(data, dict) else None
     message = error.get("message") if isinstance(error, dict) else error
     return str(message or body.strip())[:300]
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(60.0, max(0.0, float(value))) if value is not None else None
-    except ValueError:
-        return None

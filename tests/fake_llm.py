@@ -2,11 +2,16 @@
 
 It writes math problems and solutions the synthesis loop can use (the same request
 always gets the same reply, so runs are reproducible), and can inject the
-faults real endpoints show: 429 with Retry-After, 500, replies slower than the client's
-timeout, malformed bodies, dropped connections, refusing or ignoring `n`, a rejected
-key (401, echoing the Authorization header in its body, as some servers do), an unknown
-model (404), a reply dripped one byte per second, no reply at all, and 200 replies of
-the wrong shape.
+faults real endpoints show: 408, 409, 429 and 503 with Retry-After, 500, replies slower
+than the client's timeout, malformed bodies, dropped connections, refusing or ignoring
+`n`, a rejected key (401, echoing the Authorization header in its body, as some servers
+do), an unknown model (404), a reply dripped one byte per second, no reply at all, and 200
+replies of the wrong shape. It speaks HTTP/1.1 and keeps connections open between
+requests, as real servers do (`connections` counts the ones it accepted); leaving the
+`with` block closes them all. It also answers as a forward proxy would (a request whose
+target is a whole URL, counted in `proxied`), so tests can point HTTP_PROXY at it.
+`connect_seconds` delays each new connection's first reply, as the round trips of a TCP
+and TLS handshake with a server far away would (bench/llm_transport.py).
 
     with FakeLLM() as llm:               # llm.url is http://127.0.0.1:PORT/v1
         llm.faults = ["429", "500"]      # the next requests fail so, then all succeed
@@ -14,19 +19,24 @@ the wrong shape.
         ...
         llm.count(text) -> how many requests carried `text` in their last message
 
-Faults: ok (a normal answer), 429, 500, slow, malformed (not JSON), garbage (no choices),
-drop, 400 / 401 (error bodies echoing the Authorization header), 404 (unknown model),
+Faults: ok (a normal answer), 408 / 409 / 429 / 503 (with `Retry-After: llm.retry_after`,
+"0" unless set; None sends no header), 500, slow, malformed (not JSON), garbage (no
+choices), drop, 400 / 401 (error bodies echoing the Authorization header), 404 (unknown
+model),
 drip (the whole reply, status line first, one byte per second), silent (never answers),
 message-string, mixed-index, usage-string, tokens-abc (200 replies of the wrong shape).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,17 +75,23 @@ def new_problems(prompt: str, n: int, salt: str) -> str:
 
 
 class FakeLLM:
-    def __init__(self, *, supports_n: str = "yes", slow_seconds: float = 3.0):
+    def __init__(
+        self, *, supports_n: str = "yes", slow_seconds: float = 3.0, connect_seconds: float = 0.0
+    ):
         self.supports_n = supports_n  # "yes", "ignore" (one choice only) or "refuse" (HTTP 400)
         self.slow_seconds = slow_seconds
+        self.connect_seconds = connect_seconds  # the wait of a new connection's first request
         self.faults: list[str] = []  # consumed one per request (see the module's docstring)
         self.always: str | None = None  # a fault for every request while set
+        self.retry_after: str | None = "0"  # the Retry-After header of 408/409/429/503 faults
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
+        self.connections = 0  # TCP connections accepted
+        self.proxied = 0  # requests sent to it as a forward proxy (the target a whole URL)
+        self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def __enter__(self) -> FakeLLM:
@@ -84,8 +100,13 @@ class FakeLLM:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()  # ends the handlers of silent and dripping replies
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.shutdown()  # accepts no more connections
+        with self._lock:
+            still_open = list(self._open)
+        for conn in still_open:  # kept-alive connections: the server is gone for clients too
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()  # waits for the handlers, which end on the closed sockets
 
     def count(self, text: str) -> int:
         with self._lock:
@@ -106,23 +127,47 @@ class FakeLLM:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections stay open between requests
+            disable_nagle_algorithm = True  # as real servers do: no 40 ms wait on a kept connection
+
             def log_message(self, *args: object) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+                    fake._open.add(self.connection)
+                    if fake._stop.is_set():  # accepted while the server was closing
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                time.sleep(fake.connect_seconds)  # the handshakes of a server far away
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                with contextlib.suppress(OSError):  # the client may be gone already
+                    super().finish()
+
             def do_POST(self) -> None:
-                if self.path.rstrip("/") != "/v1/chat/completions":
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)  # read first: the connection serves the next one
+                target = urllib.parse.urlsplit(self.path)
+                if target.scheme:
+                    with fake._lock:
+                        fake.proxied += 1
+                if target.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
+                body = json.loads(raw)
                 with fake._lock:
                     fake.auth.append(self.headers.get("Authorization"))
                 fault = fake._next_fault()
                 if fault == "drop":
-                    self.connection.shutdown(2)
-                    self.connection.close()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if fault == "silent":
+                    self.close_connection = True
                     fake._stop.wait(600)
                     return
                 if fault in ("400", "401"):
@@ -142,11 +187,12 @@ class FakeLLM:
                         {"error": {"message": f"The model `{body.get('model')}` does not exist."}},
                     )
                     return
-                if fault in ("429", "500"):
+                if fault in ("408", "409", "429", "500", "503"):
+                    after = fake.retry_after if fault != "500" else None
                     self._send(
                         int(fault),
                         {"error": {"message": "try again"}},
-                        {"Retry-After": "0"} if fault == "429" else {},
+                        {"Retry-After": after} if after is not None else {},
                     )
                     return
                 if fault == "slow":
@@ -213,6 +259,7 @@ class FakeLLM:
 
             def _drip(self, data: bytes) -> None:
                 """The whole reply, status line and headers included, one byte per second."""
+                self.close_connection = True
                 head = (
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(data)}\r\n\r\n"
@@ -225,7 +272,6 @@ class FakeLLM:
                         return  # the client gave up
                     if fake._stop.wait(1.0):
                         return
-                self.close_connection = True
 
             def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 self._raw(status, json.dumps(payload).encode(), headers)
@@ -239,10 +285,15 @@ class FakeLLM:
                         self.send_header(k, v)
                     self.end_headers()
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout): nothing to answer
+                except OSError:  # the client gave up (a timeout), or the server is closing
+                    self.close_connection = True
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # connections waiting to be accepted (socketserver's 5 drops some)
 
 
 def _wanted(prompt: str) -> int:

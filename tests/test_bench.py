@@ -29,6 +29,10 @@ SCRIPTS = {
     ),
     "features_speed": (False, r"speed-up factorized vs exact per sample: \d+x"),
     "import_memory": (False, r"peak memory ratio, 10,000 vs 1,000 rows: \d+\.\d\dx for 10x"),
+    "llm_transport": (
+        False,
+        r"new each / pool, time per request: \d+\.\d\dx one at a time, \d+\.\d\dx 8 at once",
+    ),
     "map_scale": (False, r"spherical k-means, k = 100: \d+\.\d s, \d+ iterations"),
     "mix_vs_single": (True, r"\| mix-of-five \| \d+\.\d\d \| \d+\.\d\d \|"),
     "vendi_scale": (False, r"score_dual / streamed: \d+\.\dx the time, \d+\.\dx the memory"),

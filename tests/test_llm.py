@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import time
@@ -29,11 +30,17 @@ def llm():
         yield server
 
 
-def client(llm, tmp_path, **settings) -> ChatClient:
+def client(llm, tmp_path, sleep=time.sleep, **settings) -> ChatClient:
     defaults = dict(base_url=llm.url, model="fake", backoff=0.01, max_backoff=0.05, timeout=5)
     return ChatClient(
-        LLMSettings(**{**defaults, **settings}), RequestLog(tmp_path / "requests.jsonl")
+        LLMSettings(**{**defaults, **settings}),
+        RequestLog(tmp_path / "requests.jsonl"),
+        sleep=sleep,
     )
+
+
+def problem(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Solve the following problem.\n\nWhat is {i} + 1?"}]
 
 
 def test_completion_is_logged_and_never_sent_twice(llm, tmp_path):
@@ -126,20 +133,62 @@ def test_many_requests_at_once(llm, tmp_path):
     llm.faults = ["429", "drop", "500"]
     c = client(llm, tmp_path, concurrency=4)
     done = {}
-    jobs = [
-        (
-            f"job/{i}",
-            [{"role": "user", "content": f"Solve the following problem.\n\nWhat is {i} + 1?"}],
-            1,
-            {},
-        )
-        for i in range(20)
-    ]
+    jobs = [(f"job/{i}", problem(i), 1, {}) for i in range(20)]
     c.run_all(jobs, lambda key, choices, error: done.__setitem__(key, (choices, error)))
     assert sorted(done) == sorted(k for k, *_ in jobs) and all(
         err is None for _, err in done.values()
     )
     assert len(c.log.done) == 20 and c.usage.requests == 23
+    # at most one connection per worker, and one more for the one the drop closed
+    assert llm.connections <= 4 + 1
+
+
+def test_connections_are_kept_between_requests(llm, tmp_path):
+    """One connection carries request after request (not one connection per request); a
+    closed client's next request opens a new one."""
+    c = client(llm, tmp_path)
+    for i in range(10):
+        c.complete(f"k{i}", problem(i))
+    assert c.check()
+    assert c.usage.requests == 11 and llm.connections == 1
+    c.close()
+    c.complete("k10", problem(10))
+    assert llm.connections == 2
+
+
+@pytest.mark.parametrize("fault", ["408", "409", "429", "503"])
+def test_retry_after_is_honoured(llm, tmp_path, fault):
+    """What the openai SDK retries is retried, after the wait the server asks for: seconds,
+    or an HTTP date; at most 60 s. Without a readable one (or with a 500 that sends none)
+    the client backs off: at most 0.05 s here."""
+    waits = []
+    c = client(llm, tmp_path, sleep=waits.append)
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    for after in ("2", "0.5", when, "3600", "soon"):
+        llm.retry_after = after
+        llm.faults = [fault]
+        assert c.complete(f"k{after}", HELLO)
+    llm.faults = ["500"]
+    assert c.complete("backoff", HELLO)
+    assert waits[:2] == [2.0, 0.5] and 20 < waits[2] <= 30 and waits[3] == 60.0
+    assert 0 <= waits[4] <= 0.05 and 0 <= waits[5] <= 0.05
+    assert c.usage.requests == 12 and len(waits) == 6
+
+
+def test_proxy_from_the_environment(llm, tmp_path, monkeypatch):
+    """HTTP_PROXY is used (here the fake server answers as the proxy for a host that does
+    not exist); a server on this machine is reached directly whatever it says."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", llm.url.removesuffix("/v1"))
+    far = client(llm, tmp_path, base_url="http://llm.invalid/v1")
+    assert "\\boxed{" in far.complete("far", HELLO)[0] and llm.proxied == 1
+    monkeypatch.setenv("NO_PROXY", "llm.invalid")
+    with pytest.raises(LLMError, match=r"cannot resolve the host name 'llm\.invalid'"):
+        client(llm, tmp_path, base_url="http://llm.invalid/v1", max_retries=0).check()
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    assert client(llm, tmp_path).complete("near", HELLO) and llm.proxied == 1
 
 
 def test_a_crash_mid_line_loses_only_that_request(llm, tmp_path):
@@ -159,13 +208,14 @@ def test_the_timeout_bounds_the_whole_request(tmp_path, fault):
     """A server that drips its reply (status line, headers, body) one byte per second, or
     never answers, is given up on at the timeout, not kept alive read by read."""
     with FakeLLM() as llm:
-        llm.always = fault
         c = client(llm, tmp_path, timeout=2, max_retries=1)
+        c.complete("first", HELLO)  # the next ones go on this kept-alive connection
+        llm.always = fault
         started = time.monotonic()
         with pytest.raises(LLMError, match=r"no complete reply within 2 s.*gave up after 2"):
             c.complete("k", HELLO)
         assert time.monotonic() - started < 60  # two attempts of 2 s (it used to run minutes)
-    assert c.usage.requests == 2 and c.usage.failures == 1
+    assert c.usage.requests == 3 and c.usage.failures == 1
 
 
 @pytest.mark.parametrize("shape", ["message-string", "mixed-index", "usage-string", "tokens-abc"])
