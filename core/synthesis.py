@@ -212,8 +212,8 @@ def synthetic_features(
     records = synthetic_records(ws, dataset)
     stored: dict[str, np.ndarray] = {}
     for run in list_runs(ws, dataset):
-        s = run["settings"]
-        if ProxySpec(**s["proxy"]) != proxy or FeatureConfig(**s["features"]) != config:
+        record = run["settings"]
+        if ProxySpec(**record["proxy"]) != proxy or FeatureConfig(**record["features"]) != config:
             continue
         folder = ws.dataset(dataset).path.parent / "runs" / run["id"]
         for path in folder.glob("features-r*.npz"):
