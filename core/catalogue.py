@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -283,22 +283,15 @@ class RunCounts:
         }
 
 
-_ITEM_COLUMNS = (
-    "item_id",
-    "round",
-    "target_cluster",
-    "exemplar_ids",
-    "status",
-    "problem",
-    "solutions",
-    "answers",
-    "majority",
-    "response",
-    "reason",
-    "reason_kind",
-    "landed_cluster",
-)
-_ITEM_JSON = ("exemplar_ids", "solutions", "answers")
+# The columns kept as JSON text, by table; every other column holds its field as it is.
+_JSON = {
+    "datasets": ("mapping", "report"),
+    "feature_sets": ("config", "facts"),
+    "selections": ("rows", "ids"),
+    "runs": ("settings", "usage"),
+    "run_items": ("exemplar_ids", "solutions", "answers"),
+}
+_ITEM_COLUMNS = tuple(f.name for f in fields(RunItem))
 _RUN_SELECT = (
     "SELECT runs.id, runs.dataset_id, datasets.name AS dataset, runs.state, runs.settings, "
     "runs.usage, runs.g_vendi_before, runs.g_vendi_after, runs.error, runs.pid, "
@@ -306,42 +299,35 @@ _RUN_SELECT = (
 )
 
 
-def _dataset(row: sqlite3.Row) -> DatasetRow:
-    return DatasetRow(
-        id=row["id"],
-        name=row["name"],
-        rows=row["rows"],
-        fingerprint=row["fingerprint"],
-        source=row["source"],
-        format=row["format"],
-        mapping=json.loads(row["mapping"]),
-        report=json.loads(row["report"]),
-        created_at=row["created_at"],
+def _columns(table: str, row: Any) -> dict[str, Any]:
+    """A row dataclass's fields as the table's column values (JSON columns encoded)."""
+    return {
+        f.name: json.dumps(value) if f.name in _JSON[table] else value
+        for f in fields(row)
+        for value in [getattr(row, f.name)]
+    }
+
+
+def _insert(db: sqlite3.Connection, table: str, row: Any, *, replace: bool = False) -> None:
+    """Insert a row dataclass into `table`, naming its columns (by key: replacing one)."""
+    values = _columns(table, row)
+    db.execute(
+        f"INSERT {'OR REPLACE ' if replace else ''}INTO {table} ({', '.join(values)}) "
+        f"VALUES ({', '.join('?' * len(values))})",
+        tuple(values.values()),
     )
 
 
-def _run(row: sqlite3.Row) -> RunRow:
-    return RunRow(
-        id=row["id"],
-        dataset_id=row["dataset_id"],
-        dataset=row["dataset"],
-        state=row["state"],
-        settings=json.loads(row["settings"]),
-        usage=json.loads(row["usage"]),
-        g_vendi_before=row["g_vendi_before"],
-        g_vendi_after=row["g_vendi_after"],
-        error=row["error"],
-        pid=row["pid"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+def _read(cls: type, table: str, row: sqlite3.Row) -> Any:
+    """A `cls` dataclass of a row of `table` (its fields named as the row's columns; JSON
+    columns decoded; a bool field from SQLite's 0 or 1)."""
 
+    def value(f: Field) -> Any:
+        if f.name in _JSON[table]:
+            return json.loads(row[f.name])
+        return bool(row[f.name]) if f.type == "bool" else row[f.name]
 
-def _item(row: sqlite3.Row) -> ReviewedItem:
-    values = {k: row[k] for k in (*_ITEM_COLUMNS, "override", "decision")}
-    for name in _ITEM_JSON:
-        values[name] = json.loads(values[name])
-    return ReviewedItem(**values)
+    return cls(**{f.name: value(f) for f in fields(cls)})
 
 
 class Catalogue:
@@ -433,12 +419,13 @@ class Catalogue:
     def datasets(self) -> list[DatasetRow]:
         """All datasets, by name."""
         with self._reading() as db:
-            return [_dataset(r) for r in db.execute("SELECT * FROM datasets ORDER BY name")]
+            rows = db.execute("SELECT * FROM datasets ORDER BY name").fetchall()
+        return [_read(DatasetRow, "datasets", r) for r in rows]
 
     def dataset_named(self, name: str) -> DatasetRow | None:
         with self._reading() as db:
             row = db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
-        return _dataset(row) if row else None
+        return _read(DatasetRow, "datasets", row) if row else None
 
     def has_dataset_id(self, dataset_id: str) -> bool:
         with self._reading() as db:
@@ -451,21 +438,7 @@ class Catalogue:
 
     def add_dataset(self, row: DatasetRow) -> None:
         with self._writing() as db:
-            db.execute(
-                "INSERT INTO datasets (id, name, rows, fingerprint, source, format, mapping, "
-                "report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.id,
-                    row.name,
-                    row.rows,
-                    row.fingerprint,
-                    row.source,
-                    row.format,
-                    json.dumps(row.mapping),
-                    json.dumps(row.report),
-                    row.created_at,
-                ),
-            )
+            _insert(db, "datasets", row)
 
     def rename_dataset(self, old: str, new: str) -> None:
         with self._writing() as db:
@@ -485,57 +458,19 @@ class Catalogue:
                 "SELECT * FROM feature_sets WHERE dataset_id = ? ORDER BY updated_at DESC",
                 (dataset_id,),
             ).fetchall()
-        return [
-            FeatureSetRow(
-                key=r["key"],
-                dataset_id=r["dataset_id"],
-                proxy=r["proxy"],
-                config=json.loads(r["config"]),
-                rows=r["rows"],
-                dim=r["dim"],
-                complete=bool(r["complete"]),
-                facts=json.loads(r["facts"]),
-                updated_at=r["updated_at"],
-            )
-            for r in rows
-        ]
+        return [_read(FeatureSetRow, "feature_sets", r) for r in rows]
 
     def save_feature_set(self, row: FeatureSetRow) -> None:
         """Insert or replace a feature set (by key)."""
         with self._writing() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO feature_sets (key, dataset_id, proxy, config, rows, dim, "
-                "complete, facts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.key,
-                    row.dataset_id,
-                    row.proxy,
-                    json.dumps(row.config),
-                    row.rows,
-                    row.dim,
-                    int(row.complete),
-                    json.dumps(row.facts),
-                    row.updated_at,
-                ),
-            )
+            _insert(db, "feature_sets", row, replace=True)
 
     # --- selections -------------------------------------------------------------------------
 
     def save_selection(self, selection: Selection) -> None:
         """Insert a selection, or replace the dataset's selection of the same name."""
         with self._writing() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO selections (dataset_id, name, rows, ids, note, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    selection.dataset_id,
-                    selection.name,
-                    json.dumps(selection.rows),
-                    json.dumps(selection.ids),
-                    selection.note,
-                    selection.created_at,
-                ),
-            )
+            _insert(db, "selections", selection, replace=True)
 
     def selections(self, dataset_id: str) -> list[SelectionInfo]:
         """A dataset's selections, newest first."""
@@ -545,23 +480,14 @@ class Catalogue:
                 "WHERE dataset_id = ? ORDER BY created_at DESC, name",
                 (dataset_id,),
             ).fetchall()
-        return [SelectionInfo(r["name"], r["note"], r["created_at"], r["size"]) for r in rows]
+        return [_read(SelectionInfo, "selections", r) for r in rows]
 
     def selection(self, dataset_id: str, name: str) -> Selection | None:
         with self._reading() as db:
             r = db.execute(
                 "SELECT * FROM selections WHERE dataset_id = ? AND name = ?", (dataset_id, name)
             ).fetchone()
-        if r is None:
-            return None
-        return Selection(
-            dataset_id=r["dataset_id"],
-            name=r["name"],
-            rows=json.loads(r["rows"]),
-            ids=json.loads(r["ids"]),
-            note=r["note"],
-            created_at=r["created_at"],
-        )
+        return _read(Selection, "selections", r) if r else None
 
     def delete_selection(self, dataset_id: str, name: str) -> None:
         with self._writing() as db:
@@ -618,14 +544,15 @@ class Catalogue:
     def run(self, run_id: str) -> RunRow | None:
         with self._reading() as db:
             row = db.execute(_RUN_SELECT + " WHERE runs.id = ?", (run_id,)).fetchone()
-        return _run(row) if row else None
+        return _read(RunRow, "runs", row) if row else None
 
     def runs(self, dataset_id: str | None = None) -> list[RunRow]:
         """Runs, newest first (of one dataset, or all)."""
         where, args = (" WHERE runs.dataset_id = ?", (dataset_id,)) if dataset_id else ("", ())
         order = " ORDER BY runs.created_at DESC, runs.id DESC"
         with self._reading() as db:
-            return [_run(r) for r in db.execute(_RUN_SELECT + where + order, args)]
+            rows = db.execute(_RUN_SELECT + where + order, args).fetchall()
+        return [_read(RunRow, "runs", r) for r in rows]
 
     def set_run_state(
         self, run_id: str, state: str, *, pid: int | None = None, error: str | None = None
@@ -658,16 +585,7 @@ class Catalogue:
         columns = ", ".join(_ITEM_COLUMNS)
         marks = ", ".join("?" * len(_ITEM_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _ITEM_COLUMNS if c != "item_id")
-        rows = [
-            (
-                run_id,
-                *(
-                    json.dumps(getattr(it, c)) if c in _ITEM_JSON else getattr(it, c)
-                    for c in _ITEM_COLUMNS
-                ),
-            )
-            for it in items
-        ]
+        rows = [(run_id, *_columns("run_items", it).values()) for it in items]
         with self._writing() as db:
             db.executemany(
                 f"INSERT INTO run_items (run_id, {columns}) VALUES (?, {marks}) "
@@ -690,7 +608,8 @@ class Catalogue:
             query += " AND item_id = ?"
             args += (item_id,)
         with self._reading() as db:
-            return [_item(r) for r in db.execute(query + " ORDER BY round, rowid", args)]
+            rows = db.execute(query + " ORDER BY round, rowid", args).fetchall()
+        return [_read(ReviewedItem, "run_items", r) for r in rows]
 
     def set_override(self, run_id: str, item_id: str, decision: str | None) -> None:
         with self._writing() as db:

@@ -98,6 +98,7 @@ def test_feature_sets_selections_and_removed_rows(catalogue):
         ("k1", True),
     ]
     assert catalogue.feature_sets("d1")[0].facts == {"seconds": 1.5}
+    assert catalogue.feature_sets("d1")[0].complete is True  # a bool, not SQLite's 1
 
     first = Selection("d1", "thin", [0, 2], ["a", "c"], "cluster 4", "2026-01-01T00:00:00")
     catalogue.save_selection(first)
