@@ -366,19 +366,12 @@ class Catalogue:
             db.execute("COMMIT")
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """The open transaction's connection; else a new one (in a transaction to write)."""
         if self._db is not None:
             yield self._db
         else:
-            with self._connect() as db:
-                yield db
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        if self._db is not None:
-            yield self._db
-        else:
-            with self._begin() as db:
+            with self._begin() if write else self._connect() as db:
                 yield db
 
     @contextmanager
@@ -406,54 +399,54 @@ class Catalogue:
     # --- meta: small values by key ----------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row["value"] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- datasets -------------------------------------------------------------------------
 
     def datasets(self) -> list[DatasetRow]:
         """All datasets, by name."""
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             rows = db.execute("SELECT * FROM datasets ORDER BY name").fetchall()
         return [_read(DatasetRow, "datasets", r) for r in rows]
 
     def dataset_named(self, name: str) -> DatasetRow | None:
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             row = db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
         return _read(DatasetRow, "datasets", row) if row else None
 
     def has_dataset_id(self, dataset_id: str) -> bool:
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             found = db.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
         return found is not None
 
     def dataset_ids(self) -> set[str]:
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             return {r["id"] for r in db.execute("SELECT id FROM datasets")}
 
     def add_dataset(self, row: DatasetRow) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             _insert(db, "datasets", row)
 
     def rename_dataset(self, old: str, new: str) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute("UPDATE datasets SET name = ? WHERE name = ?", (new, old))
 
     def delete_dataset(self, dataset_id: str) -> None:
         """The dataset's row and, by cascade, its feature sets, selections, runs, removals."""
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
 
     # --- feature sets -----------------------------------------------------------------------
 
     def feature_sets(self, dataset_id: str) -> list[FeatureSetRow]:
         """A dataset's feature sets, newest first."""
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             rows = db.execute(
                 "SELECT * FROM feature_sets WHERE dataset_id = ? ORDER BY updated_at DESC",
                 (dataset_id,),
@@ -462,19 +455,19 @@ class Catalogue:
 
     def save_feature_set(self, row: FeatureSetRow) -> None:
         """Insert or replace a feature set (by key)."""
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             _insert(db, "feature_sets", row, replace=True)
 
     # --- selections -------------------------------------------------------------------------
 
     def save_selection(self, selection: Selection) -> None:
         """Insert a selection, or replace the dataset's selection of the same name."""
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             _insert(db, "selections", selection, replace=True)
 
     def selections(self, dataset_id: str) -> list[SelectionInfo]:
         """A dataset's selections, newest first."""
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             rows = db.execute(
                 "SELECT name, note, created_at, json_array_length(rows) AS size FROM selections "
                 "WHERE dataset_id = ? ORDER BY created_at DESC, name",
@@ -483,14 +476,14 @@ class Catalogue:
         return [_read(SelectionInfo, "selections", r) for r in rows]
 
     def selection(self, dataset_id: str, name: str) -> Selection | None:
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             r = db.execute(
                 "SELECT * FROM selections WHERE dataset_id = ? AND name = ?", (dataset_id, name)
             ).fetchone()
         return _read(Selection, "selections", r) if r else None
 
     def delete_selection(self, dataset_id: str, name: str) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute(
                 "DELETE FROM selections WHERE dataset_id = ? AND name = ?", (dataset_id, name)
             )
@@ -499,7 +492,7 @@ class Catalogue:
 
     def removed_rows(self, dataset_id: str) -> dict[int, str]:
         """Removed rows of a dataset and why."""
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             rows = db.execute(
                 "SELECT row, reason FROM removed WHERE dataset_id = ?", (dataset_id,)
             ).fetchall()
@@ -508,7 +501,7 @@ class Catalogue:
     def remove_rows(self, dataset_id: str, rows: list[int], reason: str) -> None:
         """Mark rows removed (again: the newer reason wins)."""
         stamp = now()
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.executemany(
                 "INSERT OR REPLACE INTO removed (dataset_id, row, reason, created_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -517,7 +510,7 @@ class Catalogue:
 
     def restore_rows(self, dataset_id: str, rows: list[int] | None = None) -> int:
         """Unmark removed rows (all when `rows` is None); returns how many were removed."""
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             if rows is None:
                 return db.execute(
                     "DELETE FROM removed WHERE dataset_id = ?", (dataset_id,)
@@ -534,7 +527,7 @@ class Catalogue:
     def add_run(self, run_id: str, dataset_id: str, settings: dict[str, Any]) -> None:
         """A new run, state 'created'."""
         stamp = now()
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute(
                 "INSERT INTO runs (id, dataset_id, state, settings, created_at, updated_at) "
                 "VALUES (?, ?, 'created', ?, ?, ?)",
@@ -542,7 +535,7 @@ class Catalogue:
             )
 
     def run(self, run_id: str) -> RunRow | None:
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             row = db.execute(_RUN_SELECT + " WHERE runs.id = ?", (run_id,)).fetchone()
         return _read(RunRow, "runs", row) if row else None
 
@@ -550,14 +543,14 @@ class Catalogue:
         """Runs, newest first (of one dataset, or all)."""
         where, args = (" WHERE runs.dataset_id = ?", (dataset_id,)) if dataset_id else ("", ())
         order = " ORDER BY runs.created_at DESC, runs.id DESC"
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             rows = db.execute(_RUN_SELECT + where + order, args).fetchall()
         return [_read(RunRow, "runs", r) for r in rows]
 
     def set_run_state(
         self, run_id: str, state: str, *, pid: int | None = None, error: str | None = None
     ) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute(
                 "UPDATE runs SET state = ?, pid = ?, error = ?, updated_at = ? WHERE id = ?",
                 (state, pid, error, now(), run_id),
@@ -571,7 +564,7 @@ class Catalogue:
         g_vendi_before: float | None,
         g_vendi_after: float | None,
     ) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute(
                 "UPDATE runs SET usage = ?, g_vendi_before = ?, g_vendi_after = ?, "
                 "updated_at = ? WHERE id = ?",
@@ -586,7 +579,7 @@ class Catalogue:
         marks = ", ".join("?" * len(_ITEM_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _ITEM_COLUMNS if c != "item_id")
         rows = [(run_id, *_columns("run_items", it).values()) for it in items]
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.executemany(
                 f"INSERT INTO run_items (run_id, {columns}) VALUES (?, {marks}) "
                 f"ON CONFLICT(run_id, item_id) DO UPDATE SET {updates}",
@@ -594,7 +587,7 @@ class Catalogue:
             )
 
     def drop_items(self, run_id: str, item_ids: list[str]) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.executemany(
                 "DELETE FROM run_items WHERE run_id = ? AND item_id = ?",
                 [(run_id, item_id) for item_id in item_ids],
@@ -607,12 +600,12 @@ class Catalogue:
         if item_id is not None:
             query += " AND item_id = ?"
             args += (item_id,)
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             rows = db.execute(query + " ORDER BY round, rowid", args).fetchall()
         return [_read(ReviewedItem, "run_items", r) for r in rows]
 
     def set_override(self, run_id: str, item_id: str, decision: str | None) -> None:
-        with self._writing() as db:
+        with self._connection(write=True) as db:
             db.execute(
                 "UPDATE run_items SET override = ? WHERE run_id = ? AND item_id = ?",
                 (decision, run_id, item_id),
@@ -620,7 +613,7 @@ class Catalogue:
 
     def count_status(self, run_id: str, status: str) -> int:
         """How many items of a run have this automatic status (overrides not applied)."""
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             return db.execute(
                 "SELECT COUNT(*) FROM run_items WHERE run_id = ? AND status = ?", (run_id, status)
             ).fetchone()[0]
@@ -630,7 +623,7 @@ class Catalogue:
         if not run_ids:
             return {}
         marks = ", ".join("?" * len(run_ids))
-        with self._reading() as db:
+        with self._connection(write=False) as db:
             tallies = db.execute(
                 f"SELECT run_id, {_DECISION} AS decision, reason_kind, COUNT(*) AS n "
                 f"FROM run_items WHERE run_id IN ({marks}) GROUP BY run_id, decision, reason_kind",
