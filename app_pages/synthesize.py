@@ -74,7 +74,7 @@ save = ui.remembered(
         "syn_model": "",
         "syn_target": 20,
         "syn_rounds": 2,
-        "syn_k": 3,
+        "syn_solutions": 3,
         "syn_conc": 8,
         "syn_verifier": "math",
         "syn_maxreq": 0,
@@ -115,7 +115,7 @@ target = cols[0].number_input(
 )
 rounds = cols[1].number_input("Rounds", low(Syn, "rounds"), 50, key="syn_rounds", on_change=save)
 solutions = cols[2].number_input(
-    "Solutions per problem", low(Syn, "solutions"), 16, key="syn_k", on_change=save
+    "Solutions per problem", low(Syn, "solutions"), 16, key="syn_solutions", on_change=save
 )
 concurrency = cols[3].number_input(
     "Requests at once", low(LLMSettings, "concurrency"), 256, key="syn_conc", on_change=save
@@ -299,8 +299,8 @@ table = pd.DataFrame(
         {
             "run": r["id"],
             "state": r["state"],
-            "accepted": r["counts"].get("accepted", 0),
-            "rejected": r["counts"].get("rejected_total", 0),
+            "accepted": r["counts"]["accepted"],  # from the items, overrides applied
+            "rejected": r["counts"]["rejected_total"],
             "G-Vendi before": r["g_vendi_before"],
             "G-Vendi after": r["g_vendi_after"],
             "model": r["settings"]["llm"]["model"],
@@ -335,13 +335,8 @@ if info_run["state"] in ("interrupted", "cancelled", "failed", "budget", "create
 
 items = synthesis.review(ws, chosen)
 if items:
-    rejected = pd.Series(
-        [i["reason_kind"] for i in items if i["decision"] == "rejected" and i["reason_kind"]]
-    )
-    if len(rejected):
-        st.caption(
-            "Rejections: " + ", ".join(f"{k}: {v}" for k, v in rejected.value_counts().items())
-        )
+    if rejected := info_run["counts"]["rejected"]:
+        st.caption("Rejections: " + ui.md(", ".join(f"{k}: {v}" for k, v in rejected.items())))
     frame = pd.DataFrame(
         [
             {
@@ -384,5 +379,5 @@ if items:
         )
     if len(changed):
         st.rerun()
-    kept = sum(1 for i in items if i["decision"] == "accepted")  # a change reran above
+    kept = info_run["counts"]["accepted"]  # as in the Runs table; a change reran above
     st.caption(f"{kept} samples of this run go to the curated set (with overrides).")

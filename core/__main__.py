@@ -520,10 +520,11 @@ def cmd_runs(args: argparse.Namespace) -> Result:
                 "run": r["id"],
                 "dataset": r["dataset"],
                 "state": r["state"],
-                "accepted": r["counts"].get("accepted", 0),
-                "rejected": r["counts"].get("rejected", {}),
+                "accepted": r["counts"]["accepted"],  # from the items, overrides applied
+                "rejected": r["counts"]["rejected"],
                 "g_vendi_before": r["g_vendi_before"],
                 "g_vendi_after": r["g_vendi_after"],
+                "usage": r["usage"],  # requests, tokens and cost of its last invocation
                 "created_at": r["created_at"],
                 "error": r["error"],
             }

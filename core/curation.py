@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -39,12 +38,7 @@ ANSWER_FORMATS = (  # how a response states its final answer, checked in this or
 
 def removed(ws: Workspace, dataset: str) -> dict[int, str]:
     """Removed seed rows and why."""
-    info = ws.dataset(dataset)
-    with ws.connect() as db:
-        rows = db.execute(
-            "SELECT row, reason FROM removed WHERE dataset_id = ?", (info.id,)
-        ).fetchall()
-    return {r["row"]: r["reason"] for r in rows}
+    return ws.catalogue.removed_rows(ws.dataset(dataset).id)
 
 
 def remove_rows(ws: Workspace, dataset: str, rows: list[int], reason: str) -> int:
@@ -53,27 +47,13 @@ def remove_rows(ws: Workspace, dataset: str, rows: list[int], reason: str) -> in
     rows = sorted({int(r) for r in rows})
     if rows and (rows[0] < 0 or rows[-1] >= info.rows):
         raise UserError(f"rows must be between 0 and {info.rows - 1}")
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with ws.transaction() as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO removed VALUES (?, ?, ?, ?)",
-            [(info.id, r, reason, stamp) for r in rows],
-        )
+    ws.catalogue.remove_rows(info.id, rows, reason)
     return len(rows)
 
 
 def restore_rows(ws: Workspace, dataset: str, rows: list[int] | None = None) -> int:
     """Put removed rows back (all of them when `rows` is None); returns how many."""
-    info = ws.dataset(dataset)
-    with ws.transaction() as db:
-        if rows is None:
-            return db.execute("DELETE FROM removed WHERE dataset_id = ?", (info.id,)).rowcount
-        return sum(
-            db.execute(
-                "DELETE FROM removed WHERE dataset_id = ? AND row = ?", (info.id, int(r))
-            ).rowcount
-            for r in rows
-        )
+    return ws.catalogue.restore_rows(ws.dataset(dataset).id, rows)
 
 
 # --- near-duplicate groups -----------------------------------------------------------------

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from core.catalogue import FeatureSetRow, now
 from core.config import (
     METHODS,
     SENTENCE,
@@ -211,15 +212,7 @@ def find_features(
 
 def feature_sets(ws: Workspace, dataset: str) -> list[dict[str, Any]]:
     """The catalogue's feature sets of a dataset, newest first."""
-    info = ws.dataset(dataset)
-    with ws.connect() as db:
-        rows = db.execute(
-            "SELECT * FROM feature_sets WHERE dataset_id = ? ORDER BY updated_at DESC", (info.id,)
-        ).fetchall()
-    return [
-        {**dict(r), "config": json.loads(r["config"]), "facts": json.loads(r["facts"])}
-        for r in rows
-    ]
+    return [asdict(r) for r in ws.catalogue.feature_sets(ws.dataset(dataset).id)]
 
 
 @contextmanager
@@ -273,18 +266,16 @@ class _DatasetChanged(Exception):
 def _changed(ws: Workspace, info: DatasetInfo) -> str | None:
     """'deleted' or 'replaced' when the catalogue no longer holds `info`; None when it does
     (renamed or not)."""
-    with ws.connect() as db:
-        if db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
-            return None
-        named = db.execute("SELECT 1 FROM datasets WHERE name = ?", (info.name,)).fetchone()
-    return "replaced" if named else "deleted"
+    if ws.catalogue.has_dataset_id(info.id):
+        return None
+    return "replaced" if ws.catalogue.dataset_named(info.name) else "deleted"
 
 
 def _drop_leftovers(ws: Workspace, info: DatasetInfo) -> None:
     """Remove what a computation wrote into the folder of a dataset that is gone (checked
     under the catalogue's write lock, as the workspace's own clean-up does)."""
-    with ws.transaction() as db:
-        if not db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+    with ws.catalogue.transaction() as catalogue:
+        if not catalogue.has_dataset_id(info.id):
             shutil.rmtree(info.path.parent, ignore_errors=True)
 
 
@@ -407,23 +398,21 @@ def _check(config: FeatureConfig, runtime: Runtime) -> None:
 
 def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:
     """Record the feature set in the catalogue, under its dataset (which must still be there)."""
-    with ws.transaction() as db:
-        if not db.execute("SELECT 1 FROM datasets WHERE id = ?", (info.id,)).fetchone():
+    with ws.catalogue.transaction() as catalogue:
+        if not catalogue.has_dataset_id(info.id):
             raise _DatasetChanged
-        db.execute(
-            "INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                fs.key,
-                info.id,
-                proxy.name,
-                _identity(proxy, fs.config),
-                json.dumps(asdict(fs.config)),
-                fs.rows,
-                fs.dim,
-                int(fs.complete),
-                json.dumps(fs.facts),
-                time.strftime("%Y-%m-%dT%H:%M:%S"),
-            ),
+        catalogue.save_feature_set(
+            FeatureSetRow(
+                key=fs.key,
+                dataset_id=info.id,
+                proxy=proxy.name,
+                config=asdict(fs.config),
+                rows=fs.rows,
+                dim=fs.dim,
+                complete=fs.complete,
+                facts=fs.facts,
+                updated_at=now(),
+            )
         )
 
 

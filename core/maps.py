@@ -1,15 +1,14 @@
 """The map of a dataset, cached: clusters with their descriptions, the 2-D layout, density.
 
-Artefacts live beside the feature set they come from (`<feature folder>/map-<key>.npz`),
-written atomically and listed in the catalogue's `maps` table; the same feature set and
-parameters give the same file, so nothing is computed twice.
+Artefacts live beside the feature set they come from (`<feature folder>/<kind>-<key>.npz`),
+written atomically; the same feature set and parameters give the same file, so nothing is
+computed twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,24 +35,18 @@ from core.workspace import Workspace
 CLUSTERS_VERSION = 1
 
 
-def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> tuple[str, Path]:
+def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> Path:
+    """Where the artefact of this kind and these parameters of `fs` is kept."""
     key = hashlib.blake2b(
         json.dumps({"features": fs.key, "kind": kind, **params}, sort_keys=True).encode(),
         digest_size=10,
     ).hexdigest()
-    return key, fs.folder / f"{kind}-{key}.npz"
+    return fs.folder / f"{kind}-{key}.npz"
 
 
-def _save(
-    ws: Workspace, fs: FeatureSet, kind: str, params: dict[str, Any], key: str, path: Path, **arrays
-) -> None:
+def _save(path: Path, **arrays: np.ndarray) -> None:
     with atomic_target(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    with ws.transaction() as db:
-        db.execute(
-            "INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?, ?, ?)",
-            (key, fs.key, kind, json.dumps(params), path.name, time.strftime("%Y-%m-%dT%H:%M:%S")),
-        )
 
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:
@@ -76,7 +69,7 @@ def clusters_for(
     `default_k`), cached. `on_progress` as spherical_kmeans reports it; (1, 1) when cached."""
     k_rows = resolve_k(k, fs.rows) if k else default_k(fs.rows)
     params = {"k": k_rows, "seed": seed, "version": CLUSTERS_VERSION}
-    key, path = _artefact(fs, "clusters", params)
+    path = _artefact(fs, "clusters", params)
     if (saved := _load(path)) is not None:
         on_progress(1, 1)
         return Clustering(
@@ -84,11 +77,6 @@ def clusters_for(
         )
     clustering = spherical_kmeans(fs.matrix(), k_rows, seed=seed, on_progress=on_progress)
     _save(
-        ws,
-        fs,
-        "clusters",
-        params,
-        key,
         path,
         labels=clustering.labels,
         centroids=clustering.centroids,
@@ -115,14 +103,14 @@ def layout_for(
 ) -> Layout | None:
     """The 2-D layout and local density of a feature set, cached; None when it is not
     cached yet and `compute` is False."""
-    key, path = _artefact(fs, "layout", config.key_fields())
+    path = _artefact(fs, "layout", config.key_fields())
     if (saved := _load(path)) is not None:
         return Layout(saved["coords"], saved["density"], True)
     if not compute:
         return None
     coords = umap_layout(fs.matrix(), config, on_progress)
     dens = density(coords)
-    _save(ws, fs, "layout", config.key_fields(), key, path, coords=coords, density=dens)
+    _save(path, coords=coords, density=dens)
     return Layout(coords, dens, False)
 
 
@@ -131,11 +119,11 @@ def groups_for(
 ) -> np.ndarray:
     """HDBSCAN groups on the layout, cached with it."""
     params = {**config.key_fields(), "hdbscan": 1}
-    key, path = _artefact(fs, "groups", params)
+    path = _artefact(fs, "groups", params)
     if (saved := _load(path)) is not None:
         return saved["labels"]
     labels = hdbscan_groups(layout.coords)
-    _save(ws, fs, "groups", params, key, path, labels=labels)
+    _save(path, labels=labels)
     return labels
 
 

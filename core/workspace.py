@@ -1,7 +1,7 @@
 """The workspace: a folder with a SQLite catalogue and the bulk data beside it.
 
 Layout:
-    workspace.sqlite        the catalogue (WAL mode): datasets, feature sets, meta
+    workspace.sqlite        the catalogue (core/catalogue.py: every table and SQL statement)
     datasets/<id>/records.parquet   each dataset's normalised records
     datasets/<id>/features/<key>/   its gradient feature sets (see core/features.py)
     tmp/<id>/               work in progress, owned by a live process (file `owner`)
@@ -16,7 +16,6 @@ workspace at once; SQLite serialises the writers.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -26,10 +25,11 @@ import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.catalogue import Catalogue, DatasetRow, Selection, now
 from core.errors import UserError
 from core.progress import ProgressFn, no_progress
 from core.records import Mapping, Report, stage
@@ -37,99 +37,6 @@ from core.sources import open_source
 
 DEFAULT_ROOT = "cache"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-_MIGRATIONS = [
-    """
-    CREATE TABLE datasets (
-        id          TEXT PRIMARY KEY,
-        name        TEXT NOT NULL UNIQUE,
-        rows        INTEGER NOT NULL,
-        fingerprint TEXT NOT NULL,
-        source      TEXT NOT NULL,
-        format      TEXT NOT NULL,
-        mapping     TEXT NOT NULL,
-        report      TEXT NOT NULL,
-        created_at  TEXT NOT NULL
-    );
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    """
-    CREATE TABLE feature_sets (
-        key         TEXT PRIMARY KEY,
-        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-        proxy       TEXT NOT NULL,
-        identity    TEXT NOT NULL,
-        config      TEXT NOT NULL,
-        rows        INTEGER NOT NULL,
-        dim         INTEGER NOT NULL,
-        complete    INTEGER NOT NULL DEFAULT 0,
-        facts       TEXT NOT NULL DEFAULT '{}',
-        updated_at  TEXT NOT NULL
-    );
-    CREATE INDEX feature_sets_dataset ON feature_sets(dataset_id);
-    """,
-    """
-    CREATE TABLE maps (
-        key         TEXT PRIMARY KEY,
-        feature_key TEXT NOT NULL REFERENCES feature_sets(key) ON DELETE CASCADE,
-        kind        TEXT NOT NULL,
-        params      TEXT NOT NULL,
-        file        TEXT NOT NULL,
-        created_at  TEXT NOT NULL
-    );
-    CREATE TABLE selections (
-        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-        name        TEXT NOT NULL,
-        rows        TEXT NOT NULL,
-        ids         TEXT NOT NULL,
-        note        TEXT NOT NULL DEFAULT '',
-        created_at  TEXT NOT NULL,
-        PRIMARY KEY (dataset_id, name)
-    );
-    """,
-    """
-    CREATE TABLE runs (
-        id              TEXT PRIMARY KEY,
-        dataset_id      TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-        state           TEXT NOT NULL,
-        settings        TEXT NOT NULL,
-        counts          TEXT NOT NULL DEFAULT '{}',
-        g_vendi_before  REAL,
-        g_vendi_after   REAL,
-        error           TEXT,
-        pid             INTEGER,
-        created_at      TEXT NOT NULL,
-        updated_at      TEXT NOT NULL
-    );
-    CREATE TABLE run_items (
-        run_id          TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        item_id         TEXT NOT NULL,
-        round           INTEGER NOT NULL,
-        target_cluster  INTEGER,
-        exemplar_ids    TEXT NOT NULL DEFAULT '[]',
-        problem         TEXT NOT NULL DEFAULT '',
-        solutions       TEXT NOT NULL DEFAULT '[]',
-        answers         TEXT NOT NULL DEFAULT '[]',
-        majority        TEXT,
-        response        TEXT,
-        status          TEXT NOT NULL,
-        reason          TEXT,
-        reason_kind     TEXT,
-        landed_cluster  INTEGER,
-        override        TEXT,
-        PRIMARY KEY (run_id, item_id)
-    );
-    """,
-    """
-    CREATE TABLE removed (
-        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-        row         INTEGER NOT NULL,
-        reason      TEXT NOT NULL,
-        created_at  TEXT NOT NULL,
-        PRIMARY KEY (dataset_id, row)
-    );
-    """,
-]
 
 
 @dataclass(frozen=True)
@@ -208,88 +115,41 @@ class Workspace:
         except OSError as e:
             raise UserError(f"workspace {self.root}: cannot create it ({e.strerror})") from e
         self.db_path = self.root / "workspace.sqlite"
+        self.catalogue = Catalogue(self.db_path)
         try:
-            self._migrate()
+            self.catalogue.migrate()
         except sqlite3.DatabaseError as e:
             raise UserError(f"workspace {self.db_path}: not a usable catalogue ({e})") from e
         self._collect_garbage()
 
-    # --- the catalogue -----------------------------------------------------------------
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection to the catalogue (autocommit; use `transaction` to write)."""
-        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA busy_timeout = 60000")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA synchronous = NORMAL")
-            yield db
-        finally:
-            db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A transaction holding the write lock from its start; committed on success, else
-        rolled back."""
-        with self.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self.connect() as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode = WAL")
-        with self.transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for i, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {i}")
+    # --- small values kept by key ----------------------------------------------------------
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        with self.connect() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
+        value = self.catalogue.get_meta(key)
+        return default if value is None else value
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.catalogue.set_meta(key, value)
 
     # --- datasets ------------------------------------------------------------------------
 
-    def _info(self, row: sqlite3.Row) -> DatasetInfo:
-        d = dict(row)
-        d["mapping"] = json.loads(d["mapping"])
-        d["report"] = json.loads(d["report"])
-        return DatasetInfo(**d, path=self.root / "datasets" / d["id"] / "records.parquet")
+    def _info(self, row: DatasetRow) -> DatasetInfo:
+        return DatasetInfo(**asdict(row), path=self.root / "datasets" / row.id / "records.parquet")
 
     def datasets(self) -> list[DatasetInfo]:
         """All datasets, by name."""
-        with self.connect() as db:
-            rows = db.execute("SELECT * FROM datasets ORDER BY name").fetchall()
-        return [self._info(r) for r in rows]
+        return [self._info(r) for r in self.catalogue.datasets()]
 
     def dataset(self, name: str) -> DatasetInfo:
         """One dataset by name; UserError listing the names when there is none."""
-        with self.connect() as db:
-            row = db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
+        row = self.catalogue.dataset_named(name)
         if row is None:
             names = ", ".join(d.name for d in self.datasets()) or "none yet"
             raise UserError(f"no dataset named {name!r} in {self.root} (datasets: {names})")
         return self._info(row)
 
     def has_dataset(self, name: str) -> bool:
-        with self.connect() as db:
-            return (
-                db.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone() is not None
-            )
+        return self.catalogue.dataset_named(name) is not None
 
     def import_dataset(
         self,
@@ -323,49 +183,47 @@ class Workspace:
             )
             dataset_id = tmp.name
             final = self.root / "datasets" / dataset_id
-            with self.transaction() as db:
-                old = db.execute("SELECT id FROM datasets WHERE name = ?", (name,)).fetchone()
+            with self.catalogue.transaction() as catalogue:
+                old = catalogue.dataset_named(name)
                 if old and not replace:
                     raise UserError(
                         f"a dataset named {name!r} was created meanwhile; choose another name"
                     )
                 if old:
-                    db.execute("DELETE FROM datasets WHERE id = ?", (old["id"],))
+                    catalogue.delete_dataset(old.id)
                 (tmp / "owner").unlink()
                 os.replace(tmp, final)
-                db.execute(
-                    "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        dataset_id,
-                        name,
-                        report.kept,
-                        report.fingerprint,
-                        label or str(spec),
-                        source.format,
-                        json.dumps(report.mapping),
-                        json.dumps(report.to_dict()),
-                        time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    ),
+                catalogue.add_dataset(
+                    DatasetRow(
+                        id=dataset_id,
+                        name=name,
+                        rows=report.kept,
+                        fingerprint=report.fingerprint,
+                        source=label or str(spec),
+                        format=source.format,
+                        mapping=report.mapping,
+                        report=report.to_dict(),
+                        created_at=now(),
+                    )
                 )
         if old:
-            shutil.rmtree(self.root / "datasets" / old["id"], ignore_errors=True)
+            shutil.rmtree(self.root / "datasets" / old.id, ignore_errors=True)
         return self.dataset(name), report
 
     def rename_dataset(self, old: str, new: str) -> DatasetInfo:
         """Rename `old` to `new`; returns the renamed dataset."""
         check_name(new)
         self.dataset(old)
-        with self.transaction() as db:
-            if db.execute("SELECT 1 FROM datasets WHERE name = ?", (new,)).fetchone():
+        with self.catalogue.transaction() as catalogue:
+            if catalogue.dataset_named(new):
                 raise UserError(f"a dataset named {new!r} exists; choose another name")
-            db.execute("UPDATE datasets SET name = ? WHERE name = ?", (new, old))
+            catalogue.rename_dataset(old, new)
         return self.dataset(new)
 
     def delete_dataset(self, name: str) -> DatasetInfo:
         """Remove a dataset and its files; returns what was deleted."""
         info = self.dataset(name)
-        with self.transaction() as db:
-            db.execute("DELETE FROM datasets WHERE id = ?", (info.id,))
+        self.catalogue.delete_dataset(info.id)
         shutil.rmtree(info.path.parent, ignore_errors=True)
         return info
 
@@ -387,52 +245,35 @@ class Workspace:
         if rows[0] < 0 or rows[-1] >= info.rows:
             raise UserError(f"selection rows must be between 0 and {info.rows - 1}")
         ids = pq.read_table(info.path, columns=["id"]).column(0).take(rows).to_pylist()
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO selections VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    info.id,
-                    name.strip(),
-                    json.dumps(rows),
-                    json.dumps(ids),
-                    note,
-                    time.strftime("%Y-%m-%dT%H:%M:%S"),
-                ),
+        self.catalogue.save_selection(
+            Selection(
+                dataset_id=info.id,
+                name=name.strip(),
+                rows=rows,
+                ids=ids,
+                note=note,
+                created_at=now(),
             )
+        )
         return self.selection(dataset, name.strip())
 
     def selections(self, dataset: str) -> list[dict[str, Any]]:
         """The saved selections of a dataset, newest first (without their rows)."""
-        info = self.dataset(dataset)
-        with self.connect() as db:
-            found = db.execute(
-                "SELECT name, note, created_at, json_array_length(rows) AS size FROM selections "
-                "WHERE dataset_id = ? ORDER BY created_at DESC, name",
-                (info.id,),
-            ).fetchall()
-        return [dict(r) for r in found]
+        return [asdict(s) for s in self.catalogue.selections(self.dataset(dataset).id)]
 
     def selection(self, dataset: str, name: str) -> dict[str, Any]:
         """One saved selection with its rows and ids; UserError naming the others when missing."""
-        info = self.dataset(dataset)
-        with self.connect() as db:
-            row = db.execute(
-                "SELECT * FROM selections WHERE dataset_id = ? AND name = ?", (info.id, name)
-            ).fetchone()
-        if row is None:
+        found = self.catalogue.selection(self.dataset(dataset).id, name)
+        if found is None:
             names = ", ".join(s["name"] for s in self.selections(dataset)) or "none yet"
             raise UserError(
                 f"no selection named {name!r} for dataset {dataset!r} (selections: {names})"
             )
-        return {**dict(row), "rows": json.loads(row["rows"]), "ids": json.loads(row["ids"])}
+        return asdict(found)
 
     def delete_selection(self, dataset: str, name: str) -> None:
         self.selection(dataset, name)
-        with self.transaction() as db:
-            db.execute(
-                "DELETE FROM selections WHERE dataset_id = ? AND name = ?",
-                (self.dataset(dataset).id, name),
-            )
+        self.catalogue.delete_selection(self.dataset(dataset).id, name)
 
     def owns(self, path: str | os.PathLike) -> bool:
         """Whether `path` is the workspace folder itself, its catalogue or inside datasets/:
@@ -464,12 +305,10 @@ class Workspace:
         folders = {p.name for p in (self.root / "datasets").iterdir()}
         if not folders:
             return
-        with self.connect() as db:
-            known = {r[0] for r in db.execute("SELECT id FROM datasets")}
-        if folders - known:
+        if folders - self.catalogue.dataset_ids():
             # recheck under the write lock: an import moves its folder in under that lock
-            with self.transaction() as db:
-                known = {r[0] for r in db.execute("SELECT id FROM datasets")}
+            with self.catalogue.transaction() as catalogue:
+                known = catalogue.dataset_ids()
                 for orphan in folders - known:
                     shutil.rmtree(self.root / "datasets" / orphan, ignore_errors=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from core import synthesis
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
@@ -123,3 +125,39 @@ def test_test_connection_shows_the_reply_or_the_error(tmp_path):
         app.run()
     assert any("HTTP 404" in e and "does not exist" in e for e in app.errors())
     assert synthesis.list_runs(Workspace(tmp_path / "ws"), "demo") == []  # no run was made
+
+
+def test_the_runs_table_and_runs_agree_with_the_review_after_an_override(tmp_path, cli):
+    """Counts are derived from the items with the curator's overrides applied: the Runs
+    table, the review caption and `runs --json` all say what the review says."""
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    with FakeLLM() as llm:
+        use_generator(app, llm, target=6)
+        app.button("Start a run").click()
+        app.run()
+    run_id = synthesis.list_runs(ws, "demo")[0]["id"]
+    items = synthesis.review(ws, run_id)
+    accepted = [i for i in items if i["status"] == "accepted"]
+    rejected_usable = [i for i in items if i["status"] == "rejected" and i["response"]]
+    assert accepted and rejected_usable
+    synthesis.set_decision(ws, run_id, accepted[0]["item_id"], "rejected")
+    synthesis.set_decision(ws, run_id, rejected_usable[0]["item_id"], "accepted")
+    synthesis.set_decision(ws, run_id, rejected_usable[1]["item_id"], "accepted")
+    app.run()
+
+    decisions = Counter(i["decision"] for i in synthesis.review(ws, run_id))
+    assert decisions["accepted"] == len(accepted) + 1  # the review itself
+    runs_table = next(d.value for d in app.at.dataframe if "accepted" in d.value.columns)
+    assert list(runs_table["accepted"]) == [decisions["accepted"]]
+    assert list(runs_table["rejected"]) == [decisions["rejected"]]
+    shown = f"{decisions['accepted']} samples of this run go to the curated set"
+    assert any(shown in c for c in app.texts("caption")), app.texts("caption")
+    assert any("rejected by the curator: 1" in c for c in app.texts("caption"))
+
+    listed = cli("runs", "--json").json["runs"][0]
+    assert listed["run"] == run_id and listed["accepted"] == decisions["accepted"]
+    assert sum(listed["rejected"].values()) == decisions["rejected"]
+    assert listed["rejected"]["rejected by the curator"] == 1
+    text = cli("runs").out
+    assert f"accepted {decisions['accepted']:>5}" in text

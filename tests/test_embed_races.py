@@ -4,9 +4,11 @@ one clear line (exit 2) and leaves no feature set behind, registered or on disk.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import pytest
 
@@ -64,7 +66,7 @@ def test_delete_while_embedding(embedding):
     )
     assert not old.path.parent.exists()  # no chunk written after the delete survives
     assert list((ws.root / "datasets").iterdir()) == []
-    with ws.connect() as db:
+    with closing(sqlite3.connect(ws.db_path)) as db:  # the catalogue file itself
         assert db.execute("SELECT COUNT(*) FROM feature_sets").fetchone()[0] == 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -238,7 +241,7 @@ def test_selections(ws):
     with pytest.raises(UserError, match=r"no selection named 'x'.*thin"):
         ws.selection("d", "x")
     ws.delete_dataset("d")  # selections go with their dataset
-    with ws.connect() as db:
+    with closing(sqlite3.connect(ws.db_path)) as db:  # the catalogue file itself
         assert db.execute("SELECT COUNT(*) FROM selections").fetchone()[0] == 0
 
 
