@@ -17,6 +17,7 @@ import pytest
 
 from core.config import FeatureConfig, ProxySpec, Runtime
 from core.demo import demo_rows
+from core.encoders import encoder_for
 from core.errors import UserError
 from core.features import _exclusive, compute_features, feature_key, find_features
 from core.proxy import load_proxy, tiny_random
@@ -105,7 +106,7 @@ PINNED_KEYS = [
 @pytest.mark.parametrize(("proxy", "config", "key"), PINNED_KEYS)
 def test_feature_keys_of_existing_sets_never_change(proxy, config, key):
     data = SimpleNamespace(fingerprint="5f1d3c0b9a8e7d6c5b4a39281706f5e4")
-    assert feature_key(data, proxy, config) == key
+    assert feature_key(data, encoder_for(proxy, config)) == key
 
 
 def test_truncations_are_counted(ws):
