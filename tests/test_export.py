@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from core import curation, synthesis
-from core.config import FeatureConfig
+from core.config import FeatureConfig, ProxySpec
+from core.encoders import GradientFeatures
 from core.errors import UserError
 from core.export import export
 from core.features import compute_features
@@ -278,6 +279,32 @@ def test_synthetic_rows_carry_provenance_and_never_the_key(seeded, tmp_path):  #
     fs = compute_features(ws, "demo", proxy=TINY, config=CONFIG)
     before = curation.curated_g_vendi(ws, "demo", fs, include=("seed",))
     assert curation.curated_g_vendi(ws, "demo", fs) >= before
+
+
+def test_curated_g_vendi_keeps_the_pinned_proxy_revision(seeded, tmp_path, monkeypatch):  # noqa: F811
+    """The synthetic samples of a run with a pinned proxy are in the feature set's space
+    already: curated G-Vendi takes their stored features, loading no (unpinned) proxy."""
+    shutil.copytree(seeded, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    pinned = ProxySpec(TINY.name, revision="pinned-v1")
+    with FakeLLM() as llm:
+        run_id = synthesis.create_run(
+            ws,
+            "demo",
+            llm=LLMSettings(base_url=llm.url, model="gen-7b"),
+            settings=synthesis.SynthesisSettings(target=4, rounds=1),
+            proxy=pinned,
+            config=CONFIG,
+        )
+        synthesis.run_synthesis(ws, run_id, api_key=None)
+    assert synthesis.synthetic_records(ws, "demo")  # the run accepted samples
+    fs = compute_features(ws, "demo", proxy=pinned, config=CONFIG)
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("a proxy was loaded again")
+
+    monkeypatch.setattr(GradientFeatures, "open", no_model)
+    assert curation.curated_g_vendi(ws, "demo", fs) > 0
 
 
 def test_cli(cli, tmp_path):
