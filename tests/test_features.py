@@ -13,13 +13,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from core.config import FeatureConfig, ProxySpec, Runtime
 from core.demo import demo_rows
-from core.encoders import encoder_for
+from core.encoders import KINDS, Encoder, Samples, encoder_for
 from core.errors import UserError
-from core.features import _exclusive, compute_features, feature_key, find_features
+from core.features import (
+    _exclusive,
+    compute_features,
+    feature_key,
+    feature_sets,
+    find_features,
+)
 from core.proxy import load_proxy, tiny_random
 from core.workspace import Workspace
 from tests.conftest import REPO, assert_user_error, write_jsonl
@@ -107,6 +114,45 @@ PINNED_KEYS = [
 def test_feature_keys_of_existing_sets_never_change(proxy, config, key):
     data = SimpleNamespace(fingerprint="5f1d3c0b9a8e7d6c5b4a39281706f5e4")
     assert feature_key(data, encoder_for(proxy, config)) == key
+
+
+class PromptLengths(Encoder):
+    """A toy kind of vector: each sample's prompt length and id length; loads nothing."""
+
+    def settings(self) -> dict[str, object]:
+        return {"method": self.config.method, "dim": self.config.dim}
+
+    def identity(self) -> str:
+        return "prompt-lengths-v1"
+
+    def open(self, runtime: Runtime) -> PromptLengths.Loaded:
+        return PromptLengths.Loaded()
+
+    class Loaded:
+        dim = 2
+
+        def encode(self, samples: Samples, on_rows=None) -> tuple[np.ndarray, int]:
+            assert on_rows is not None  # the store reports progress through it
+            lengths = [(len(p), len(i)) for p, i in zip(samples.prompts, samples.ids, strict=True)]
+            return np.array(lengths, dtype=np.float32), 0
+
+        def facts(self) -> dict[str, object]:
+            return {"source": "prompt lengths"}
+
+
+def test_a_new_kind_of_vector_is_only_an_encoder(ws, monkeypatch):
+    """The feature store, its key and its listing use the encoder interface alone."""
+    monkeypatch.setitem(KINDS, "lengths", PromptLengths)
+    request = {"proxy": ProxySpec("none"), "config": FeatureConfig(method="lengths", dim=8)}
+    fs = compute_features(ws, "d", **request, runtime=Runtime(chunk_rows=16))
+    table = pq.read_table(ws.dataset("d").path, columns=["prompt", "id"]).to_pylist()
+    expected = [[len(r["prompt"]), len(r["id"])] for r in table]
+    assert fs.matrix().tolist() == expected and fs.facts["source"] == "prompt lengths"
+    assert find_features(ws, "d", **request).key == fs.key
+    listed = {s["key"]: s["settings"] for s in feature_sets(ws, "d")}
+    assert listed[fs.key] == {"method": "lengths", "dim": 8}
+    with pytest.raises(UserError, match="method 'nothing': use factorized, exact, sentence"):
+        compute_features(ws, "d", config=FeatureConfig(method="nothing"))
 
 
 def test_truncations_are_counted(ws):
