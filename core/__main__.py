@@ -90,9 +90,10 @@ def _within(kind: type, bound: Bound, flag: str) -> Callable[[str], Any]:
 
 def _cluster_k(flag: str) -> Callable[[str], float]:
     """An argparse type for --k: a count of clusters or a fraction of the rows."""
-    from core.regions import k_problem
 
     def parse(text: str) -> float:
+        from core.regions import k_problem
+
         try:
             k = float(text)
         except ValueError:
