@@ -136,7 +136,13 @@ def sidebar(ws: Workspace) -> None:
 
 
 _OTHER_PROXY = "Another model (hub name or folder)"
-_NUMBERS = ("dim", "rank", "seed", "max_length")  # the feature settings in the expander
+# the feature settings in the expander: their widgets' labels and steps
+_NUMBERS = {
+    "dim": ("Dimensions", 64),
+    "rank": ("Per-layer rank", 1),
+    "seed": ("Seed", 1),
+    "max_length": ("Max tokens per sample", 64),
+}
 
 
 def _feature_settings(ws: Workspace) -> None:
@@ -166,7 +172,7 @@ def _feature_settings(ws: Workspace) -> None:
             replace(
                 config,
                 method=get("sb_method"),
-                **{name: int(get(f"sb_{name}")) for name in _NUMBERS},
+                **{field: int(get(f"sb_{field}")) for field in _NUMBERS},
             ),
             replace(runtime, device=get("sb_device")),
         )
@@ -196,12 +202,7 @@ def _feature_settings(ws: Workspace) -> None:
     )
     uses = encoder_for(proxy, config).settings()  # the settings the chosen method reads
     with st.expander("Feature settings"):
-        for name, label, step in (
-            ("dim", "Dimensions", 64),
-            ("rank", "Per-layer rank", 1),
-            ("seed", "Seed", 1),
-            ("max_length", "Max tokens per sample", 64),
-        ):
+        for name, (label, step) in _NUMBERS.items():
             setting_input(
                 st,
                 label,

@@ -112,11 +112,8 @@ def add_settings(group: Any, settings: type, *names: str, **overrides: dict[str,
     name (`args.proxy` for ProxySpec.name). `overrides[name]` replaces add_argument's
     arguments for one field (a --clusters that takes "3,7" or auto)."""
     for name in names or [f.name for f in fields(settings)]:
-        flag, default, kind = (
-            flag_of(settings, name),
-            default_of(settings, name),
-            kind_of(settings, name),
-        )
+        flag, kind = flag_of(settings, name), kind_of(settings, name)
+        default = default_of(settings, name)
         if kind is bool:
             options: dict[str, Any] = {"action": "store_true"}
         else:
@@ -127,8 +124,7 @@ def add_settings(group: Any, settings: type, *names: str, **overrides: dict[str,
                 options["choices"] = choices
         options.update(overrides.get(name, {}))
         said = options.get("default")
-        shown = said is not None and said is not False and said != ""
-        tail = " (default: %(default)s)" if shown else ""
+        tail = " (default: %(default)s)" if said is not False and said not in (None, "") else ""
         group.add_argument(flag, help=help_of(settings, name) + tail, **options)
 
 

@@ -1,8 +1,9 @@
 """What to compute, as plain frozen data (no torch import): the proxy, the feature settings,
-how to run, the three together as a `FeatureRequest`, and the synthesis settings. `ProxySpec` and `FeatureConfig`
-choose the encoder (core/encoders.py) whose settings make a feature set's cache key;
-`Runtime` changes speed, not numbers. Every field declares its default, help and range
-once (core/settings.py); the CLI's flags and the sidebar's widgets come from them."""
+how to run, the three together as a `FeatureRequest`, and the synthesis settings.
+`ProxySpec` and `FeatureConfig` choose the encoder (core/encoders.py) whose settings make
+a feature set's cache key; `Runtime` changes speed, not numbers. Every field declares its
+default, help and range once (core/settings.py); the CLI's flags and the pages' widgets
+come from them."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ class FeatureConfig:
 class Runtime:
     """How to compute: the device, batch limits and the rows per stored chunk."""
 
-    device: str = setting("auto", help="auto, cpu or cuda")
+    device: str = setting(
+        "auto", help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda"
+    )
     batch_size: int | None = setting(None, help="at most this many samples per batch", low=1)
     token_budget: int | None = setting(
         None, help="at most this many padded tokens per batch", low=8
