@@ -13,20 +13,29 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from core import demo
-from core.config import DEFAULT_PROXY, METHODS, FeatureConfig, ProxySpec, Runtime
-from core.errors import UserError, bound_of
+from core.config import (
+    DEFAULT_PROXY,
+    DEVICES,
+    FeatureConfig,
+    FeatureRequest,
+    ProxySpec,
+    Runtime,
+)
+from core.encoders import encoder_for
+from core.errors import UserError
 from core.features import FeatureSet, compute_features, find_features
 from core.files import atomic_write
 from core.progress import ProgressFn
 from core.proxy import TINY_PROXIES
 from core.records import Report
+from core.settings import bound_of, choices_of, default_of, help_of, kind_of
 from core.workspace import DatasetInfo, Workspace, dataset_vanished, resolve_root
 
 ACTIVE_KEY = "active_dataset"
@@ -90,19 +99,10 @@ def set_active(ws: Workspace, name: str) -> None:
     ws.set_meta(ACTIVE_KEY, name)
 
 
-def feature_request(ws: Workspace) -> tuple[ProxySpec, FeatureConfig, Runtime]:
-    """The proxy, feature settings and device chosen in the sidebar (kept in the workspace)."""
-    saved = json.loads(ws.get_meta(SETTINGS_KEY) or "{}")
-    proxy = ProxySpec(saved.get("proxy", DEFAULT_PROXY), saved.get("revision") or None)
-    defaults = FeatureConfig()
-    config = FeatureConfig(
-        saved.get("method", defaults.method),
-        int(saved.get("dim", defaults.dim)),
-        int(saved.get("rank", defaults.rank)),
-        int(saved.get("seed", defaults.seed)),
-        int(saved.get("max_length", defaults.max_length)),
-    )
-    return proxy, config, Runtime(device=saved.get("device", "auto"))
+def feature_request(ws: Workspace) -> FeatureRequest:
+    """The proxy, feature settings and device chosen in the sidebar (kept in the workspace):
+    (proxy, config, runtime)."""
+    return FeatureRequest.from_saved(json.loads(ws.get_meta(SETTINGS_KEY) or "{}"))
 
 
 def sidebar(ws: Workspace) -> None:
@@ -136,12 +136,13 @@ def sidebar(ws: Workspace) -> None:
 
 
 _OTHER_PROXY = "Another model (hub name or folder)"
-
-
-def _limits(name: str) -> tuple[int, int]:
-    """A feature setting's (lowest, highest) value, for its widget."""
-    bound = bound_of(FeatureConfig, name)
-    return int(bound.low), int(bound.high)
+# the feature settings in the expander: their widgets' labels and steps
+_NUMBERS = {
+    "dim": ("Dimensions", 64),
+    "rank": ("Per-layer rank", 1),
+    "seed": ("Seed", 1),
+    "max_length": ("Max tokens per sample", 64),
+}
 
 
 def _feature_settings(ws: Workspace) -> None:
@@ -156,15 +157,7 @@ def _feature_settings(ws: Workspace) -> None:
         "sb_method": config.method,
         "sb_device": runtime.device,
         # within the widgets' bounds, so that a value saved elsewhere cannot break the sidebar
-        **{
-            key: min(max(getattr(config, name), _limits(name)[0]), _limits(name)[1])
-            for key, name in (
-                ("sb_dim", "dim"),
-                ("sb_rank", "rank"),
-                ("sb_seed", "seed"),
-                ("sb_len", "max_length"),
-            )
-        },
+        **{f"sb_{name}": _clamped(FeatureConfig, name, getattr(config, name)) for name in _NUMBERS},
     }
     st.session_state.update(shown)
 
@@ -173,16 +166,17 @@ def _feature_settings(ws: Workspace) -> None:
         name = get("sb_proxy")
         if name == _OTHER_PROXY:
             name = (get("sb_proxy_other") or "").strip() or DEFAULT_PROXY
-        chosen = {
-            "proxy": name,
-            "method": get("sb_method"),
-            "device": get("sb_device"),
-            "dim": int(get("sb_dim")),
-            "rank": int(get("sb_rank")),
-            "seed": int(get("sb_seed")),
-            "max_length": int(get("sb_len")),
-        }
-        ws.set_meta(SETTINGS_KEY, json.dumps(chosen))
+        chosen = FeatureRequest(
+            # a pinned revision belongs to its proxy
+            replace(proxy, name=name, revision=proxy.revision if name == proxy.name else None),
+            replace(
+                config,
+                method=get("sb_method"),
+                **{field: int(get(f"sb_{field}")) for field in _NUMBERS},
+            ),
+            replace(runtime, device=get("sb_device")),
+        )
+        ws.set_meta(SETTINGS_KEY, json.dumps(chosen.to_saved()))
 
     st.subheader("Gradient features", divider="gray")
     picked = st.selectbox(
@@ -190,37 +184,103 @@ def _feature_settings(ws: Workspace) -> None:
         [*presets, _OTHER_PROXY],
         key="sb_proxy",
         on_change=save,
-        help="A small causal LM whose gradients define the feature space. tiny-random is a random "
-        "model for trying the workflow offline: its scores mean nothing.",
+        help=tooltip(ProxySpec, "name"),
     )
     if picked == _OTHER_PROXY:
         st.text_input("Hub name or local folder", key="sb_proxy_other", on_change=save)
-    st.radio(
+    setting_choice(
+        st.radio,
         "Method",
-        list(METHODS),
+        FeatureConfig,
+        "method",
         key="sb_method",
-        horizontal=True,
         on_change=save,
-        help="factorized: fast, batched (default). exact: the paper's reference, slow.",
+        horizontal=True,
     )
-    st.selectbox("Device", ["auto", "cpu", "cuda"], key="sb_device", on_change=save)
+    st.selectbox(
+        "Device", DEVICES, key="sb_device", on_change=save, help=tooltip(Runtime, "device")
+    )
+    uses = encoder_for(proxy, config).settings()  # the settings the chosen method reads
     with st.expander("Feature settings"):
-        st.number_input("Dimensions", *_limits("dim"), step=64, key="sb_dim", on_change=save)
-        st.number_input(
-            "Per-layer rank",
-            *_limits("rank"),
-            key="sb_rank",
-            on_change=save,
-            disabled=config.method == "exact",
-        )
-        st.number_input("Seed", *_limits("seed"), key="sb_seed", on_change=save)
-        st.number_input(
-            "Max tokens per sample",
-            *_limits("max_length"),
-            step=64,
-            key="sb_len",
-            on_change=save,
-        )
+        for name, (label, step) in _NUMBERS.items():
+            setting_input(
+                st,
+                label,
+                FeatureConfig,
+                name,
+                key=f"sb_{name}",
+                on_change=save,
+                step=step,
+                disabled=name not in uses,
+            )
+
+
+def _clamped(settings: type, name: str, value: float) -> float:
+    """`value` moved into the field's Bound."""
+    bound = bound_of(settings, name)
+    if bound.low is not None:
+        value = max(value, kind_of(settings, name)(bound.low))
+    if bound.high is not None:
+        value = min(value, kind_of(settings, name)(bound.high))
+    return value
+
+
+def tooltip(settings: type, name: str) -> str:
+    """A settings field's help (core/settings.py) as a widget's help: a sentence."""
+    text = help_of(settings, name)
+    return text[0].upper() + text[1:] + "."
+
+
+def setting_default(settings: type, name: str) -> Any:
+    """A settings field's default as its widget holds it: an optional number's None is 0."""
+    default = default_of(settings, name)
+    return kind_of(settings, name)(0) if default is None else default
+
+
+def setting_input(
+    where: Any, label: str, settings: type, name: str, *, key: str, on_change: Callable, **widget
+) -> Any:
+    """A number_input (in `where`: st, a column) for a settings field, its range and help
+    from the field; an optional field (None by default) takes 0 for none. The value comes
+    from the session's `key` (the caller puts it there: saved, else `setting_default`).
+    Returns the value as the field takes it (None for an optional field's 0)."""
+    kind, bound = kind_of(settings, name), bound_of(settings, name)
+    optional = default_of(settings, name) is None
+    low = 0 if optional else bound.low
+    if st.session_state.get(key) is not None:  # a saved 1 for a float field: the widget's type
+        st.session_state[key] = kind(st.session_state[key])
+    value = where.number_input(
+        label,
+        min_value=None if low is None else kind(low),
+        max_value=None if bound.high is None else kind(bound.high),
+        key=key,
+        on_change=on_change,
+        help=tooltip(settings, name),
+        **widget,
+    )
+    return (value or None) if optional else value
+
+
+def setting_choice(
+    widget: Callable,
+    label: str,
+    settings: type,
+    name: str,
+    *,
+    key: str,
+    on_change: Callable,
+    **options,
+) -> Any:
+    """A choice widget (st.radio, a column's selectbox) over a settings field's choices,
+    with its help; the value comes from the session's `key`."""
+    return widget(
+        label,
+        list(choices_of(settings, name)),
+        key=key,
+        on_change=on_change,
+        help=tooltip(settings, name),
+        **options,
+    )
 
 
 @contextmanager
@@ -291,14 +351,29 @@ def feature_page(title: str, caption: str, *, need_features: bool = True) -> Fea
     return FeaturePage(ws, info, proxy, config, runtime, fs)
 
 
+# how the summary line says a feature setting (others: "name value")
+_SHOWN = {
+    "method": "{}",
+    "dim": "{} dims",
+    "rank": "rank {}",
+    "seed": "seed {}",
+    "max_length": "up to {} tokens",
+}
+
+
 def feature_summary(
     info: DatasetInfo, proxy: ProxySpec, config: FeatureConfig, runtime: Runtime
 ) -> None:
-    """One line naming the dataset and the feature settings; the warning for a random proxy."""
+    """One line naming the dataset and the feature settings (those the method uses); the
+    warning for a random proxy."""
+    shown = [
+        _SHOWN.get(name, f"{name} {{}}").format(value)
+        for name, value in encoder_for(proxy, config).settings().items()
+    ]
     st.markdown(
-        f"**{md(info.name)}** ({info.rows:,} rows) · proxy {md(proxy.name)} · {config.method} · {config.dim} dims"
-        + (f" · rank {config.rank}" if config.method == "factorized" else "")
-        + f" · seed {config.seed} · up to {config.max_length} tokens · device {runtime.device}"
+        f"**{md(info.name)}** ({info.rows:,} rows) · proxy {md(proxy.name)} · "
+        + " · ".join(shown)
+        + f" · device {runtime.device}"
     )
     if proxy.name in TINY_PROXIES:
         st.warning(

@@ -36,11 +36,12 @@ if sets:
             [
                 {
                     "proxy": s["proxy"],
-                    "method": s["config"]["method"],
+                    "method": s["settings"]["method"],
                     "dims": s["dim"],
-                    "rank": s["config"]["rank"] if s["config"]["method"] == "factorized" else None,
-                    "seed": s["config"]["seed"],
-                    "max tokens": s["config"]["max_length"],
+                    # the settings its method uses (core.encoders), others empty
+                    "rank": s["settings"].get("rank"),
+                    "seed": s["settings"].get("seed"),
+                    "max tokens": s["settings"].get("max_length"),
                     "rows": s["rows"],
                     "complete": bool(s["complete"]),
                     "samples/s": s["facts"].get("samples_per_second"),

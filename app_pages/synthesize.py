@@ -7,7 +7,6 @@ import streamlit as st
 
 import ui
 from core import maps, prompts, synthesis
-from core.errors import bound_of
 from core.llm import LLMSettings, check_connection
 from core.regions import default_k
 from core.workspace import Workspace
@@ -66,22 +65,27 @@ else:
 
 # --- generator and loop ------------------------------------------------------------------------------
 st.subheader("2. Generator")
+Syn = synthesis.SynthesisSettings
+# the widgets of settings fields: their defaults, ranges and help come from the field
+SETTINGS = {
+    "syn_target": (Syn, "target"),
+    "syn_rounds": (Syn, "rounds"),
+    "syn_solutions": (Syn, "solutions"),
+    "syn_conc": (LLMSettings, "concurrency"),
+    "syn_verifier": (Syn, "verifier"),
+    "syn_maxreq": (LLMSettings, "max_requests"),
+    "syn_maxtok": (LLMSettings, "max_tokens_total"),
+    "syn_pin": (LLMSettings, "price_in"),
+    "syn_pout": (LLMSettings, "price_out"),
+    "syn_cap": (Syn, "cap"),
+}
 save = ui.remembered(
     ws,
     "generator_settings",
     {
         "syn_url": "http://127.0.0.1:8000/v1",
         "syn_model": "",
-        "syn_target": 20,
-        "syn_rounds": 2,
-        "syn_solutions": 3,
-        "syn_conc": 8,
-        "syn_verifier": "math",
-        "syn_maxreq": 0,
-        "syn_maxtok": 0,
-        "syn_pin": 0.0,
-        "syn_pout": 0.0,
-        "syn_cap": 0,
+        **{key: ui.setting_default(*field) for key, field in SETTINGS.items()},
     },
 )  # everything but the API key, which stays in this browser session only
 cols = st.columns([3, 2, 2])
@@ -103,56 +107,31 @@ api_key = cols[2].text_input(
 )
 
 
-def low(settings: type, name: str):
-    """A widget's min_value: the setting's own lower bound (core.errors.Bound)."""
-    return bound_of(settings, name).low
+def number(where, label: str, key: str):
+    """The number widget of a settings field (SETTINGS[key])."""
+    return ui.setting_input(where, label, *SETTINGS[key], key=key, on_change=save)
 
 
-Syn = synthesis.SynthesisSettings
 cols = st.columns(5)
-target = cols[0].number_input(
-    "Samples wanted", low(Syn, "target"), 100_000, key="syn_target", on_change=save
-)
-rounds = cols[1].number_input("Rounds", low(Syn, "rounds"), 50, key="syn_rounds", on_change=save)
-solutions = cols[2].number_input(
-    "Solutions per problem", low(Syn, "solutions"), 16, key="syn_solutions", on_change=save
-)
-concurrency = cols[3].number_input(
-    "Requests at once", low(LLMSettings, "concurrency"), 256, key="syn_conc", on_change=save
-)
-verifier = cols[4].selectbox(
+target = number(cols[0], "Samples wanted", "syn_target")
+rounds = number(cols[1], "Rounds", "syn_rounds")
+solutions = number(cols[2], "Solutions per problem", "syn_solutions")
+concurrency = number(cols[3], "Requests at once", "syn_conc")
+verifier = ui.setting_choice(
+    cols[4].selectbox,
     "Answers agree by",
-    ["math", "label"],
+    *SETTINGS["syn_verifier"],
     key="syn_verifier",
     on_change=save,
-    help="math: equivalence by math-verify on \\boxed{} answers; label: exact label match.",
 )
 with st.expander("Budget, prices and limits"):
-    # the budgets and the cap take 0 for "none"; any other value has the setting's bound (1)
+    # the budgets and the cap take 0 for "none"
     cols = st.columns(5)
-    max_requests = cols[0].number_input(
-        "Max requests (0: none)", 0, 10**9, key="syn_maxreq", on_change=save
-    )
-    max_tokens = cols[1].number_input(
-        "Max tokens (0: none)", 0, 10**12, key="syn_maxtok", on_change=save
-    )
-    price_in = cols[2].number_input(
-        "$ per 1M prompt tokens",
-        low(LLMSettings, "price_in"),
-        1000.0,
-        key="syn_pin",
-        on_change=save,
-    )
-    price_out = cols[3].number_input(
-        "$ per 1M completion tokens",
-        low(LLMSettings, "price_out"),
-        1000.0,
-        key="syn_pout",
-        on_change=save,
-    )
-    cap = cols[4].number_input(
-        "Max accepted per cluster and round (0: none)", 0, 10**6, key="syn_cap", on_change=save
-    )
+    max_requests = number(cols[0], "Max requests (0: none)", "syn_maxreq")
+    max_tokens = number(cols[1], "Max tokens (0: none)", "syn_maxtok")
+    price_in = number(cols[2], "$ per 1M prompt tokens", "syn_pin")
+    price_out = number(cols[3], "$ per 1M completion tokens", "syn_pout")
+    cap = number(cols[4], "Max accepted per cluster and round (0: none)", "syn_cap")
 
 
 def generator() -> LLMSettings:
@@ -161,11 +140,11 @@ def generator() -> LLMSettings:
         base_url=base_url.strip(),
         model=model.strip(),
         api_key=api_key or os.environ.get("OPENAI_API_KEY"),
-        concurrency=int(concurrency),
+        concurrency=concurrency,
         price_in=price_in,
         price_out=price_out,
-        max_requests=int(max_requests) or None,
-        max_tokens_total=int(max_tokens) or None,
+        max_requests=max_requests,
+        max_tokens_total=max_tokens,
     )
 
 
@@ -266,11 +245,11 @@ if st.button(
         settings = synthesis.SynthesisSettings(
             clusters=clusters,
             selection=selection,
-            target=int(target),
-            rounds=int(rounds),
-            solutions=int(solutions),
+            target=target,
+            rounds=rounds,
+            solutions=solutions,
             verifier=verifier,
-            cap=int(cap) or None,
+            cap=cap,
             k=k,
         )
         return synthesis.create_run(

@@ -47,6 +47,7 @@ CHUNK = 16384  # rows per feature chunk file
 
 def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
     """A workspace whose dataset `big` has `features` as its tiny-random feature set."""
+    from core.encoders import encoder_for
     from core.features import FeatureSet, _register, feature_key
     from core.workspace import Workspace
 
@@ -67,10 +68,10 @@ def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
     ws = Workspace(folder / "ws")
     ws.import_dataset(data, name="big")
     info = ws.dataset("big")
-    config = FeatureConfig()
-    key = feature_key(info, TINY, config)
+    encoder = encoder_for(TINY, FeatureConfig())
+    key = feature_key(info, encoder)
     fs = FeatureSet(
-        key, info.path.parent / "features" / key, rows, features.shape[1], CHUNK, TINY.name, config
+        key, info.path.parent / "features" / key, rows, features.shape[1], CHUNK, encoder
     )
     fs.folder.mkdir(parents=True)
     for index, start in enumerate(range(0, rows, CHUNK)):
@@ -78,7 +79,7 @@ def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
     fs.complete = True
     fs.facts = {"warning": "synthetic features for the benchmark"}
     fs.save_manifest()
-    _register(ws, info, fs, TINY)
+    _register(ws, info, fs)
     ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random"}))
     ws.set_meta("active_dataset", "big")
     return ws

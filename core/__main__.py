@@ -16,11 +16,22 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from core.errors import Bound, Cancelled, UserError, bound_of
+from core.errors import Cancelled, UserError
 from core.progress import ProgressFn
+from core.settings import (
+    Bound,
+    bound_of,
+    choices_of,
+    default_of,
+    flag_of,
+    flat_name,
+    help_of,
+    kind_of,
+)
 
 Result = tuple[dict[str, Any], list[str]]  # (the --json object, the human-readable lines)
 
@@ -60,40 +71,61 @@ def progress_bar(desc: str, unit: str = "", unit_scale: bool = True) -> Iterator
         bar.close()
 
 
-def _within(kind: type, bound: Bound) -> Callable[[str], Any]:
-    """An argparse type: a number of `kind` that `bound` allows; argparse names the flag in
-    the error ("argument --dim: must be at least 8 and at most 65536, not 0")."""
+def _within(kind: type, bound: Bound, flag: str) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` that `bound` allows; out of it, a UserError
+    that names the flag ("--dim must be at least 8 and at most 65536, not 0")."""
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+            raise UserError(f"{flag} {text!r} is not {noun}") from None
         if problem := bound.problem(value):
-            raise argparse.ArgumentTypeError(problem)
+            raise UserError(f"{flag} {problem}")
         return value
 
     return parse
 
 
-def _setting(cls: type, name: str) -> Callable[[str], Any]:
-    """An argparse type for a settings dataclass's number field, within the field's Bound."""
-    kind = int if "int" in str(cls.__dataclass_fields__[name].type) else float
-    return _within(kind, bound_of(cls, name))
-
-
-def _cluster_k(text: str) -> float:
+def _cluster_k(flag: str) -> Callable[[str], float]:
     """An argparse type for --k: a count of clusters or a fraction of the rows."""
-    from core.regions import k_problem
 
-    try:
-        k = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if problem := k_problem(k):
-        raise argparse.ArgumentTypeError(problem)
-    return k
+    def parse(text: str) -> float:
+        from core.regions import k_problem
+
+        try:
+            k = float(text)
+        except ValueError:
+            raise UserError(f"{flag} {text!r} is not a number") from None
+        if problem := k_problem(k):
+            raise UserError(f"{flag} {problem}")
+        return k
+
+    return parse
+
+
+def add_settings(group: Any, settings: type, *names: str, **overrides: dict[str, Any]) -> None:
+    """Add a flag to an argparse group for each named field of a settings dataclass (all
+    its fields when none is named), all from the field (core/settings.py): the flag's
+    name, its type and range, choices, default and help. The argument is the field's flat
+    name (`args.proxy` for ProxySpec.name). `overrides[name]` replaces add_argument's
+    arguments for one field (a --clusters that takes "3,7" or auto)."""
+    for name in names or [f.name for f in fields(settings)]:
+        flag, kind = flag_of(settings, name), kind_of(settings, name)
+        default = default_of(settings, name)
+        if kind is bool:
+            options: dict[str, Any] = {"action": "store_true"}
+        else:
+            options = {"default": None if default is MISSING else default}
+            if kind in (int, float):
+                options["type"] = _within(kind, bound_of(settings, name), flag)
+            if choices := choices_of(settings, name):
+                options["choices"] = choices
+        options.update(overrides.get(name, {}))
+        said = options.get("default")
+        tail = " (default: %(default)s)" if said is not False and said not in (None, "") else ""
+        group.add_argument(flag, help=help_of(settings, name) + tail, **options)
 
 
 def _workspace(args: argparse.Namespace):
@@ -191,13 +223,10 @@ def cmd_delete(args: argparse.Namespace) -> Result:
 
 
 def feature_request(args: argparse.Namespace):
-    """(ProxySpec, FeatureConfig, Runtime) from the feature options shared by several verbs."""
-    from core.config import FeatureConfig, ProxySpec, Runtime
+    """The FeatureRequest (proxy, config, runtime) of the feature flags several verbs share."""
+    from core.config import FeatureRequest
 
-    proxy = ProxySpec(args.proxy, args.revision, args.trust_remote_code)
-    config = FeatureConfig(args.method, args.dim, args.rank, args.seed, args.max_length)
-    runtime = Runtime(args.device, args.batch_size, args.token_budget, args.chunk_rows)
-    return proxy, config, runtime
+    return FeatureRequest.from_flags(args)
 
 
 def features_for(args: argparse.Namespace, ws, name: str):
@@ -408,23 +437,32 @@ def _numbers(text: str | None, flag: str) -> tuple[int, ...]:
         raise UserError(f"{flag} {text!r}: give numbers separated by commas, like 3,7,12") from None
 
 
-# the synthesize flags of the settings' fields, so that a range error names the flag
-SYNTHESIZE_FLAGS = {
-    "clusters": "--clusters",
-    "target": "--target",
-    "rounds": "--rounds",
-    "solutions": "--solutions",
-    "problems_per_prompt": "--problems",
-    "k": "--k",
-    "sparse_below": "--sparse-below",
-    "cap": "--cap",
-    "concurrency": "--concurrency",
-    "timeout": "--timeout",
-    "price_in": "--price-in",
-    "price_out": "--price-out",
-    "max_requests": "--max-requests",
-    "max_tokens_total": "--max-tokens",
-}
+# the settings fields that are flags of synthesize (besides --clusters, and --seed: the
+# features' seed)
+SYNTHESIS_FLAGS = (
+    "selection",
+    "target",
+    "rounds",
+    "solutions",
+    "problems_per_prompt",
+    "k",
+    "sparse_below",
+    "cap",
+    "verifier",
+)
+LLM_FLAGS = (
+    "concurrency",
+    "timeout",
+    "price_in",
+    "price_out",
+    "max_requests",
+    "max_tokens_total",
+)
+
+
+def _given(args: argparse.Namespace, settings: type, names: tuple[str, ...]) -> dict[str, Any]:
+    """The values of settings fields from their flags (argument `flat_name`)."""
+    return {name: getattr(args, flat_name(settings, name)) for name in names}
 
 
 def cmd_synthesize(args: argparse.Namespace) -> Result:
@@ -448,26 +486,13 @@ def cmd_synthesize(args: argparse.Namespace) -> Result:
         try:
             settings = synthesis.SynthesisSettings(
                 clusters=_numbers(args.clusters, "--clusters"),
-                selection=args.selection,
-                target=args.target,
-                rounds=args.rounds,
-                solutions=args.solutions,
-                problems_per_prompt=args.problems,
-                k=args.k,
-                sparse_below=args.sparse_below,
-                cap=args.cap,
-                verifier=args.verifier,
                 seed=args.seed,
+                **_given(args, synthesis.SynthesisSettings, SYNTHESIS_FLAGS),
             )
             llm = LLMSettings(
                 base_url=args.base_url,
                 model=args.model,
-                concurrency=args.concurrency,
-                timeout=args.timeout,
-                price_in=args.price_in,
-                price_out=args.price_out,
-                max_requests=args.max_requests,
-                max_tokens_total=args.max_tokens,
+                **_given(args, LLMSettings, LLM_FLAGS),
             )
             run_id = synthesis.create_run(
                 ws,
@@ -478,8 +503,13 @@ def cmd_synthesize(args: argparse.Namespace) -> Result:
                 config=config,
                 runtime=runtime,
             )
-        except OutOfRange as e:
-            raise UserError(f"{SYNTHESIZE_FLAGS.get(e.field, e.field)} {e.problem}") from None
+        except OutOfRange as e:  # a setting whose range depends on the data (--clusters)
+            owner = next(
+                c
+                for c in (synthesis.SynthesisSettings, LLMSettings)
+                if e.field in c.__dataclass_fields__
+            )
+            raise UserError(f"{flag_of(owner, e.field)} {e.problem}") from None
     print(
         f"run {run_id}: {'resumed' if args.resume else 'started'} (resume it with --resume {run_id})",
         file=sys.stderr,
@@ -666,9 +696,9 @@ def cmd_demo(args: argparse.Namespace) -> Result:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.config import DEFAULT_PROXY, FeatureConfig, Runtime
+    from core.config import FeatureConfig, ProxySpec, Runtime, SynthesisSettings
+    from core.llm import LLMSettings
 
-    defaults = FeatureConfig()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--workspace", metavar="DIR", help="workspace folder (default: $PRISM_WORKSPACE or ./cache)"
@@ -690,7 +720,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", help="split of a Hugging Face dataset")
     g.add_argument("--subset", help="configuration of a Hugging Face hub dataset")
     g.add_argument(
-        "--limit", type=_within(int, Bound(low=1)), metavar="N", help="read at most N rows"
+        "--limit",
+        type=_within(int, Bound(low=1), "--limit"),
+        metavar="N",
+        help="read at most N rows",
     )
     g.add_argument("--encoding", help="text encoding of the file (default UTF-8)")
 
@@ -725,57 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     features = argparse.ArgumentParser(add_help=False)
     g = features.add_argument_group("gradient features")
-    g.add_argument(
-        "--proxy",
-        default=DEFAULT_PROXY,
-        help="hub name, local folder, or tiny-random (default: %(default)s)",
-    )
-    g.add_argument("--revision", help="pin the proxy to a hub revision (branch, tag or commit)")
-    g.add_argument(
-        "--trust-remote-code", action="store_true", help="allow a proxy's own code to run"
-    )
-    g.add_argument("--method", choices=["factorized", "exact"], default="factorized")
-    g.add_argument(
-        "--dim",
-        type=_setting(FeatureConfig, "dim"),
-        default=defaults.dim,
-        help="feature dimensions (default: %(default)s)",
-    )
-    g.add_argument(
-        "--rank",
-        type=_setting(FeatureConfig, "rank"),
-        default=defaults.rank,
-        help="per-layer sketch rank (default: %(default)s)",
-    )
-    g.add_argument(
-        "--seed",
-        type=_setting(FeatureConfig, "seed"),
-        default=defaults.seed,
-        help="projection seed (default: %(default)s)",
-    )
-    g.add_argument(
-        "--max-length",
-        type=_setting(FeatureConfig, "max_length"),
-        default=defaults.max_length,
-        help="tokens per sample (default: %(default)s)",
-    )
-    g.add_argument(
-        "--batch-size",
-        type=_setting(Runtime, "batch_size"),
-        help="at most this many samples per batch",
-    )
-    g.add_argument(
-        "--token-budget",
-        type=_setting(Runtime, "token_budget"),
-        help="at most this many padded tokens per batch",
-    )
-    g.add_argument(
-        "--chunk-rows",
-        type=_setting(Runtime, "chunk_rows"),
-        default=256,
-        help="rows per stored chunk (default: %(default)s)",
-    )
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    for settings in (ProxySpec, FeatureConfig, Runtime):
+        add_settings(g, settings)
 
     p = verb(
         "embed",
@@ -802,18 +786,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--by", metavar="FIELD|cluster|source", help="also score each group of rows")
     p.add_argument(
-        "--k", type=_cluster_k, help="clusters for --by cluster: a count, or a fraction of the rows"
+        "--k",
+        type=_cluster_k("--k"),
+        help="clusters for --by cluster: a count, or a fraction of the rows",
     )
     p.add_argument(
         "--bootstrap",
-        type=_within(int, Bound(low=0, high=100_000)),
+        type=_within(int, Bound(low=0, high=100_000), "--bootstrap"),
         default=0,
         metavar="B",
         help="a bootstrap interval from B replicates",
     )
     p.add_argument(
         "--redundant",
-        type=_within(int, Bound(low=0)),
+        type=_within(int, Bound(low=0), "--redundant"),
         default=0,
         metavar="N",
         help="list the N most redundant samples",
@@ -833,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--repeats",
-        type=_within(int, Bound(low=1, high=10_000)),
+        type=_within(int, Bound(low=1, high=10_000), "--repeats"),
         default=5,
         help="subsample draws with --equal-size (default: %(default)s)",
     )
@@ -844,16 +830,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset name")
     p.add_argument(
         "--k",
-        type=_cluster_k,
+        type=_cluster_k("--k"),
         help="clusters: a count, or a fraction of the rows (default: about sqrt(N/2))",
     )
-    p.add_argument(
-        "--sparse-below",
-        type=_within(float, Bound(low=0, high=100, above=True)),
-        default=50.0,
-        metavar="P",
-        help="a cluster is sparse below this percentile of cluster sizes (default: the median)",
-    )
+    add_settings(p, SynthesisSettings, "sparse_below", sparse_below={"metavar": "P"})
     p.add_argument("--layout", action="store_true", help="also compute (and cache) the 2-D layout")
     p = verb(
         "synthesize",
@@ -863,68 +843,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="dataset name")
     g = p.add_argument_group("generator")
-    g.add_argument("--base-url", help="the endpoint, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--model", help="the model name the endpoint serves")
+    add_settings(g, LLMSettings, "base_url", "model")
     g.add_argument(
         "--api-key-env",
         default="OPENAI_API_KEY",
         metavar="VAR",
         help="environment variable holding the API key (default: %(default)s); never stored",
     )
-    g.add_argument(
-        "--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)"
-    )
-    g.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        help="seconds for a whole request: connect, send, reply (default: %(default)s)",
-    )
-    g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens")
-    g.add_argument(
-        "--price-out", type=float, default=0.0, help="price per million completion tokens"
-    )
-    g.add_argument("--max-requests", type=int, help="stop after this many requests")
-    g.add_argument("--max-tokens", type=int, help="stop after this many tokens in all")
+    add_settings(g, LLMSettings, *LLM_FLAGS)
     g = p.add_argument_group("targets and acceptance")
-    g.add_argument(
-        "--clusters",
-        metavar="IDS|auto",
-        default="auto",
-        help="map cluster ids to fill (comma-separated), or auto: the sparse clusters",
-    )
-    g.add_argument("--selection", help="a saved selection to fill instead")
-    g.add_argument(
-        "--target", type=int, default=20, help="accepted samples wanted (default: %(default)s)"
-    )
-    g.add_argument(
-        "--rounds",
-        type=int,
-        default=2,
-        help="rounds, re-clustering between them (default: %(default)s)",
-    )
-    g.add_argument(
-        "--solutions",
-        type=int,
-        default=3,
-        help="solutions per problem for the vote (default: %(default)s)",
-    )
-    g.add_argument(
-        "--problems",
-        type=int,
-        default=2,
-        help="problems asked for per request (default: %(default)s)",
-    )
-    g.add_argument("--k", type=float, help="clusters: a count or a fraction (default: the map's)")
-    g.add_argument(
-        "--sparse-below", type=float, default=50.0, help="sparse percentile (default: %(default)s)"
-    )
-    g.add_argument("--cap", type=int, help="at most this many accepted per cluster and round")
-    g.add_argument(
-        "--verifier",
-        choices=["math", "label"],
-        default="math",
-        help="answer agreement (default: math)",
+    add_settings(
+        g,
+        SynthesisSettings,
+        "clusters",
+        *SYNTHESIS_FLAGS,
+        clusters={"default": "auto", "metavar": "IDS|auto"},
+        k={"type": _cluster_k("--k")},
     )
     g.add_argument(
         "--resume", metavar="RUN", help="continue a run; finished requests are not sent again"
@@ -971,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset name")
     p.add_argument(
         "--threshold",
-        type=_within(float, Bound(low=0, high=1, above=True)),
+        type=_within(float, Bound(low=0, high=1, above=True), "--threshold"),
         default=0.98,
         help="gradient cosine (default: %(default)s)",
     )
@@ -994,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-rows", metavar="ROWS", help="remove these rows (comma-separated)")
     p.add_argument(
         "--remove-redundant",
-        type=_within(int, Bound(low=1)),
+        type=_within(int, Bound(low=1), "--remove-redundant"),
         metavar="N",
         help="remove the N most redundant samples",
     )

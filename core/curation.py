@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from core.config import ProxySpec, Runtime
+from core.config import Runtime
 from core.errors import UserError
 from core.features import FeatureSet
 from core.progress import ProgressFn, no_progress
@@ -245,9 +245,8 @@ def curated_g_vendi(
         keep = np.array([i for i in range(features.rows) if i not in gone], dtype=np.int64)
         parts.append(unit_rows(features.matrix()[keep], np.float32))
     if "synthetic" in include:
-        vectors = synthetic_features(
-            ws, dataset, ProxySpec(features.proxy), features.config, runtime
-        )
+        # the feature set's own proxy spec: its pinned revision too
+        vectors = synthetic_features(ws, dataset, features.encoder.proxy, features.config, runtime)
         if len(vectors):
             parts.append(vectors)
     rows = [p for p in parts if len(p)]

@@ -1,9 +1,11 @@
-"""Feature sets: gradient features of a dataset, computed once, stored in chunks, resumable.
+"""Feature sets: the vectors of a dataset, computed once, stored in chunks, resumable.
 
-A feature set is keyed by everything that changes its numbers: the
-dataset's fingerprint, the proxy's identity (name and revision, or a hash of its files),
-the method, dims, rank, seed, max length and the code version. Same key, same numbers:
-never computed twice.
+The vectors come from an encoder (core/encoders.py: gradient features, sentence
+embeddings), which this store uses only through its interface. A feature set is keyed by
+everything that changes its numbers: the dataset's fingerprint and the encoder's key
+fields (the proxy's identity: name and revision, or a hash of its files; the method and
+the settings it uses, such as dims, rank, seed, max length; the code version). Same key,
+same numbers: never computed twice.
 
 On disk, `datasets/<dataset id>/features/<key>/` holds `manifest.json` and one
 `chunk-NNNNN.npy` (float32, rows x dim) per `chunk_rows` rows in dataset order. Each chunk
@@ -24,7 +26,7 @@ import shutil
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,56 +34,46 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
 from core.catalogue import FeatureSetRow, now
-from core.config import (
-    METHODS,
-    SENTENCE,
-    FeatureConfig,
-    ProxySpec,
-    Runtime,
-)
-from core.errors import UserError, check_bounds
+from core.config import FeatureConfig, ProxySpec, Runtime
+from core.encoders import Encoder, Samples, encoder_for
+from core.errors import UserError
 from core.files import atomic_write
-from core.gradients import collate, featurizer
 from core.progress import ProgressFn, no_progress
-from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity
+from core.settings import check_bounds
 from core.workspace import DatasetInfo, Workspace
 
-TOKEN_BUDGET = {"cpu": 4096, "cuda": 32768}
-MAX_BATCH = 64
 
-
-def _identity(proxy: ProxySpec, config: FeatureConfig) -> str:
-    if config.method == SENTENCE:
-        from core.sentence import resolve_sentence_model
-
-        return proxy_identity(resolve_sentence_model(proxy.name), proxy.revision)
-    return proxy_identity(proxy.name, proxy.revision)
-
-
-def feature_key(dataset: DatasetInfo, proxy: ProxySpec, config: FeatureConfig) -> str:
-    identity = _identity(proxy, config)
-    fields = {"data": dataset.fingerprint, "proxy": identity, **config.key_fields()}
+def feature_key(dataset: DatasetInfo, encoder: Encoder) -> str:
+    """The feature set's key: the dataset's fingerprint and the encoder's key fields."""
+    fields = {"data": dataset.fingerprint, **encoder.key_fields()}
     return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=12).hexdigest()
 
 
 @dataclass
 class FeatureSet:
-    """A stored feature set (complete or not) and its manifest."""
+    """A stored feature set (complete or not) and its manifest; `encoder` made its vectors."""
 
     key: str
     folder: Path
     rows: int
     dim: int
     chunk_rows: int
-    proxy: str
-    config: FeatureConfig
+    encoder: Encoder
     chunks: dict[int, dict[str, int]] = field(default_factory=dict)
     complete: bool = False
     facts: dict[str, Any] = field(default_factory=dict)
     cached: bool = False  # answered from the cache, nothing computed
+
+    @property
+    def proxy(self) -> str:
+        """The name of the model (or source) the vectors come from."""
+        return self.encoder.proxy.name
+
+    @property
+    def config(self) -> FeatureConfig:
+        return self.encoder.config
 
     @property
     def n_chunks(self) -> int:
@@ -163,8 +155,7 @@ def _open_set(
     folder: Path,
     key: str,
     dataset: DatasetInfo,
-    proxy: ProxySpec,
-    config: FeatureConfig,
+    encoder: Encoder,
     chunk_rows: int,
     dim: int | None,
 ) -> FeatureSet:
@@ -177,8 +168,7 @@ def _open_set(
             m["rows"],
             m["dim"],
             m["chunk_rows"],
-            m["proxy"],
-            config,
+            encoder,
             {int(k): v for k, v in m["chunks"].items()},
             m["complete"],
             m["facts"],
@@ -187,7 +177,7 @@ def _open_set(
             return fs
     except (OSError, ValueError, KeyError):
         pass  # no manifest yet, or an unreadable one: start over
-    return FeatureSet(key, folder, dataset.rows, dim or config.dim, chunk_rows, proxy.name, config)
+    return FeatureSet(key, folder, dataset.rows, dim or encoder.config.dim, chunk_rows, encoder)
 
 
 def find_features(
@@ -198,12 +188,13 @@ def find_features(
     config: FeatureConfig = FeatureConfig(),
 ) -> FeatureSet | None:
     """The complete, intact feature set for these settings, or None. Loads no model."""
+    encoder = encoder_for(proxy, config)
     info = ws.dataset(dataset)
-    key = feature_key(info, proxy, config)
+    key = feature_key(info, encoder)
     folder = info.path.parent / "features" / key
     if not (folder / "manifest.json").exists():
         return None
-    fs = _open_set(folder, key, info, proxy, config, Runtime().chunk_rows, None)
+    fs = _open_set(folder, key, info, encoder, Runtime().chunk_rows, None)
     if not fs.complete or not all(fs.chunk_is_valid(i) for i in range(fs.n_chunks)):
         return None
     fs.cached = True
@@ -211,8 +202,12 @@ def find_features(
 
 
 def feature_sets(ws: Workspace, dataset: str) -> list[dict[str, Any]]:
-    """The catalogue's feature sets of a dataset, newest first."""
-    return [asdict(r) for r in ws.catalogue.feature_sets(ws.dataset(dataset).id)]
+    """The catalogue's feature sets of a dataset, newest first; `settings`: those its
+    encoder uses (method first), for showing."""
+    out = [asdict(r) for r in ws.catalogue.feature_sets(ws.dataset(dataset).id)]
+    for s in out:
+        s["settings"] = encoder_for(ProxySpec(s["proxy"]), FeatureConfig(**s["config"])).settings()
+    return out
 
 
 @contextmanager
@@ -241,13 +236,15 @@ def compute_features(
     `on_progress(rows done, rows)` is called after each batch; it may raise Cancelled,
     which keeps every chunk finished so far.
     """
-    _check(config, runtime)
+    encoder = encoder_for(proxy, config)
+    check_bounds(config)
+    check_bounds(runtime)
     if cached := find_features(ws, dataset, proxy=proxy, config=config):
         on_progress(cached.rows, cached.rows)
         return cached
     info = ws.dataset(dataset)
     try:
-        return _compute(ws, info, proxy, config, runtime, on_progress)
+        return _compute(ws, info, encoder, runtime, on_progress)
     except (OSError, sqlite3.Error, _DatasetChanged) as e:
         how = _changed(ws, info)
         if how is None:
@@ -282,30 +279,29 @@ def _drop_leftovers(ws: Workspace, info: DatasetInfo) -> None:
 def _compute(
     ws: Workspace,
     info: DatasetInfo,
-    proxy: ProxySpec,
-    config: FeatureConfig,
+    encoder: Encoder,
     runtime: Runtime,
     on_progress: ProgressFn,
 ) -> FeatureSet:
     """compute_features' work; raises _DatasetChanged when the dataset goes meanwhile."""
-    key = feature_key(info, proxy, config)
+    key = feature_key(info, encoder)
     folder = info.path.parent / "features" / key
     if _changed(ws, info):  # mkdir would make its folder again
         raise _DatasetChanged
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder):
-        encoder = encoder_for(proxy, config, runtime)
-        fs = _open_set(folder, key, info, proxy, config, runtime.chunk_rows, encoder.dim)
+        loaded = encoder.open(runtime)
+        fs = _open_set(folder, key, info, encoder, runtime.chunk_rows, loaded.dim)
         todo = [i for i in range(fs.n_chunks) if not fs.chunk_is_valid(i)]
-        _register(ws, info, fs, proxy)
+        _register(ws, info, fs)
         done = sum(fs.chunks[i]["rows"] for i in range(fs.n_chunks) if i not in todo)
         on_progress(done, fs.rows)
         started, computed = time.perf_counter(), 0
         for index, chunk in _chunks(info.path, fs.chunk_rows):
             if index not in todo:
                 continue
-            values, truncated = encoder.encode(
-                *chunk, on_rows=lambda n, start=done: on_progress(start + n, fs.rows)
+            values, truncated = loaded.encode(
+                chunk, lambda n, start=done: on_progress(start + n, fs.rows)
             )
             if _changed(ws, info):  # deleted or replaced: stop at once
                 raise _DatasetChanged
@@ -316,87 +312,18 @@ def _compute(
         seconds = time.perf_counter() - started
         fs.complete = True
         fs.facts = {
-            **encoder.facts(),
+            **loaded.facts(),
             "truncated": sum(c.get("truncated", 0) for c in fs.chunks.values()),
             "computed_rows": computed,
             "seconds": round(seconds, 2),
             "samples_per_second": round(computed / seconds, 2) if seconds and computed else None,
         }
         fs.save_manifest()
-        _register(ws, info, fs, proxy)
+        _register(ws, info, fs)
     return fs
 
 
-class _GradientEncoder:
-    """Chunks of records -> gradient features with a loaded proxy."""
-
-    def __init__(self, proxy: ProxySpec, config: FeatureConfig, runtime: Runtime):
-        self.proxy = load_proxy(
-            proxy.name,
-            revision=proxy.revision,
-            trust_remote_code=proxy.trust_remote_code,
-            device=runtime.device,
-        )
-        self.config, self.dim = config, config.dim
-        self.features = featurizer(self.proxy.model, config)
-        self.budget = runtime.token_budget or TOKEN_BUDGET[self.proxy.device.type]
-        self.max_batch = min(runtime.batch_size or MAX_BATCH, self.features.max_batch or MAX_BATCH)
-
-    def facts(self) -> dict[str, Any]:
-        return {
-            **proxy_facts(self.proxy),
-            "max_length": self.config.max_length,
-            "uncovered_parameters": self.features.uncovered,
-        }
-
-    def encode(self, prompts, responses, messages, *, on_rows) -> tuple[np.ndarray, int]:
-        encoded = [
-            self.proxy.encode(
-                p, r, messages=json.loads(m) if m else None, max_length=self.config.max_length
-            )
-            for p, r, m in zip(prompts, responses, messages, strict=True)
-        ]
-        values = _run_chunk(
-            self.features, encoded, self.proxy, self.budget, self.max_batch, on_rows
-        )
-        return values, sum(e.truncated for e in encoded)
-
-
-class _SentenceChunks:
-    """Chunks of records -> sentence embeddings (the baseline), with the encoder interface."""
-
-    def __init__(self, proxy: ProxySpec, runtime: Runtime):
-        from core.proxy import resolve_device
-        from core.sentence import SentenceEncoder
-
-        self.model = SentenceEncoder(proxy.name, device=str(resolve_device(runtime.device)))
-        self.dim = self.model.dim
-
-    def facts(self) -> dict[str, Any]:
-        return self.model.facts()
-
-    def encode(self, prompts, responses, messages, *, on_rows) -> tuple[np.ndarray, int]:
-        return self.model.encode(prompts, responses), 0
-
-
-def encoder_for(
-    proxy: ProxySpec, config: FeatureConfig, runtime: Runtime
-) -> _GradientEncoder | _SentenceChunks:
-    """A loaded model that turns (prompts, responses, messages) into feature rows exactly
-    as the feature set of these settings does (used for new samples, e.g. synthetic ones)."""
-    if config.method == SENTENCE:
-        return _SentenceChunks(proxy, runtime)
-    return _GradientEncoder(proxy, config, runtime)
-
-
-def _check(config: FeatureConfig, runtime: Runtime) -> None:
-    if config.method not in (*METHODS, SENTENCE):
-        raise UserError(f"method {config.method!r}: use factorized, exact or sentence")
-    check_bounds(config)
-    check_bounds(runtime)
-
-
-def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec) -> None:
+def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet) -> None:
     """Record the feature set in the catalogue, under its dataset (which must still be there)."""
     with ws.catalogue.transaction() as catalogue:
         if not catalogue.has_dataset_id(info.id):
@@ -405,7 +332,7 @@ def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec
             FeatureSetRow(
                 key=fs.key,
                 dataset_id=info.id,
-                proxy=proxy.name,
+                proxy=fs.proxy,
                 config=asdict(fs.config),
                 rows=fs.rows,
                 dim=fs.dim,
@@ -416,75 +343,9 @@ def _register(ws: Workspace, info: DatasetInfo, fs: FeatureSet, proxy: ProxySpec
         )
 
 
-def _chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, tuple[list, list, list]]]:
-    """(chunk index, (prompts, responses, messages)) in dataset order."""
+def _chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, Samples]]:
+    """(chunk index, its records) in dataset order."""
     pf = pq.ParquetFile(path)
-    for index, batch in enumerate(
-        pf.iter_batches(batch_size=chunk_rows, columns=["prompt", "response", "messages"])
-    ):
-        yield (
-            index,
-            (batch.column(0).to_pylist(), batch.column(1).to_pylist(), batch.column(2).to_pylist()),
-        )
-
-
-def _run_chunk(
-    features,
-    encoded: list[Encoded],
-    proxy,
-    budget: int,
-    max_batch: int,
-    on_rows: Callable[[int], None],
-) -> np.ndarray:
-    """Features of one chunk in its row order: length-sorted batches within a token budget.
-    `on_rows(n)` is told the rows done so far after each batch."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
-    out = np.zeros((len(encoded), features.config.dim), dtype=np.float32)
-    batches, current = [], []
-    for i in order:
-        longest = len(encoded[i].ids)
-        if current and ((len(current) + 1) * longest > budget or len(current) >= max_batch):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    done = 0
-    for rows in batches:
-        for part, values in _with_oom_retry(features, [encoded[i] for i in rows], rows, proxy):
-            out[part] = values
-            done += len(part)
-            if done < len(encoded):  # the chunk's end is reported once it is stored
-                on_rows(done)
-    return out
-
-
-def _with_oom_retry(
-    features, samples: list[Encoded], rows: list[int], proxy
-) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Run a batch; when the device runs out of memory, halve it and go on."""
-    try:
-        batch = collate(samples, pad_id=_pad_id(proxy.tokenizer)).to(proxy.device)
-        values = features(batch).float().cpu().numpy()
-    except (torch.OutOfMemoryError, RuntimeError) as e:
-        if not isinstance(e, torch.OutOfMemoryError) and "allocate memory" not in str(e):
-            raise
-        if proxy.device.type == "cuda":
-            torch.cuda.empty_cache()
-        if len(samples) == 1:
-            raise UserError(
-                f"one sample of {len(samples[0].ids)} tokens does not fit in the device's memory; "
-                "lower the max length (tokens per sample)"
-            ) from e
-        half = len(samples) // 2
-        yield from _with_oom_retry(features, samples[:half], rows[:half], proxy)
-        yield from _with_oom_retry(features, samples[half:], rows[half:], proxy)
-        return
-    yield rows, values
-
-
-def _pad_id(tokenizer) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if candidate is not None:
-            return candidate
-    return 0
+    columns = ["prompt", "response", "messages", "id"]
+    for index, batch in enumerate(pf.iter_batches(batch_size=chunk_rows, columns=columns)):
+        yield index, Samples(*(batch.column(c).to_pylist() for c in columns))

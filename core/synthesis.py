@@ -22,63 +22,22 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from core.catalogue import RunCounts, RunRow
-from core.config import FeatureConfig, ProxySpec, Runtime
-from core.errors import Cancelled, OutOfRange, UserError, bounded, check_bounds
-from core.features import encoder_for
+from core.config import FeatureConfig, ProxySpec, Runtime, SynthesisSettings
+from core.encoders import Samples, encoder_for
+from core.errors import Cancelled, UserError
 from core.llm import LLMSettings
 from core.prompts import load_templates
 from core.records import Record
-from core.regions import default_k, k_problem, resolve_k
 from core.synthesis_loop import Loop
 from core.synthesis_policy import check_clusters
 from core.vendi import unit_rows
 from core.workspace import Workspace, process_alive
-
-
-@dataclass(frozen=True)
-class SynthesisSettings:
-    """What to aim at and how hard. No clusters and no selection: auto mode (sparse clusters).
-    Number fields carry their allowed range (core.errors.Bound), shared by the CLI and the page."""
-
-    clusters: tuple[int, ...] = ()  # targeted: cluster ids of the map (its k and seed)
-    selection: str | None = None  # targeted: a saved selection's rows
-    target: int = bounded(20, low=1)  # accepted samples wanted
-    rounds: int = bounded(2, low=1)
-    solutions: int = bounded(3, low=1)  # K solutions per problem
-    problems_per_prompt: int = bounded(2, low=1)
-    exemplars: int = bounded(5, low=1)
-    k: float | None = None  # clusters (default: the map's); see regions.k_problem
-    sparse_below: float = bounded(50.0, low=0.0, above=True, high=100.0)  # a percentile
-    cap: int | None = bounded(None, low=1)  # at most this many accepted per cluster and round
-    duplicate_cosine: float = bounded(0.98, low=-1.0, high=1.0)
-    verifier: str = "math"
-    generate_temperature: float = bounded(1.0, low=0.0)
-    top_p: float = bounded(0.95, low=0.0, above=True, high=1.0)
-    solve_temperature: float = bounded(0.75, low=0.0)
-    max_tokens: int = bounded(2048, low=1)  # per request
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        if self.k is not None and (problem := k_problem(self.k)):
-            raise OutOfRange("k", problem)
-        if self.verifier not in ("math", "label"):
-            raise UserError(f"verifier {self.verifier!r}: use math or label")
-
-    @property
-    def mode(self) -> str:
-        return "targeted" if self.clusters or self.selection else "auto"
-
-    def map_k(self, rows: int) -> int:
-        """The clusters of the map that round 1 uses, for a dataset of `rows` rows."""
-        return resolve_k(self.k, rows) if self.k else default_k(rows)
-
 
 # --- runs in the catalogue -----------------------------------------------------------------
 
@@ -222,12 +181,9 @@ def synthetic_features(
                     stored[f"syn-{run['id']}-{item_id}"] = vector
     missing = [r for r in records if r.id not in stored]
     if missing:
-        encoder = encoder_for(proxy, config, runtime)
+        encoder = encoder_for(proxy, config).open(runtime)
         values, _ = encoder.encode(
-            [r.prompt for r in missing],
-            [r.response for r in missing],
-            [None] * len(missing),
-            on_rows=lambda n: None,
+            Samples([r.prompt for r in missing], [r.response for r in missing])
         )
         for record, vector in zip(missing, unit_rows(values, np.float32), strict=True):
             stored[record.id] = vector

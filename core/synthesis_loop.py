@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from core.answers import Verifier, majority_vote, verifier_named
 from core.catalogue import RunItem
 from core.config import FeatureConfig, ProxySpec, Runtime
-from core.features import compute_features, encoder_for
+from core.encoders import Samples, encoder_for
+from core.features import compute_features
 from core.files import atomic_target
 from core.llm import BudgetExhausted, ChatClient, LLMError, LLMSettings, RequestLog
 from core.maps import clusters_for
@@ -276,12 +277,9 @@ class Loop:
                 if list(saved["ids"]) == ids:
                     return saved["features"]
         if self.encoder is None:
-            self.encoder = encoder_for(self.proxy, self.config, self.runtime)
+            self.encoder = encoder_for(self.proxy, self.config).open(self.runtime)
         values, _ = self.encoder.encode(
-            [it.problem for it in candidates],
-            [it.response for it in candidates],
-            [None] * len(candidates),
-            on_rows=lambda n: None,
+            Samples([it.problem for it in candidates], [it.response for it in candidates])
         )
         features = unit_rows(values, np.float32)
         with atomic_target(path) as tmp, open(tmp, "wb") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.config import FeatureConfig, ProxySpec
+from core.config import FeatureConfig, FeatureRequest, ProxySpec
 from core.features import find_features
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
@@ -41,6 +41,15 @@ def test_unloadable_proxy_shows_the_fix(tmp_path):
     assert any("tiny-random" in e and "cannot be loaded" in e for e in app.errors())
 
 
+def test_the_summary_shows_the_settings_its_method_uses(tmp_path):
+    settings = {"proxy": "tiny-random", "dim": 64, "rank": 16}
+    line = "tiny-random · {} · seed 0 · up to 512 tokens · device auto"
+    app = open_page(tmp_path / "ws", "app_pages/features.py", **settings)
+    assert any(line.format("factorized · 64 dims · rank 16") in m for m in app.texts("markdown"))
+    app = open_page(tmp_path / "ws", "app_pages/features.py", method="exact", **settings)
+    assert any(line.format("exact · 64 dims") in m for m in app.texts("markdown"))
+
+
 def _sidebar_only() -> None:
     import ui
 
@@ -65,3 +74,16 @@ def test_sidebar_settings_are_saved_in_the_workspace(tmp_path, monkeypatch):
     assert again.sidebar.selectbox(key="sb_proxy").value == "tiny-random"
     assert again.sidebar.radio(key="sb_method").value == "exact"
     assert again.sidebar.selectbox(key="sidebar_active").value == "demo"
+    # the widgets' ranges and help come from the settings' fields; rank is unused by exact
+    dim = again.sidebar.number_input(key="sb_dim")
+    assert (dim.value, dim.min, dim.max) == (1024, 8, 65536)
+    assert dim.help == "Feature dimensions."
+    assert again.sidebar.number_input(key="sb_rank").disabled
+    again.sidebar.radio(key="sb_method").set_value("factorized")
+    again.sidebar.number_input(key="sb_dim").set_value(64)
+    again.run()
+    saved = FeatureRequest.from_saved(
+        json.loads(Workspace(tmp_path / "ws").get_meta("feature_settings"))
+    )
+    assert saved == FeatureRequest(ProxySpec("tiny-random"), FeatureConfig(dim=64))
+    assert not again.sidebar.number_input(key="sb_rank").disabled

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from core import synthesis
+from core.config import VERIFIERS, SynthesisSettings
+from core.llm import LLMSettings
+from core.settings import bound_of, default_of, help_of
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
 from tests.fake_llm import FakeLLM
@@ -48,6 +51,21 @@ def test_start_a_run_and_review_it(tmp_path):
 
 def test_bad_endpoint_is_an_error_on_the_page(tmp_path):
     app = synthesize_page(tmp_path)
+    # the generator widgets take default, range and help from the settings' fields
+    for key, settings, name in [
+        ("syn_target", SynthesisSettings, "target"),
+        ("syn_solutions", SynthesisSettings, "solutions"),
+        ("syn_conc", LLMSettings, "concurrency"),
+        ("syn_pin", LLMSettings, "price_in"),
+    ]:
+        widget = app.at.number_input(key=key)
+        assert widget.value == default_of(settings, name)
+        assert widget.min == bound_of(settings, name).low
+        assert widget.help == help_of(settings, name).capitalize() + "."
+    cap = app.at.number_input(key="syn_cap")  # optional: 0 for none
+    assert (cap.value, cap.min) == (0, 0) and default_of(SynthesisSettings, "cap") is None
+    verifier = app.at.selectbox(key="syn_verifier")
+    assert verifier.options == list(VERIFIERS) and verifier.value == "math"
     app.at.text_input(key="syn_url").set_value("localhost:9")
     app.at.text_input(key="syn_model").set_value("m")
     app.run()

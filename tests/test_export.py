@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from core import curation, synthesis
-from core.config import FeatureConfig
+from core.config import FeatureConfig, ProxySpec
+from core.encoders import GradientFeatures
 from core.errors import UserError
 from core.export import export
 from core.features import compute_features
@@ -248,20 +249,26 @@ def test_gradient_near_duplicates(tmp_path):
     assert 1 < sum(len(g) for g in grouped) < 20
 
 
-def test_synthetic_rows_carry_provenance_and_never_the_key(seeded, tmp_path):  # noqa: F811
-    shutil.copytree(seeded, tmp_path / "ws")
-    ws = Workspace(tmp_path / "ws")
-    secret = "sk-export-SECRET-42"
+def synthetic_run(source, folder, *, proxy=TINY, api_key=None) -> tuple[Workspace, str]:
+    """A copy of the seeded workspace with one finished run (4 wanted) by `gen-7b`."""
+    shutil.copytree(source, folder)
+    ws = Workspace(folder)
     with FakeLLM() as llm:
         run_id = synthesis.create_run(
             ws,
             "demo",
             llm=LLMSettings(base_url=llm.url, model="gen-7b"),
             settings=synthesis.SynthesisSettings(target=4, rounds=1),
-            proxy=TINY,
+            proxy=proxy,
             config=CONFIG,
         )
-        synthesis.run_synthesis(ws, run_id, api_key=secret)
+        synthesis.run_synthesis(ws, run_id, api_key=api_key)
+    return ws, run_id
+
+
+def test_synthetic_rows_carry_provenance_and_never_the_key(seeded, tmp_path):  # noqa: F811
+    secret = "sk-export-SECRET-42"
+    ws, run_id = synthetic_run(seeded, tmp_path / "ws", api_key=secret)
     out = tmp_path / "curated.jsonl"
     export(curation.curated_records(ws, "demo"), out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -278,6 +285,21 @@ def test_synthetic_rows_carry_provenance_and_never_the_key(seeded, tmp_path):  #
     fs = compute_features(ws, "demo", proxy=TINY, config=CONFIG)
     before = curation.curated_g_vendi(ws, "demo", fs, include=("seed",))
     assert curation.curated_g_vendi(ws, "demo", fs) >= before
+
+
+def test_curated_g_vendi_keeps_the_pinned_proxy_revision(seeded, tmp_path, monkeypatch):  # noqa: F811
+    """The synthetic samples of a run with a pinned proxy are in the feature set's space
+    already: curated G-Vendi takes their stored features, loading no (unpinned) proxy."""
+    pinned = ProxySpec(TINY.name, revision="pinned-v1")
+    ws, _ = synthetic_run(seeded, tmp_path / "ws", proxy=pinned)
+    assert synthesis.synthetic_records(ws, "demo")  # the run accepted samples
+    fs = compute_features(ws, "demo", proxy=pinned, config=CONFIG)
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("a proxy was loaded again")
+
+    monkeypatch.setattr(GradientFeatures, "open", no_model)
+    assert curation.curated_g_vendi(ws, "demo", fs) > 0
 
 
 def test_cli(cli, tmp_path):

@@ -10,14 +10,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from core.config import FeatureConfig, ProxySpec, Runtime
 from core.demo import demo_rows
+from core.encoders import KINDS, Encoder, Samples, encoder_for
 from core.errors import UserError
-from core.features import _exclusive, compute_features, find_features
+from core.features import (
+    _exclusive,
+    compute_features,
+    feature_key,
+    feature_sets,
+    find_features,
+)
 from core.proxy import load_proxy, tiny_random
 from core.workspace import Workspace
 from tests.conftest import REPO, assert_user_error, write_jsonl
@@ -71,6 +80,79 @@ def test_key_follows_every_setting(ws, tmp_path):
     assert find_features(ws, "e", proxy=TINY, config=FeatureConfig(dim=64)) is None
     ws.rename_dataset("d", "renamed")  # same content: still found
     assert find_features(ws, "renamed", proxy=TINY, config=FeatureConfig(dim=64)).key == base.key
+
+
+# Keys computed by the code before the feature kinds became encoders (issue 12). A
+# workspace made then must still find its features: these never change (bump
+# FEATURES_VERSION instead when the numbers do).
+PINNED_REVISION = "0123456789abcdef0123456789abcdef01234567"
+PINNED_KEYS = [
+    (
+        ProxySpec("Qwen/Qwen2.5-0.5B-Instruct", PINNED_REVISION),
+        FeatureConfig(),
+        "5646f50dff32e2e0dbac7311",
+    ),
+    (
+        ProxySpec("Qwen/Qwen2.5-0.5B-Instruct", PINNED_REVISION),
+        FeatureConfig(dim=256, rank=32, seed=7, max_length=128),
+        "49d6a0fdaa27334e4c16b37e",
+    ),
+    (
+        ProxySpec("Qwen/Qwen2.5-0.5B-Instruct", PINNED_REVISION),
+        FeatureConfig(method="exact", dim=256, rank=32, seed=7, max_length=128),
+        "1000fc47d1040e54a1e683ba",
+    ),
+    (
+        ProxySpec("sentence-transformers/all-mpnet-base-v2", PINNED_REVISION),
+        FeatureConfig(method="sentence", dim=99),
+        "d7ea6a839451e2bb401ba6b5",
+    ),
+]
+
+
+@pytest.mark.parametrize(("proxy", "config", "key"), PINNED_KEYS)
+def test_feature_keys_of_existing_sets_never_change(proxy, config, key):
+    data = SimpleNamespace(fingerprint="5f1d3c0b9a8e7d6c5b4a39281706f5e4")
+    assert feature_key(data, encoder_for(proxy, config)) == key
+
+
+class PromptLengths(Encoder):
+    """A toy kind of vector: each sample's prompt length and id length; loads nothing."""
+
+    def settings(self) -> dict[str, object]:
+        return {"method": self.config.method, "dim": self.config.dim}
+
+    def identity(self) -> str:
+        return "prompt-lengths-v1"
+
+    def open(self, runtime: Runtime) -> PromptLengths.Loaded:
+        return PromptLengths.Loaded()
+
+    class Loaded:
+        dim = 2
+
+        def encode(self, samples: Samples, on_rows=None) -> tuple[np.ndarray, int]:
+            assert on_rows is not None  # the store reports progress through it
+            lengths = [(len(p), len(i)) for p, i in zip(samples.prompts, samples.ids, strict=True)]
+            return np.array(lengths, dtype=np.float32), 0
+
+        def facts(self) -> dict[str, object]:
+            return {"source": "prompt lengths"}
+
+
+def test_a_new_kind_of_vector_is_only_an_encoder(ws, monkeypatch):
+    """The feature store, its key and its listing use the encoder interface alone."""
+    monkeypatch.setitem(KINDS, "lengths", PromptLengths)
+    request = {"proxy": ProxySpec("none"), "config": FeatureConfig(method="lengths", dim=8)}
+    fs = compute_features(ws, "d", **request, runtime=Runtime(chunk_rows=16))
+    table = pq.read_table(ws.dataset("d").path, columns=["prompt", "id"]).to_pylist()
+    expected = [[len(r["prompt"]), len(r["id"])] for r in table]
+    assert fs.matrix().tolist() == expected and fs.facts["source"] == "prompt lengths"
+    assert find_features(ws, "d", **request).key == fs.key
+    listed = {s["key"]: s["settings"] for s in feature_sets(ws, "d")}
+    assert listed[fs.key] == {"method": "lengths", "dim": 8}
+    with pytest.raises(UserError, match="method 'nothing': use factorized, exact, sentence"):
+        compute_features(ws, "d", config=FeatureConfig(method="nothing"))
 
 
 def test_truncations_are_counted(ws):
