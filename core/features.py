@@ -384,7 +384,14 @@ class _SentenceChunks:
     def facts(self) -> dict[str, Any]:
         return self.model.facts()
 
-    def encode(self, prompts, responses, messages, *, on_rows) -> tuple[np.ndarray, int]:
+    def encode(  # the encoder interface; sentence embeddings use neither the chat nor rows done
+        self,
+        prompts,
+        responses,
+        messages,  # noqa: ARG002 - the encoder interface: the chat is not embedded
+        *,
+        on_rows,  # noqa: ARG002 - the encoder interface: one call, no rows to report
+    ) -> tuple[np.ndarray, int]:
         return self.model.encode(prompts, responses), 0
 
 

@@ -335,7 +335,7 @@ def synthetic_features(
             [r.prompt for r in missing],
             [r.response for r in missing],
             [None] * len(missing),
-            on_rows=lambda n: None,
+            on_rows=lambda _rows: None,
         )
         for record, vector in zip(missing, unit_rows(values, np.float32), strict=True):
             stored[record.id] = vector
@@ -810,7 +810,7 @@ class _Runner:
             [it["problem"] for it in candidates],
             [it["response"] for it in candidates],
             [None] * len(candidates),
-            on_rows=lambda n: None,
+            on_rows=lambda _rows: None,
         )
         features = unit_rows(values, np.float32)
         with atomic_target(path) as tmp, open(tmp, "wb") as f:

@@ -183,7 +183,7 @@ def test_a_cancelled_score_waits_to_be_asked_again(tmp_path, monkeypatch):
             on_click=lambda: st.session_state.update(cancelled_note=f"Cancelled. {cancel}"),
         )
 
-        def update(done: int, total: int | None) -> None:
+        def update(_done: int, _total: int | None) -> None:
             raise StopException()  # Streamlit stopping the run for the click
 
         yield update

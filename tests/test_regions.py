@@ -163,7 +163,7 @@ def test_layout_is_cached_not_recomputed(ws, monkeypatch):
     first = maps.layout_for(ws, fs, LayoutConfig(fit_rows=50))
     assert not first.cached and first.coords.shape == (80, 2) and first.density.shape == (80,)
 
-    def fail(*args, **kwargs):
+    def fail(*_args, **_kwargs):
         raise AssertionError("the layout was computed again")
 
     monkeypatch.setattr(maps, "umap_layout", fail)
@@ -177,7 +177,7 @@ def test_clusters_are_cached_and_described(ws, monkeypatch):
     fs = features(ws)
     clustering = maps.clusters_for(ws, fs, k=6)
     monkeypatch.setattr(
-        maps, "spherical_kmeans", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again"))
+        maps, "spherical_kmeans", lambda *_a, **_k: (_ for _ in ()).throw(AssertionError("again"))
     )
     assert np.array_equal(maps.clusters_for(ws, fs, k=6).labels, clustering.labels)
     described = maps.describe(ws, "d", fs, clustering, sparse_below=50)
