@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+
 from core import synthesis
+from core.config import FeatureConfig, ProxySpec
+from core.features import find_features
+from core.maps import clusters_for
+from core.regions import default_k
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
 from tests.fake_llm import FakeLLM
@@ -123,3 +131,32 @@ def test_test_connection_shows_the_reply_or_the_error(tmp_path):
         app.run()
     assert any("HTTP 404" in e and "does not exist" in e for e in app.errors())
     assert synthesis.list_runs(Workspace(tmp_path / "ws"), "demo") == []  # no run was made
+
+
+def cluster_choices(app: App) -> dict[int, int]:
+    """The targets offered in "Clusters of the map" mode: {cluster: size}."""
+    app.at.segmented_control(key="syn_mode").set_value("Clusters of the map")
+    app.run()
+    options = app.at.multiselect(key="syn_clusters").options
+    return {int(o.split()[0]): int(o.split(" · ")[1].split()[0]) for o in options}
+
+
+def test_the_clusters_offered_follow_the_feature_settings(tmp_path):
+    """The map's clusters offered as targets are those of the sidebar's feature settings
+    (a cache keyed on less would keep offering the first feature set's clusters)."""
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    offered = []
+    for dim in (128, 64):
+        ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": dim}))
+        app.run()
+        if dim == 64:
+            app.button("Compute features").click()
+            app.run()
+        fs = find_features(
+            ws, "demo", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=dim)
+        )
+        sizes = np.bincount(clusters_for(ws, fs, k=default_k(360), seed=0).labels)
+        offered.append(cluster_choices(app))
+        assert offered[-1] == dict(enumerate(sizes.tolist()))
+    assert offered[0] != offered[1]  # the two feature sets cluster the demo differently
