@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from core import synthesis
 from core.config import FeatureConfig, ProxySpec
@@ -160,3 +161,36 @@ def test_the_clusters_offered_follow_the_feature_settings(tmp_path):
         offered.append(cluster_choices(app))
         assert offered[-1] == dict(enumerate(sizes.tolist()))
     assert offered[0] != offered[1]  # the two feature sets cluster the demo differently
+
+
+def test_a_cancelled_run_says_what_it_kept_and_can_be_resumed(tmp_path, monkeypatch):
+    """Cancel as Streamlit does it: the click stops the script at the run's next update of
+    the page, and the next run has the click; the run is left resumable."""
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    real = synthesis.run_synthesis
+
+    def stopped_at_first_update(*args, on_update, **kwargs):
+        def update(summary: dict) -> None:
+            on_update(summary)
+            raise StopException()  # Streamlit stopping the run for the click
+
+        return real(*args, on_update=update, **kwargs)
+
+    with FakeLLM() as llm:
+        use_generator(app, llm)
+        monkeypatch.setattr(synthesis, "run_synthesis", stopped_at_first_update)
+        app.button("Start a run").click()
+        app.run()
+        run_id = synthesis.list_runs(ws, "demo")[0]["id"]
+        assert synthesis.run_info(ws, run_id)["state"] == "cancelled"
+        app.button("Cancel").click()
+        app.run()
+        assert app.texts("info")[0] == (
+            "Cancelled. The run keeps everything finished so far; resume it from the list below."
+        )
+        assert not [b for b in app.at.button if b.label == "Cancel"]
+        monkeypatch.setattr(synthesis, "run_synthesis", real)
+        app.button("Resume this run").click()
+        app.run()
+    assert synthesis.run_info(ws, run_id)["state"] == "done"
