@@ -7,8 +7,6 @@ import json
 import numpy as np
 
 from core import curation
-from core.config import FeatureConfig, ProxySpec
-from core.features import find_features
 from core.maps import clusters_for
 from core.regions import default_k
 from core.workspace import Workspace
@@ -98,13 +96,7 @@ def test_the_sizes_by_cluster_follow_the_feature_settings(tmp_path):
     app = open_page(tmp_path / "ws", "app_pages/export.py", proxy="tiny-random", dim=64)
     shown = []
     for dim in (64, 128):
-        ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": dim}))
-        app.run()
-        app.button("Compute features").click()
-        app.run()
-        fs = find_features(
-            ws, "demo", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=dim)
-        )
+        fs = app.use_features(proxy="tiny-random", dim=dim)
         sizes = np.bincount(clusters_for(ws, fs, k=default_k(360), seed=0).labels)
         bars = json.loads(app.at.get("plotly_chart")[0].proto.spec)["data"][0]
         shown.append(bars["y"])

@@ -7,9 +7,7 @@ import json
 
 import numpy as np
 
-from core.config import FeatureConfig, ProxySpec
 from core.diversity import MISSING
-from core.features import find_features
 from core.maps import clusters_for
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
@@ -111,14 +109,7 @@ def test_new_feature_settings_draw_a_new_map(tmp_path):
     app = map_page(tmp_path)
     first, _ = plotted(app)
     for dim in (64, 128):
-        ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": dim}))
-        app.run()
-        if dim == 128:
-            app.button("Compute features").click()
-            app.run()
-        fs = find_features(
-            ws, "demo", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=dim)
-        )
+        fs = app.use_features(proxy="tiny-random", dim=dim)
         labels = clusters_for(ws, fs, k=13, seed=0).labels
         shown, _ = plotted(app)
         assert [shown[row] for row in range(360)] == labels.tolist()

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from core import synthesis
-from core.config import FeatureConfig, ProxySpec
-from core.features import find_features
 from core.maps import clusters_for
 from core.regions import default_k
 from core.workspace import Workspace
@@ -149,14 +145,7 @@ def test_the_clusters_offered_follow_the_feature_settings(tmp_path):
     app = synthesize_page(tmp_path)
     offered = []
     for dim in (128, 64):
-        ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": dim}))
-        app.run()
-        if dim == 64:
-            app.button("Compute features").click()
-            app.run()
-        fs = find_features(
-            ws, "demo", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=dim)
-        )
+        fs = app.use_features(proxy="tiny-random", dim=dim)
         sizes = np.bincount(clusters_for(ws, fs, k=default_k(360), seed=0).labels)
         offered.append(cluster_choices(app))
         assert offered[-1] == dict(enumerate(sizes.tolist()))
