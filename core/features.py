@@ -384,7 +384,7 @@ class _SentenceChunks:
     def facts(self) -> dict[str, Any]:
         return self.model.facts()
 
-    def encode(  # the encoder interface; sentence embeddings use neither the chat nor rows done
+    def encode(
         self,
         prompts,
         responses,
