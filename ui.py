@@ -17,9 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from core import demo
+from core import demo, diversity, maps
 from core.config import (
     DEFAULT_PROXY,
     DEVICES,
@@ -283,21 +285,29 @@ def setting_choice(
     )
 
 
+def cancel_button(key: str, keeps: str) -> DeltaGenerator:
+    """The Cancel button of a long action, above what comes next; returns its slot, to be
+    emptied when the action ends. Clicking it makes Streamlit stop this run of the script at
+    its next update of the page (a progress bar), so the work stops there; the next run
+    says "Cancelled." and `keeps` (what the cancel kept) once, at the top of the page (see
+    `workspace`). `key`: the button's widget key."""
+    slot = st.empty()
+    note = f"Cancelled. {keeps}"
+    slot.button(
+        "Cancel",
+        key=key,
+        icon=":material/stop_circle:",
+        on_click=lambda: st.session_state.update(cancelled_note=note),
+    )
+    return slot
+
+
 @contextmanager
 def progress(label: str, unit: str = "", *, cancel: str | None = None) -> Iterator[ProgressFn]:
     """An st.progress bar driven by a core progress callback, with rate and time left when
-    `unit` is given; removed when done. With `cancel` (what a cancel keeps, said to the
-    user afterwards), a Cancel button above it: clicking it makes Streamlit stop this run
-    of the script at the next progress update, and the work stops there."""
-    cancel_slot = st.empty()
-    if cancel:
-        note = f"Cancelled. {cancel}"
-        cancel_slot.button(
-            "Cancel",
-            key=f"cancel-{label}",
-            icon=":material/stop_circle:",
-            on_click=lambda: st.session_state.update(cancelled_note=note),
-        )
+    `unit` is given; removed when done. With `cancel` (what a cancel keeps), a Cancel
+    button above it (`cancel_button`, key "cancel-<label>")."""
+    cancel_slot = cancel_button(f"cancel-{label}", cancel) if cancel else st.empty()
     label = md(label)  # it may name a dataset
     bar = st.progress(0.0, text=label)
     started = time.perf_counter()
@@ -401,6 +411,63 @@ def features_or_button(ws: Workspace, info: DatasetInfo) -> FeatureSet | None:
     return None
 
 
+# How the cached functions' arguments are keyed: a workspace by its folder; a feature set
+# by its folder, which names the workspace, the dataset and the key of its contents and
+# settings. (A DatasetInfo is hashed field by field: its fingerprint names its contents.)
+HASH_FUNCS: dict[type, Callable[[Any], Any]] = {
+    Workspace: lambda ws: str(ws.root.resolve()),
+    FeatureSet: lambda fs: (str(fs.folder.resolve()), fs.key),
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def meta_fields(info: DatasetInfo) -> list[str]:
+    """The fields kept in the records' meta (diversity.meta_fields), read once per dataset
+    contents."""
+    return diversity.meta_fields(info.path)
+
+
+def clusters(page: FeaturePage, k: int) -> np.ndarray | None:
+    """The cluster of each row of the active dataset: spherical k-means with `k` clusters
+    of its features, seeded by the feature settings (maps.clusters_for, stored beside the
+    features), kept for every session, with progress and a Cancel. None while cancelled."""
+    ws, info, fs, seed = page.ws, page.info, page.features, page.config.seed
+    return computed(
+        "Clustering",
+        ("clusters", str(ws.root), info.name, info.fingerprint, fs.key, seed, k),
+        lambda bar: maps.clusters_for(fs, k=k, seed=seed, on_progress=bar).labels,
+        cancel="Nothing was stored.",
+        again="Cluster again",
+    )
+
+
+def map_clusters(
+    page: FeaturePage, k: int, sparse_below: float = 50.0
+) -> tuple[np.ndarray, list[dict[str, Any]]] | None:
+    """The map's clusters: (the cluster of each row, `clusters(page, k)`; one row per
+    cluster, maps.describe: size, sparse below the percentile `sparse_below`, G-Vendi,
+    keywords, examples), each kept like the clusters. None while either is cancelled."""
+    ws, info, fs, seed = page.ws, page.info, page.features, page.config.seed
+    labels = clusters(page, k)
+    if labels is None:
+        return None
+    described = computed(
+        "Describing the clusters",
+        ("described", str(ws.root), info.name, info.fingerprint, fs.key, seed, k, sparse_below),
+        lambda bar: maps.describe(
+            ws,
+            info.name,
+            fs,
+            maps.clusters_for(fs, k=k, seed=seed),  # stored by `clusters`
+            sparse_below=sparse_below,
+            on_progress=bar,
+        ),
+        cancel="The clustering is kept; its descriptions were not.",
+        again="Describe the clusters again",
+    )
+    return None if described is None else (labels, described)
+
+
 def remembered(ws: Workspace, group: str, defaults: dict[str, Any]) -> Callable[[], None]:
     """Widget values kept in the workspace (so a browser refresh keeps them): puts the saved
     values (else `defaults`) into the session for the widget keys not shown yet, and returns
@@ -480,9 +547,14 @@ class _NotCached(Exception):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _results(key: tuple, _value: Any = None, _store: bool = False) -> Any:
+def _results(
+    key: tuple,  # noqa: ARG001 - the cache key: Streamlit hashes it, a store never reads it
+    _value: Any = None,
+    _store: bool = False,
+) -> Any:
     """Streamlit's data cache used as a store: gives the result kept for `key`; on a miss
-    raises _NotCached (an exception caches nothing), unless `_store`, when `_value` is kept."""
+    raises _NotCached (an exception caches nothing), unless `_store`, when `_value` is kept
+    (`_value` is not hashed: `key` names it)."""
     if not _store:
         raise _NotCached
     return _value

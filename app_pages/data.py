@@ -22,17 +22,21 @@ def first_rows(
     subset: str | None,
     enc: str | None,
     mapping: Mapping,
-    _mtime: float,
+    version: tuple[int, int],  # noqa: ARG001 - the file's version: Streamlit keys the cache on it
 ):
-    """Records and report of the first rows; cached per source, mapping and file version."""
+    """Records and report of the first rows; cached per source, mapping and file version
+    (`version`: see file_version), so a file changed on disk is read again."""
     return preview(open_source(spec, split=split, subset=subset, encoding=enc), mapping, rows=5)
 
 
-def mtime(spec: str) -> float:
+def file_version(spec: str) -> tuple[int, int]:
+    """A local file's (modification time in ns, size): another value once it is rewritten;
+    (0, 0) for what is not a local path (a hub name)."""
     try:  # a path that cannot be looked at is open_source's to report
-        return Path(spec).expanduser().stat().st_mtime
+        stat = Path(spec).expanduser().stat()
     except (OSError, ValueError):
-        return 0.0
+        return 0, 0
+    return stat.st_mtime_ns, stat.st_size
 
 
 # --- 1. where the data comes from ------------------------------------------------------------
@@ -84,7 +88,7 @@ else:
     st.subheader("2. Fields")
     try:  # what the file holds, with the mapping detected from common field names
         detected, detect_error = (
-            first_rows(spec, split, subset, encoding, Mapping(), mtime(spec)),
+            first_rows(spec, split, subset, encoding, Mapping(), file_version(spec)),
             None,
         )
     except UserError as e:
@@ -121,7 +125,9 @@ else:
     if mapping and not mapping.complete:  # nothing detected and nothing typed yet
         st.error(ui.md(detect_error), icon=":material/error:")
     elif mapping:
-        result = ui.attempt(lambda: first_rows(spec, split, subset, encoding, mapping, mtime(spec)))
+        result = ui.attempt(
+            lambda: first_rows(spec, split, subset, encoding, mapping, file_version(spec))
+        )
     if result:
         records, report = result
         st.caption(f"Mapping: {ui.md(Mapping(**report.mapping).describe())}")

@@ -147,7 +147,7 @@ if picked:
 
 # --- groups ----------------------------------------------------------------------------------
 st.subheader("By group")
-fields = ["cluster", "source", *diversity.meta_fields(ws, info.name)]
+fields = ["cluster", "source", *ui.meta_fields(info)]
 cols = st.columns([2, 1, 3])
 by = cols[0].selectbox("Group by", fields, key="group_by")
 k = cols[1].number_input(

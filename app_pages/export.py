@@ -8,8 +8,9 @@ import charts
 import ui
 from core import curation, diversity
 from core.export import export_curated
-from core.maps import clusters_for
 from core.progress import no_progress
+from core.regions import default_k
+from core.workspace import DatasetInfo
 
 page = ui.feature_page(
     "Export",
@@ -18,11 +19,18 @@ page = ui.feature_page(
     need_features=False,
 )
 ws, info, fs = page.ws, page.info, page.features
-labels = clusters_for(ws, fs, seed=page.config.seed).labels if fs else None
+labels = ui.clusters(page, default_k(info.rows)) if fs else None  # the map's, by default
+
+
+@st.cache_data(show_spinner="Reading the answers...", max_entries=8)
+def answer_formats(info: DatasetInfo) -> list[str]:
+    """The format of each seed row's final answer, read once per dataset contents."""
+    return curation.answer_formats(info.path)
+
 
 # --- the summary -------------------------------------------------------------------------------
 st.subheader("The curated set")
-summary = curation.summary(ws, info.name, clusters=labels)
+summary = curation.summary(ws, info.name, clusters=labels, seed_formats=answer_formats(info))
 cols = st.columns(4)
 cols[0].metric("Samples", f"{summary['rows']:,}")
 cols[1].metric("Seed kept", f"{summary['by_source'].get('seed', 0):,}")

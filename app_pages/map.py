@@ -1,19 +1,17 @@
 """Map: the dataset in gradient space, clusters with the sparse ones marked, selection."""
 
-import json
-
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import streamlit as st
 
 import charts
 import ui
 from core import maps
-from core.diversity import meta_fields, meta_label
-from core.progress import parts
+from core.diversity import field_labels
+from core.features import FeatureSet
+from core.records import read_columns
 from core.regions import default_k
-from core.workspace import Workspace
+from core.workspace import DatasetInfo
 
 page = ui.feature_page(
     "Map",
@@ -30,7 +28,7 @@ colour_options = [
     "density",
     "source",
     "visual group (HDBSCAN)",
-    *meta_fields(ws, info.name),
+    *ui.meta_fields(info),
 ]
 # the controls are kept per dataset in the workspace, so a refresh or a visit elsewhere keeps them
 K, SPARSE, COLOUR = (f"map_{name}/{info.name}" for name in ("k", "sparse", "colour"))
@@ -55,95 +53,90 @@ sparse_below = cols[1].slider(
 colour_by = cols[2].selectbox("Colour by", colour_options, key=COLOUR, on_change=save)
 
 
-def clusters(k: int, sparse_below: float):
-    """(cluster per row, description per cluster), computed once per feature set and
-    settings, with progress and a Cancel."""
-
-    def compute(bar):
-        clustering_part, describing = parts(bar, [3, 1])
-        clustering = maps.clusters_for(ws, fs, k=k, seed=config.seed, on_progress=clustering_part)
-        described = maps.describe(
-            ws, info.name, fs, clustering, sparse_below=sparse_below, on_progress=describing
-        )
-        return clustering.labels, described
-
-    return ui.computed(
-        "Clustering",
-        ("clusters", root, info.name, info.fingerprint, fs.key, config.seed, k, sparse_below),
-        compute,
-        cancel="A clustering that had finished is kept; its descriptions were not.",
-        again="Cluster again",
-    )
-
-
-def layout():
-    """(coordinates, density): stored beside the features, or computed now with progress and
-    a Cancel (a cancelled layout is not started again until asked)."""
-    found = maps.layout_for(ws, fs, compute=False) or ui.computed(
+def layout() -> maps.Layout | None:
+    """The 2-D layout and density: stored beside the features, or computed now with progress
+    and a Cancel (a cancelled layout is not started again until asked)."""
+    return maps.layout_for(fs, compute=False) or ui.computed(
         "Laying out the map (PCA, then UMAP)",
         ("layout", root, info.name, info.fingerprint, fs.key),
-        lambda bar: maps.layout_for(ws, fs, on_progress=bar),
+        lambda bar: maps.layout_for(fs, on_progress=bar),
         cancel="No layout was stored.",
         again="Lay out the map again",
     )
-    return (found.coords, found.density) if found else None
 
 
 @st.cache_data(show_spinner="Reading the samples...", max_entries=8)
-def samples(root: str, dataset: str, fingerprint: str) -> pd.DataFrame:
-    table = pq.read_table(
-        Workspace(root).dataset(dataset).path,
-        columns=["id", "prompt", "response", "source", "meta"],
-    )
-    return table.to_pandas()
+def samples(info: DatasetInfo) -> dict[str, list[str]]:
+    """The records' ids, prompts, responses and sources, once per dataset contents."""
+    return read_columns(info.path, ["id", "prompt", "response", "source"])
 
 
-labels, described = clusters(k, float(sparse_below)) or (None, None)
-coords_density = layout()
-if labels is None or coords_density is None:
-    st.stop()
-coords, density = coords_density
-data = samples(root, info.name, info.fingerprint)
-sparse = np.array([c["sparse"] for c in described])
-
-
-def colours() -> tuple[np.ndarray, str]:
+def colours(
+    info: DatasetInfo,
+    fs: FeatureSet,
+    labels: np.ndarray,
+    sparse: np.ndarray,
+    layout: maps.Layout,
+    colour_by: str,
+) -> tuple[np.ndarray, str]:
+    """A colour value per row for the "Colour by" choice, and its kind for the figure."""
     if colour_by == "cluster":
         return labels, "cluster"
     if colour_by == "sparse":
         return np.where(sparse[labels], "sparse", "dense"), "sparse"
     if colour_by == "density":
-        return density, "continuous"
+        return layout.density, "continuous"
     if colour_by == "source":
-        return data["source"].to_numpy(), "source"
+        return np.asarray(samples(info)["source"]), "source"
     if colour_by.startswith("visual group"):
-        groups = maps.groups_for(ws, fs, maps.Layout(coords, density, True))
+        groups = maps.groups_for(fs, layout)
         return np.where(groups < 0, "none", groups.astype(str)), "group"
-    field = colour_by
-    return np.array([meta_label(json.loads(m) if m else {}, field) for m in data["meta"]]), field
+    return np.asarray(field_labels(info.path, colour_by)), colour_by
 
 
-@st.cache_resource(show_spinner="Drawing the map...", max_entries=8)
-def figure_for(key: str, k: int, sparse_below: float, colour_by: str, highlight: tuple[int, ...]):
-    """The map's figure, built once per setting (a selection reruns with the same figure)."""
-    colour, colour_kind = colours()
-    hover = [charts.excerpt(p, 80 if len(data) <= 20_000 else 30) for p in data["prompt"]]
+@st.cache_resource(show_spinner="Drawing the map...", max_entries=8, hash_funcs=ui.HASH_FUNCS)
+def figure_for(
+    info: DatasetInfo,
+    fs: FeatureSet,
+    k: int,
+    seed: int,
+    sparse: tuple[bool, ...],
+    colour_by: str,
+    highlight: tuple[int, ...],
+):
+    """The map's figure, built once per setting (a selection reruns with the same figure),
+    from the clustering and layout the page has stored beside the features (`k`, `seed`),
+    the clusters' sparse flags and the records of `info`."""
+    labels = maps.clusters_for(fs, k=k, seed=seed).labels
+    where = maps.layout_for(fs)
+    flags = np.array(sparse, dtype=bool)
+    colour, colour_kind = colours(info, fs, labels, flags, where, colour_by)
+    prompts = samples(info)["prompt"]
+    hover = [charts.excerpt(p, 80 if len(prompts) <= 20_000 else 30) for p in prompts]
     return charts.map_figure(
-        coords,
+        where.coords,
         colour=colour,
         colour_kind=colour_kind,
         labels=labels,
-        sparse=sparse,
+        sparse=flags,
         hover=hover,
         highlight=set(highlight) or None,
     )
+
+
+labels, described = ui.map_clusters(page, k, float(sparse_below)) or (None, None)
+placed = layout()  # stored beside the features, where figure_for reads it
+if labels is None or placed is None:
+    st.stop()
+data = samples(info)
+sparse = tuple(c["sparse"] for c in described)
 
 
 @st.fragment
 def explore() -> None:
     """The map, the cluster table and the sample browser: a selection reruns only this."""
     picked_clusters = st.session_state.get("map_clusters_picked", [])
-    figure = figure_for(fs.key, k, float(sparse_below), colour_by, tuple(picked_clusters))
+    figure = figure_for(info, fs, k, config.seed, sparse, colour_by, tuple(picked_clusters))
     event = st.plotly_chart(
         figure,
         key="map_plot",
@@ -195,14 +188,14 @@ def explore() -> None:
         st.caption("Nothing selected yet.")
         return
     st.markdown(origin)
-    shown = data.iloc[rows[:1000]]
+    shown = rows[:1000]
     browser = st.dataframe(
         pd.DataFrame(
             {
-                "row": rows[:1000],
-                "id": shown["id"].to_numpy(),
-                "cluster": labels[rows[:1000]],
-                "prompt": [p[:150] for p in shown["prompt"]],
+                "row": shown,
+                "id": [data["id"][r] for r in shown],
+                "cluster": labels[shown],
+                "prompt": [data["prompt"][r][:150] for r in shown],
             }
         ),
         key="sample_browser",
@@ -212,12 +205,12 @@ def explore() -> None:
         height=240,
     )
     chosen = browser.selection.rows[0] if browser and browser.selection.rows else 0
-    record = data.iloc[rows[chosen]]
+    row = rows[chosen]
     left, right = st.columns(2)
-    left.caption(f"Prompt · row {rows[chosen]} · id {ui.md(record['id'])}")
-    left.text(record["prompt"])
+    left.caption(f"Prompt · row {row} · id {ui.md(data['id'][row])}")
+    left.text(data["prompt"][row])
     right.caption("Response")
-    right.text(record["response"])
+    right.text(data["response"][row])
 
     cols = st.columns([3, 1], vertical_alignment="bottom")
     name = cols[0].text_input(

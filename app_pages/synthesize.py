@@ -6,10 +6,9 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import maps, prompts, synthesis
+from core import prompts, synthesis
 from core.llm import LLMSettings, check_connection
 from core.regions import default_k
-from core.workspace import Workspace
 
 page = ui.feature_page(
     "Synthesize",
@@ -18,15 +17,6 @@ page = ui.feature_page(
     "cluster are kept. Any OpenAI-compatible endpoint works (vLLM, SGLang, Ollama, OpenAI).",
 )
 ws, info, fs = page.ws, page.info, page.features
-root = str(ws.root)
-
-
-@st.cache_data(show_spinner="Reading the map's clusters...", max_entries=8)
-def map_clusters(root: str, dataset: str, key: str, k: int):
-    workspace = Workspace(root)
-    clustering = maps.clusters_for(workspace, fs, k=k, seed=page.config.seed)
-    return maps.describe(workspace, dataset, fs, clustering)
-
 
 # --- targets --------------------------------------------------------------------------------------
 st.subheader("1. Targets")
@@ -40,7 +30,7 @@ mode = st.segmented_control(
 )
 clusters, selection = (), None
 if mode == "Clusters of the map":
-    described = ui.attempt(lambda: map_clusters(root, info.name, fs.key, k)) or []
+    _, described = ui.map_clusters(page, k) or (None, [])
     labels = {
         c[
             "id"
@@ -183,13 +173,9 @@ with st.expander("Prompt templates"):
 def run_live(run_id: str) -> None:
     """Run (or resume) a run with live progress; a Cancel click stops it, resumable."""
     target_count = synthesis.run_info(ws, run_id)["settings"]["synthesis"]["target"]
-    cancel = st.empty()
-    note = "Cancelled. The run keeps everything finished so far; resume it from the list below."
-    cancel.button(
-        "Cancel",
-        key=f"cancel_{run_id}",
-        icon=":material/stop_circle:",
-        on_click=lambda: st.session_state.update(cancelled_note=note),
+    cancel = ui.cancel_button(
+        f"cancel_{run_id}",
+        "The run keeps everything finished so far; resume it from the list below.",
     )
     bar = st.progress(0.0, text=f"Run {run_id}: starting...")
     cards = st.empty()

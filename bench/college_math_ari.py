@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, (proxy, config) in spaces.items():
             fs = compute_features(ws, "college_math", proxy=proxy, config=config)
             scores = [
-                adjusted_rand_score(topics, clusters_for(ws, fs, k=k).labels)
+                adjusted_rand_score(topics, clusters_for(fs, k=k).labels)
                 for k in (n_topics, default_k(info.rows))
             ]
             print(f"| {label} | {scores[0]:.3f} | {scores[1]:.3f} |")

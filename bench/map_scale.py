@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         fs = find_features(ws, "big", proxy=TINY, config=FeatureConfig())
         fitted = min(args.fit_rows, args.rows)
         t = time.perf_counter()
-        layout = layout_for(ws, fs, layout_config)  # computed, then cached for the page
+        layout = layout_for(fs, layout_config)  # computed, then cached for the page
         print(
             f"layout (PCA 50 + UMAP fitted on {fitted:,} rows, the other {args.rows - fitted:,} "
             f"by transform): {time.perf_counter() - t:.1f} s (target <= 180 s at 100,000 rows)"
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.skip_browser:
             return
         if args.fit_rows != LayoutConfig().fit_rows:
-            layout_for(ws, fs)  # the page asks for the default layout
-        clusters_for(ws, fs, seed=0)  # the page's default k, cached as the page will ask
+            layout_for(fs)  # the page asks for the default layout
+        clusters_for(fs, seed=0)  # the page's default k, cached as the page will ask
         loaded, round_trip = browser_round_trip(ws.root)
         print(
             f"Map page with {args.rows:,} points in headless Chromium: drawn {loaded:.1f} s after opening; "

@@ -396,7 +396,7 @@ def cmd_map(args: argparse.Namespace) -> Result:
 
     ws = _workspace(args)
     fs = features_for(args, ws, args.name)
-    clustering = maps.clusters_for(ws, fs, k=args.k, seed=args.seed)
+    clustering = maps.clusters_for(fs, k=args.k, seed=args.seed)
     clusters = maps.describe(ws, args.name, fs, clustering, sparse_below=args.sparse_below)
     data = {
         "dataset": args.name,
@@ -421,7 +421,7 @@ def cmd_map(args: argparse.Namespace) -> Result:
         )
     if args.layout:
         with progress_bar("layout", unit="step", unit_scale=False) as bar:
-            layout = maps.layout_for(ws, fs, on_progress=bar)
+            layout = maps.layout_for(fs, on_progress=bar)
         data["layout"] = {"rows": len(layout.coords), "cached": layout.cached}
         lines.append("2-D layout " + ("from the cache" if layout.cached else "computed and cached"))
     return data, lines
@@ -576,7 +576,7 @@ def _map_labels(args: argparse.Namespace, ws, name: str):
 
     proxy, config, _ = feature_request(args)
     fs = find_features(ws, name, proxy=proxy, config=config)
-    return (fs, clusters_for(ws, fs, seed=config.seed).labels) if fs else (None, None)
+    return (fs, clusters_for(fs, seed=config.seed).labels) if fs else (None, None)
 
 
 def cmd_export(args: argparse.Namespace) -> Result:

@@ -13,6 +13,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -167,6 +168,12 @@ def resolve_group(
 # --- the curated set -----------------------------------------------------------------------
 
 
+def kept_rows(ws: Workspace, dataset: str) -> list[int]:
+    """The seed rows of the curated set: every row of the dataset but the removed ones."""
+    gone = removed(ws, dataset)
+    return [row for row in range(ws.dataset(dataset).rows) if row not in gone]
+
+
 def check_include(include: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     bad = [s for s in include if s not in SOURCES]
     if bad or not include:
@@ -187,12 +194,10 @@ def curated_records(
     exemplar ids, votes."""
     include = check_include(include)
     if "seed" in include:
-        gone = removed(ws, dataset)
+        kept = set(kept_rows(ws, dataset))
         for row, record in enumerate(iter_records(ws.dataset(dataset).path)):
-            if row in gone:
-                continue
-            cluster = int(clusters[row]) if clusters is not None else None
-            yield record, _provenance(record, cluster=cluster)
+            if row in kept:
+                yield record, _provenance(record, cluster=_seed_cluster(clusters, row))
     if "synthetic" in include:
         for record in synthetic_records(ws, dataset):
             m = record.meta
@@ -208,6 +213,11 @@ def curated_records(
                     votes=m.get("votes"),
                 ),
             )
+
+
+def _seed_cluster(clusters: np.ndarray | None, row: int) -> int | None:
+    """A seed row's cluster for its provenance: the map's, when `clusters` is given."""
+    return int(clusters[row]) if clusters is not None else None
 
 
 def _provenance(record: Record, **fields: Any) -> dict[str, Any]:
@@ -241,8 +251,7 @@ def curated_g_vendi(
     include = check_include(include)
     parts = []
     if "seed" in include:
-        gone = removed(ws, dataset)
-        keep = np.array([i for i in range(features.rows) if i not in gone], dtype=np.int64)
+        keep = np.array(kept_rows(ws, dataset), dtype=np.int64)
         parts.append(unit_rows(features.matrix()[keep], np.float32))
     if "synthetic" in include:
         # the feature set's own proxy spec: its pinned revision too
@@ -281,23 +290,43 @@ def answer_format_note(formats: dict[str, Counter]) -> str | None:
     )
 
 
+def answer_formats(path: Path) -> list[str]:
+    """The format of each record's final answer (answer_format), in row order, for the
+    records' Parquet file at `path`: what the summary counts of the seed rows."""
+    batches = pq.ParquetFile(path).iter_batches(columns=["response"])
+    return [answer_format(r) for batch in batches for r in batch.column(0).to_pylist()]
+
+
 def summary(
     ws: Workspace,
     dataset: str,
     *,
     include: tuple[str, ...] = SOURCES,
     clusters: np.ndarray | None = None,
+    seed_formats: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sizes of the curated set by source and by cluster, the removals by reason, and notes
-    (answers in different formats by source)."""
+    (answers in different formats by source). `seed_formats`: the dataset's answer_formats,
+    when the caller keeps them (they are read from its records otherwise); the removals
+    and the synthetic samples are read each time."""
+    include = check_include(include)
     by_source: Counter = Counter()
     by_cluster: Counter = Counter()
     formats: dict[str, Counter] = {source: Counter() for source in SOURCES}
-    for record, prov in curated_records(ws, dataset, include=include, clusters=clusters):
-        by_source[prov["source"]] += 1
-        formats[prov["source"]][answer_format(record.response)] += 1
-        if prov["cluster"] is not None:
-            by_cluster[int(prov["cluster"])] += 1
+    if "seed" in include:
+        if seed_formats is None:
+            seed_formats = answer_formats(ws.dataset(dataset).path)
+        for row in kept_rows(ws, dataset):  # the seed rows of curated_records, without reading them
+            by_source["seed"] += 1
+            formats["seed"][seed_formats[row]] += 1
+            if (cluster := _seed_cluster(clusters, row)) is not None:
+                by_cluster[cluster] += 1
+    if "synthetic" in include:
+        for record, prov in curated_records(ws, dataset, include=("synthetic",)):
+            by_source[prov["source"]] += 1
+            formats[prov["source"]][answer_format(record.response)] += 1
+            if prov["cluster"] is not None:
+                by_cluster[int(prov["cluster"])] += 1
     gone = removed(ws, dataset)
     reasons = Counter(reason.split(" of row")[0] for reason in gone.values())
     return {

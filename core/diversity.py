@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from core.errors import UserError
 from core.features import FeatureSet, compute_features
 from core.maps import clusters_for
 from core.progress import ProgressFn, no_progress, parts
+from core.records import read_columns
 from core.sentence import SENTENCE_MODEL
 from core.textstats import distinct_n, mean_length
 from core.vendi import (
@@ -138,13 +140,10 @@ def group_labels(
     if by == "cluster":
         if features is None:
             raise ValueError("clusters need the features")
-        return clusters_for(ws, features, k=k, seed=seed, on_progress=on_progress).labels
+        return clusters_for(features, k=k, seed=seed, on_progress=on_progress).labels
     if by == "source":
-        return np.asarray(pq.read_table(info.path, columns=["source"]).column(0).to_pylist())
-    metas = [
-        json.loads(m) if m else {}
-        for m in pq.read_table(info.path, columns=["meta"]).column(0).to_pylist()
-    ]
+        return np.asarray(read_columns(info.path, ["source"])["source"])
+    metas = _metas(info.path)
     if not any(by in m for m in metas):
         fields = sorted({f for m in metas[:1000] for f in m})
         raise UserError(
@@ -160,9 +159,21 @@ def group_labels(
     return labels
 
 
-def meta_fields(ws: Workspace, dataset: str, *, sample: int = 200) -> list[str]:
-    """Field names kept in the records' meta (from the first rows), for grouping and colouring."""
-    pf = pq.ParquetFile(ws.dataset(dataset).path)
+def _metas(path: Path) -> list[dict[str, Any]]:
+    """Each record's meta (the fields the mapping did not use), in row order."""
+    return [json.loads(m) if m else {} for m in read_columns(path, ["meta"])["meta"]]
+
+
+def field_labels(path: Path, field: str) -> list[str]:
+    """Each record's value of a meta field as a label (meta_label), in row order, for the
+    records' Parquet file at `path`; any number of distinct values (colouring a map)."""
+    return [meta_label(m, field) for m in _metas(path)]
+
+
+def meta_fields(path: Path, *, sample: int = 200) -> list[str]:
+    """Field names kept in the meta of the records at `path` (from the first rows), for
+    grouping and colouring."""
+    pf = pq.ParquetFile(path)
     batch = next(pf.iter_batches(batch_size=sample, columns=["meta"]), None)
     metas = [json.loads(m) for m in batch.column(0).to_pylist() if m] if batch else []
     return sorted({f for m in metas for f in m})

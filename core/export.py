@@ -18,6 +18,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ def export(
         raise UserError(f"format {format!r}: use one of {', '.join(FORMATS)}")
     target = Path(out).expanduser()
     _check_target(target, format, overwrite)
-    writer = {"messages": _jsonl, "prompt-response": _jsonl, "parquet": _parquet, "hf": _hf}[format]
+    # JSONL in either row form, else the writer of the format
+    writer = {"parquet": _parquet, "hf": _hf}.get(format) or partial(_jsonl, format=format)
     rows = iter(rows)
     first = next(rows, None)
     if first is None:
@@ -94,7 +96,7 @@ def export(
             f"nothing to export to {target}: the curated set is empty; the target was not touched"
         )
     try:
-        count = writer(itertools.chain([first], rows), target, format, provenance, on_progress)
+        count = writer(itertools.chain([first], rows), target, provenance, on_progress)
     except OSError as e:
         raise UserError(
             f"{target}: cannot write the export ({e.strerror or e}); nothing was changed"
@@ -164,7 +166,7 @@ def _our_folder(folder: Path) -> bool:
     return present <= written | {MARKER}
 
 
-def _jsonl(rows, target: Path, format: str, provenance: bool, on_progress: ProgressFn) -> int:
+def _jsonl(rows, target: Path, provenance: bool, on_progress: ProgressFn, *, format: str) -> int:
     count = 0
     with atomic_target(target) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for record, prov in rows:
@@ -186,7 +188,7 @@ def _arrow_schema(provenance: bool) -> pa.Schema:
     return pa.schema([*text, *_ARROW])
 
 
-def _parquet(rows, target: Path, format: str, provenance: bool, on_progress: ProgressFn) -> int:
+def _parquet(rows, target: Path, provenance: bool, on_progress: ProgressFn) -> int:
     schema = _arrow_schema(provenance)
     count, batch = 0, []
 
@@ -211,7 +213,7 @@ def _parquet(rows, target: Path, format: str, provenance: bool, on_progress: Pro
     return count
 
 
-def _hf(rows, target: Path, format: str, provenance: bool, on_progress: ProgressFn) -> int:
+def _hf(rows, target: Path, provenance: bool, on_progress: ProgressFn) -> int:
     """A `datasets` save_to_disk folder, built beside the target and renamed into place; an
     old export there is moved aside first and removed once the new one is in place."""
     import datasets
@@ -221,7 +223,7 @@ def _hf(rows, target: Path, format: str, provenance: bool, on_progress: Progress
     hub.quiet()
     with scratch_folder(target) as work:
         parquet = work / "rows.parquet"
-        count = _parquet(rows, parquet, format, provenance, on_progress)
+        count = _parquet(rows, parquet, provenance, on_progress)
         folder = work / "dataset"
         ds = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(work / "cache"))
         ds.save_to_disk(str(folder))

@@ -322,7 +322,7 @@ class FactorizedFeaturizer:
     def _linear_hook(self, weight: str, bias: str | None) -> Callable:
         block = self.blocks[weight]
 
-        def forward_hook(module, args, output):
+        def forward_hook(_module, args, output):
             x = args[0]
             mask, sample = self._token_layout(x)
             x_proj = _apply(block.in_proj, x.float())
@@ -366,7 +366,7 @@ class FactorizedFeaturizer:
         weight = names.get(id(getattr(module, "weight", None)))
         bias = names.get(id(getattr(module, "bias", None)))
 
-        def forward_hook(module, args, output):
+        def forward_hook(_module, args, output):
             x = args[0]
             mask, sample = self._token_layout(x)
 

@@ -58,7 +58,6 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def clusters_for(
-    ws: Workspace,
     fs: FeatureSet,
     *,
     k: float | None = None,
@@ -94,7 +93,6 @@ class Layout:
 
 
 def layout_for(
-    ws: Workspace,
     fs: FeatureSet,
     config: LayoutConfig = LayoutConfig(),
     on_progress: ProgressFn = no_progress,
@@ -114,9 +112,7 @@ def layout_for(
     return Layout(coords, dens, False)
 
 
-def groups_for(
-    ws: Workspace, fs: FeatureSet, layout: Layout, config: LayoutConfig = LayoutConfig()
-) -> np.ndarray:
+def groups_for(fs: FeatureSet, layout: Layout, config: LayoutConfig = LayoutConfig()) -> np.ndarray:
     """HDBSCAN groups on the layout, cached with it."""
     params = {**config.key_fields(), "hdbscan": 1}
     path = _artefact(fs, "groups", params)

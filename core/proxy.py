@@ -240,7 +240,11 @@ def _folder_hash(folder: Path) -> str:
 
 
 @lru_cache(maxsize=256)
-def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+def _file_hash(
+    path: str,
+    size: int,  # noqa: ARG001 - with mtime_ns, the lru_cache key: a rewritten file is hashed again
+    mtime_ns: int,  # noqa: ARG001 - see size
+) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):

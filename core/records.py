@@ -658,9 +658,10 @@ def _fingerprint_line(record: Record) -> bytes:
 # --- reading records back -------------------------------------------------------------------
 
 
-def read_records(path: Path, *, columns: list[str] | None = None) -> pa.Table:
-    """All records of a Parquet file (or the given columns), in row order."""
-    return pq.read_table(path, columns=columns)
+def read_columns(path: Path, columns: list[str]) -> dict[str, list[Any]]:
+    """Columns of a records Parquet file as plain lists, in row order (meta and messages as
+    their JSON text)."""
+    return pq.read_table(path, columns=columns).to_pydict()
 
 
 def iter_records(path: Path, *, batch_rows: int = 1024) -> Iterator[Record]:

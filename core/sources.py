@@ -325,7 +325,7 @@ def _sniff_encoding(name: str, head: bytes) -> str:
     return "utf-8-sig"
 
 
-def _undecodable(text: str, name: str) -> str | None:
+def _undecodable(text: str) -> str | None:
     """The row-level reason for bytes that are not valid in the file's encoding, if any."""
     m = _BAD_BYTES.search(text)
     if not m:
@@ -360,7 +360,7 @@ def _jsonl_rows(text: io.TextIOWrapper, name: str, may_be_document: bool) -> Ite
             line = line.lstrip("\ufeff")
         if not line.strip():
             continue
-        if bad := _undecodable(line, name):
+        if bad := _undecodable(line):
             yield RawRow(number, error=bad)
             continue
         try:
@@ -377,7 +377,7 @@ def _jsonl_rows(text: io.TextIOWrapper, name: str, may_be_document: bool) -> Ite
         except ValueError:  # not a decoding error: an integer too long to convert
             yield RawRow(number, error=_TOO_LONG)
             continue
-        yield _json_row(number, value, line, "line")
+        yield _json_row(number, value, line)
 
 
 def _json_document_rows(text: io.TextIOWrapper, first: str, name: str) -> Iterator[RawRow]:
@@ -402,7 +402,7 @@ def _json_document_rows(text: io.TextIOWrapper, first: str, name: str) -> Iterat
             "a JSON array, or an object with exactly one list of rows"
         )
     for i, value in enumerate(doc[lists[0]], start=1):
-        yield _json_row(i, value, doc_text, "item")
+        yield _json_row(i, value, doc_text)
 
 
 def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
@@ -484,8 +484,8 @@ def _json_array_rows(text: io.TextIOWrapper, name: str) -> Iterator[RawRow]:
         if problem:
             yield RawRow(item, error=problem)
         else:
-            bad = _undecodable(raw, name)
-            yield RawRow(item, error=bad) if bad else _json_row(item, value, raw, "item")
+            bad = _undecodable(raw)
+            yield RawRow(item, error=bad) if bad else _json_row(item, value, raw)
 
 
 def _value_end(text: str, pos: int) -> int | None:
@@ -507,12 +507,12 @@ def _value_end(text: str, pos: int) -> int | None:
     return None
 
 
-def _json_row(number: int, value: Any, raw: str, unit: str) -> RawRow:
+def _json_row(number: int, value: Any, raw: str) -> RawRow:
     """A parsed JSON row, or the reason it cannot be kept: not an object, nested more than
     MAX_DEPTH levels, or text with a lone UTF-16 surrogate (it cannot be stored as UTF-8).
     `raw` is the row's JSON text (or a text holding it); it tells cheaply which checks can
     be skipped: too few brackets to be that deep, no surrogate escape."""
-    row = _as_row(number, value, unit)
+    row = _as_row(number, value)
     deep = raw.count("{") + raw.count("[") > MAX_DEPTH
     surrogates = _SURROGATE_ESCAPE.search(raw) is not None
     if row.error or not (deep or surrogates):
@@ -549,7 +549,7 @@ def _csv_rows(text: io.TextIOWrapper, name: str, delimiter: str | None) -> Itera
     except csv.Error as e:
         raise UserError(f"{name}: line 1: unreadable CSV header ({e})") from e
     header = [h.lstrip("\ufeff").strip() for h in header]
-    if bad := _undecodable(",".join(header), name):
+    if bad := _undecodable(",".join(header)):
         raise UserError(f"{name}: line 1: the header has {bad}")
     if len(set(header)) != len(header) or "" in header:
         dupes = sorted({h for h in header if header.count(h) > 1 or not h})
@@ -569,7 +569,7 @@ def _csv_rows(text: io.TextIOWrapper, name: str, delimiter: str | None) -> Itera
                 reader.line_num, error=f"has {len(cells)} fields, the header has {len(header)}"
             )
             continue
-        if bad := _undecodable("".join(cells), name):
+        if bad := _undecodable("".join(cells)):
             yield RawRow(reader.line_num, error=bad)
             continue
         yield RawRow(reader.line_num, dict(zip(header, cells, strict=True)))
@@ -598,7 +598,7 @@ class _Prefixed:
         return line
 
 
-def _as_row(number: int, value: Any, unit: str) -> RawRow:
+def _as_row(number: int, value: Any) -> RawRow:
     if isinstance(value, dict):
         return RawRow(number, value)
     kind = {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a number")

@@ -170,7 +170,7 @@ class Loop:
             table.column("id").to_pylist(),
         )
         self.g_before = self.g_now = g_vendi(pool.features)
-        first = clusters_for(self.ws, fs, k=self.settings.map_k(fs.rows), seed=self.config.seed)
+        first = clusters_for(fs, k=self.settings.map_k(fs.rows), seed=self.config.seed)
         return pool, first
 
     def _target_rows(self, first: Clustering) -> set[int]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
+from core.config import FeatureConfig, ProxySpec
+from core.features import FeatureSet, find_features
 from core.workspace import Workspace
 from tests.conftest import REPO
 
@@ -23,6 +25,7 @@ class App:
     """The whole app (app.py with its navigation) on a given workspace."""
 
     def __init__(self, workspace: Path, page: str | None = None):
+        self.workspace = workspace
         os.environ["PRISM_WORKSPACE"] = str(workspace)
         self.at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         self.at.run()
@@ -47,6 +50,18 @@ class App:
 
     def button(self, label: str):
         return next(b for b in self.at.button if b.label == label)
+
+    def use_features(self, dataset: str = "demo", **feature_settings) -> FeatureSet:
+        """The sidebar's feature settings (proxy, dim, ...) changed, as it saves them; the page
+        rerun, its features computed when it asks; returns those features."""
+        ws = Workspace(self.workspace)
+        ws.set_meta("feature_settings", json.dumps(feature_settings))
+        self.run()
+        if any(b.label == "Compute features" for b in self.at.button):
+            self.button("Compute features").click()
+            self.run()
+        proxy = ProxySpec(feature_settings.pop("proxy"))
+        return find_features(ws, dataset, proxy=proxy, config=FeatureConfig(**feature_settings))
 
 
 def open_page(workspace: Path, page: str, **feature_settings) -> App:

@@ -262,3 +262,18 @@ def test_unreadable_paths_show_errors(tmp_path, monkeypatch):
     assert any("d.jsonl: permission denied" in e for e in page.errors()), page.errors()
     page.use_path(tmp_path / "cut.jsonl.gz")
     assert any("the file is truncated" in e for e in page.errors()), page.errors()
+
+
+def test_a_file_changed_on_disk_is_previewed_anew(tmp_path):
+    """The preview is cached per source and file version: the same path rewritten shows
+    its new rows (a stale cache would show the old ones)."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(JSONL)
+    page = DataPage(tmp_path / "ws")
+    page.use_path(path)
+    assert list(page.preview()["prompt"][:1]) == ["What is 0 squared?"]
+    rows = [{"question": f"What is {i} cubed?", "answer": f"{i**3}"} for i in range(3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    page.run()
+    assert list(page.preview()["prompt"]) == [r["question"] for r in rows]

@@ -12,6 +12,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 import ui
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
+from tests.conftest import write_jsonl
 from tests.test_features import demo_file
 
 
@@ -183,7 +184,7 @@ def test_a_cancelled_score_waits_to_be_asked_again(tmp_path, monkeypatch):
             on_click=lambda: st.session_state.update(cancelled_note=f"Cancelled. {cancel}"),
         )
 
-        def update(done: int, total: int | None) -> None:
+        def update(_done: int, _total: int | None) -> None:
             raise StopException()  # Streamlit stopping the run for the click
 
         yield update
@@ -203,3 +204,26 @@ def test_a_cancelled_score_waits_to_be_asked_again(tmp_path, monkeypatch):
     app.button("Scoring again").click()
     app.run()
     assert {m.label: m.value for m in app.at.metric}["Samples"] == "40"
+
+
+def test_the_group_fields_follow_a_replaced_dataset(tmp_path):
+    """The fields offered for grouping are read once per dataset contents: the same name
+    imported again with other fields offers the new ones."""
+    ws = Workspace(tmp_path / "ws")
+    old = [
+        {"question": f"What is {i} + 1?", "answer": str(i + 1), "topic": "sums"} for i in range(30)
+    ]
+    new = [
+        {"question": f"What is {i} x 3?", "answer": str(3 * i), "level": i % 2} for i in range(30)
+    ]
+    ws.import_dataset(write_jsonl(tmp_path / "old.jsonl", old), name="md")
+    ws.set_meta("active_dataset", "md")
+    app = open_page(tmp_path / "ws", "app_pages/diversity.py", proxy="tiny-random", dim=64)
+    app.button("Compute features").click()
+    app.run()
+    assert app.at.selectbox(key="group_by").options == ["cluster", "source", "topic"]
+    ws.import_dataset(write_jsonl(tmp_path / "new.jsonl", new), name="md", replace=True)
+    app.run()
+    app.button("Compute features").click()
+    app.run()
+    assert app.at.selectbox(key="group_by").options == ["cluster", "source", "level"]

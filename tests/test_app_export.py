@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from core import curation
+from core.maps import clusters_for
+from core.regions import default_k
 from core.workspace import Workspace
-from tests.app_driver import App
+from tests.app_driver import App, open_page
 from tests.conftest import write_jsonl
 
 
@@ -69,3 +73,32 @@ def test_writing_over_an_existing_file_asks_first(tmp_path):
     app.run()
     assert not app.errors() and len(out.read_text().splitlines()) == 5
     assert any("Wrote 5 rows" in s.value for s in app.at.success)
+
+
+def test_a_replaced_dataset_is_summarised_anew(tmp_path):
+    """The summary's per-row answer formats are kept per dataset contents: the same name
+    imported again with more rows is counted anew (a stale cache would miss rows)."""
+    ws = Workspace(tmp_path / "ws")
+    rows = [{"question": f"Q{i}: what is {i} + 1?", "answer": f"#### {i + 1}"} for i in range(7)]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    ws.set_meta("active_dataset", "d")
+    app = App(tmp_path / "ws", page="app_pages/export.py")
+    assert {m.label: m.value for m in app.at.metric}["Samples"] == "7"
+    more = [{"question": f"Q{i}: what is {i} + 2?", "answer": f"{i + 2}"} for i in range(22)]
+    ws.import_dataset(write_jsonl(tmp_path / "e.jsonl", more), name="d", replace=True)
+    app.run()
+    assert {m.label: m.value for m in app.at.metric}["Samples"] == "22"
+
+
+def test_the_sizes_by_cluster_follow_the_feature_settings(tmp_path):
+    """The clusters of the summary are the map's for the sidebar's feature settings."""
+    app = open_page(tmp_path / "ws", "app_pages/export.py", proxy="tiny-random", dim=64)
+    shown = []
+    for dim in (64, 128):
+        fs = app.use_features(proxy="tiny-random", dim=dim)
+        sizes = np.bincount(clusters_for(fs, k=default_k(360), seed=0).labels)
+        bars = json.loads(app.at.get("plotly_chart")[0].proto.spec)["data"][0]
+        shown.append(bars["y"])
+        assert [int(x) for x in bars["x"]] == list(range(len(sizes)))
+        assert bars["y"] == sizes.tolist()
+    assert shown[0] != shown[1]  # the two feature sets cluster the demo differently

@@ -5,7 +5,10 @@ from __future__ import annotations
 import html
 import json
 
+import numpy as np
+
 from core.diversity import MISSING
+from core.maps import clusters_for
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
 from tests.conftest import write_jsonl
@@ -81,3 +84,69 @@ def test_text_from_the_data_stays_text(tmp_path):
         for e in app.at.get(kind)
     ]
     assert not any("](http" in s or "<a " in s for s in shown), shown
+
+
+def plotted(app: App) -> tuple[dict[int, int], dict[int, str]]:
+    """The map's points: {row: cluster} and {row: hover text}, from each point's customdata."""
+    spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
+    clusters, hover = {}, {}
+    for trace in spec["data"]:
+        for (row, cluster), text in zip(
+            trace.get("customdata", []), trace.get("text", []), strict=False
+        ):
+            clusters[int(row)], hover[int(row)] = int(cluster), text
+    return clusters, hover
+
+
+def cluster_table(app: App):
+    return next(d.value for d in app.at.dataframe if "keywords" in d.value.columns)
+
+
+def test_new_feature_settings_draw_a_new_map(tmp_path):
+    """The clusters, their table and the figure follow the sidebar's feature settings (a
+    cache keyed on less would keep drawing the first feature set's map)."""
+    app = map_page(tmp_path)
+    first, _ = plotted(app)
+    for dim in (64, 128):
+        fs = app.use_features(proxy="tiny-random", dim=dim)
+        labels = clusters_for(fs, k=13, seed=0).labels
+        shown, _ = plotted(app)
+        assert [shown[row] for row in range(360)] == labels.tolist()
+        sizes = cluster_table(app).set_index("cluster")["size"]
+        assert [sizes[c] for c in range(13)] == np.bincount(labels, minlength=13).tolist()
+    assert shown != first  # the two feature sets cluster the demo differently
+
+
+def test_a_replaced_dataset_is_drawn_anew(tmp_path):
+    """The same name imported again with other rows and fields: the colour choices, the
+    points and their hover texts are the new dataset's."""
+    ws = Workspace(tmp_path / "ws")
+    old = [
+        {"question": f"What is {i} + 1?", "answer": str(i + 1), "topic": "sums"} for i in range(30)
+    ]
+    new = [
+        {"question": f"What is {i} times 3?", "answer": str(3 * i), "level": f"L{i % 2}"}
+        for i in range(24)
+    ]
+    ws.import_dataset(write_jsonl(tmp_path / "old.jsonl", old), name="md")
+    ws.set_meta("active_dataset", "md")
+    app = open_page(tmp_path / "ws", "app_pages/map.py", proxy="tiny-random", dim=64)
+    app.button("Compute features").click()
+    app.run()
+    assert "topic" in app.at.selectbox(key="map_colour/md").options
+    _, hover = plotted(app)
+    assert sorted(hover) == list(range(30)) and "+ 1?" in hover[0]
+
+    ws.import_dataset(write_jsonl(tmp_path / "new.jsonl", new), name="md", replace=True)
+    app.run()
+    app.button("Compute features").click()
+    app.run()
+    options = app.at.selectbox(key="map_colour/md").options
+    assert "level" in options and "topic" not in options
+    _, hover = plotted(app)
+    assert sorted(hover) == list(range(24))
+    assert all(html.escape(new[row]["question"]) in text for row, text in hover.items())
+    app.at.selectbox(key="map_colour/md").set_value("level")
+    app.run()
+    spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
+    assert sorted(t["name"] for t in spec["data"] if "customdata" in t) == ["L0", "L1"]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
 from core import synthesis
 from core.config import VERIFIERS, SynthesisSettings
 from core.llm import LLMSettings
+from core.maps import clusters_for
+from core.regions import default_k
 from core.settings import bound_of, default_of, help_of
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
@@ -179,3 +184,57 @@ def test_the_runs_table_and_runs_agree_with_the_review_after_an_override(tmp_pat
     assert listed["rejected"]["rejected by the curator"] == 1
     text = cli("runs").out
     assert f"accepted {decisions['accepted']:>5}" in text
+
+
+def cluster_choices(app: App) -> dict[int, int]:
+    """The targets offered in "Clusters of the map" mode: {cluster: size}."""
+    app.at.segmented_control(key="syn_mode").set_value("Clusters of the map")
+    app.run()
+    options = app.at.multiselect(key="syn_clusters").options
+    return {int(o.split()[0]): int(o.split(" · ")[1].split()[0]) for o in options}
+
+
+def test_the_clusters_offered_follow_the_feature_settings(tmp_path):
+    """The map's clusters offered as targets are those of the sidebar's feature settings
+    (a cache keyed on less would keep offering the first feature set's clusters)."""
+    app = synthesize_page(tmp_path)
+    offered = []
+    for dim in (128, 64):
+        fs = app.use_features(proxy="tiny-random", dim=dim)
+        sizes = np.bincount(clusters_for(fs, k=default_k(360), seed=0).labels)
+        offered.append(cluster_choices(app))
+        assert offered[-1] == dict(enumerate(sizes.tolist()))
+    assert offered[0] != offered[1]  # the two feature sets cluster the demo differently
+
+
+def test_a_cancelled_run_says_what_it_kept_and_can_be_resumed(tmp_path, monkeypatch):
+    """Cancel as Streamlit does it: the click stops the script at the run's next update of
+    the page, and the next run has the click; the run is left resumable."""
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    real = synthesis.run_synthesis
+
+    def stopped_at_first_update(*args, on_update, **kwargs):
+        def update(summary: dict) -> None:
+            on_update(summary)
+            raise StopException()  # Streamlit stopping the run for the click
+
+        return real(*args, on_update=update, **kwargs)
+
+    with FakeLLM() as llm:
+        use_generator(app, llm)
+        monkeypatch.setattr(synthesis, "run_synthesis", stopped_at_first_update)
+        app.button("Start a run").click()
+        app.run()
+        run_id = synthesis.list_runs(ws, "demo")[0]["id"]
+        assert synthesis.run_info(ws, run_id)["state"] == "cancelled"
+        app.button("Cancel").click()
+        app.run()
+        assert app.texts("info")[0] == (
+            "Cancelled. The run keeps everything finished so far; resume it from the list below."
+        )
+        assert not [b for b in app.at.button if b.label == "Cancel"]
+        monkeypatch.setattr(synthesis, "run_synthesis", real)
+        app.button("Resume this run").click()
+        app.run()
+    assert synthesis.run_info(ws, run_id)["state"] == "done"

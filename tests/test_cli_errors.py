@@ -442,7 +442,7 @@ def test_a_full_disk_while_importing(tmp_path, workspace_dir):
     ws = Workspace(workspace_dir)
     path = write_jsonl(tmp_path / "d.jsonl", GOOD)
 
-    def full(self, *args, **kwargs):
+    def full(_self, *_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
     with pytest.MonkeyPatch.context() as mp:

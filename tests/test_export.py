@@ -115,7 +115,7 @@ def test_without_provenance(ws, tmp_path):
     assert set(row) == {"id", "prompt", "response"}
 
 
-def test_a_failed_write_leaves_the_target_as_it_was(ws, tmp_path, monkeypatch):
+def test_a_failed_write_leaves_the_target_as_it_was(ws, tmp_path):
     target = tmp_path / "out.jsonl"
     target.write_text("the previous export\n")
 
@@ -214,7 +214,7 @@ def test_similar_pairs_are_the_upper_triangle_above_the_threshold(monkeypatch):
         assert len(found) == len(set(found)) and set(found) == brute
     monkeypatch.setattr(curation, "SIMS_BYTES", 4 * 50 * 10)  # room for 10 rows of products
     bands: list[int] = []
-    assert set(curation.similar_pairs(x, 0.5, on_progress=lambda d, t: bands.append(d))) == brute
+    assert set(curation.similar_pairs(x, 0.5, on_progress=lambda d, _t: bands.append(d))) == brute
     assert bands == [10, 20, 30, 40, 50]
 
 

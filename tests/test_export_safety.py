@@ -104,7 +104,8 @@ def test_the_workspace_storage_is_never_a_target(ws):
 # --- files ------------------------------------------------------------------------------------
 
 
-def test_an_existing_file_is_replaced_only_when_asked_and_keeps_its_mode(ws, tmp_path, cli):
+@pytest.mark.usefixtures("ws")
+def test_an_existing_file_is_replaced_only_when_asked_and_keeps_its_mode(tmp_path, cli):
     target = tmp_path / "o.jsonl"
     target.write_text("the user's file\n")
     target.chmod(0o640)
@@ -153,7 +154,8 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
     assert clean_stale_temps(tmp_path) == 0
 
 
-def test_a_killed_export_is_cleaned_by_the_next_one(ws, tmp_path, cli):
+@pytest.mark.usefixtures("ws")
+def test_a_killed_export_is_cleaned_by_the_next_one(tmp_path, cli):
     target = tmp_path / "o.jsonl"
     leftover = tmp_path / f".o.jsonl.{dead_pid()}.00000000.part"
     leftover.write_bytes(b"half an export")

@@ -54,7 +54,7 @@ def test_computed_once_then_from_the_cache(ws):
         "d",
         proxy=TINY,
         runtime=Runtime(chunk_rows=16),
-        on_progress=lambda d, t: calls.append(d),
+        on_progress=lambda d, _t: calls.append(d),
     )
     assert not first.cached and first.complete and first.rows == 40 and first.dim == 1024
     assert calls[-1] == 40 and calls == sorted(calls)  # progress only goes up
@@ -125,7 +125,7 @@ class PromptLengths(Encoder):
     def identity(self) -> str:
         return "prompt-lengths-v1"
 
-    def open(self, runtime: Runtime) -> PromptLengths.Loaded:
+    def open(self, runtime: Runtime) -> PromptLengths.Loaded:  # noqa: ARG002 - the interface
         return PromptLengths.Loaded()
 
     class Loaded:
@@ -353,7 +353,7 @@ def test_cancel_keeps_finished_chunks(ws):
 
     config = FeatureConfig(dim=32)
 
-    def cancel_after_first_chunk(done: int, total: int) -> None:
+    def cancel_after_first_chunk(done: int, _total: int) -> None:
         if done >= 16:
             raise Cancelled
 

@@ -243,7 +243,7 @@ def test_errors_that_retrying_cannot_fix_are_not_retried(tmp_path, fault, says):
         jobs = [(f"job/{i}", HELLO, 1, {}) for i in range(40)]
         c2 = client(llm, tmp_path, concurrency=2)
         with pytest.raises(LLMError, match=says):  # a run stops at once: no 40 refusals
-            c2.run_all(jobs, lambda *a: None)
+            c2.run_all(jobs, lambda *_: None)
         assert c2.usage.requests < 10
 
 

@@ -165,26 +165,26 @@ def features(ws):
 
 def test_layout_is_cached_not_recomputed(ws, monkeypatch):
     fs = features(ws)
-    first = maps.layout_for(ws, fs, LayoutConfig(fit_rows=50))
+    first = maps.layout_for(fs, LayoutConfig(fit_rows=50))
     assert not first.cached and first.coords.shape == (80, 2) and first.density.shape == (80,)
 
-    def fail(*args, **kwargs):
+    def fail(*_args, **_kwargs):
         raise AssertionError("the layout was computed again")
 
     monkeypatch.setattr(maps, "umap_layout", fail)
-    again = maps.layout_for(ws, fs, LayoutConfig(fit_rows=50))
+    again = maps.layout_for(fs, LayoutConfig(fit_rows=50))
     assert again.cached and np.array_equal(again.coords, first.coords)
     with pytest.raises(AssertionError, match="computed again"):  # other settings, another layout
-        maps.layout_for(ws, fs, LayoutConfig(fit_rows=50, neighbors=5))
+        maps.layout_for(fs, LayoutConfig(fit_rows=50, neighbors=5))
 
 
 def test_clusters_are_cached_and_described(ws, monkeypatch):
     fs = features(ws)
-    clustering = maps.clusters_for(ws, fs, k=6)
+    clustering = maps.clusters_for(fs, k=6)
     monkeypatch.setattr(
-        maps, "spherical_kmeans", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again"))
+        maps, "spherical_kmeans", lambda *_a, **_k: (_ for _ in ()).throw(AssertionError("again"))
     )
-    assert np.array_equal(maps.clusters_for(ws, fs, k=6).labels, clustering.labels)
+    assert np.array_equal(maps.clusters_for(fs, k=6).labels, clustering.labels)
     described = maps.describe(ws, "d", fs, clustering, sparse_below=50)
     assert [c["id"] for c in described] == list(range(6))
     assert sum(c["size"] for c in described) == 80
@@ -207,7 +207,7 @@ def test_clusters_are_cached_and_described(ws, monkeypatch):
 
 def test_an_empty_cluster_is_described_with_no_diversity(ws):
     fs = features(ws)
-    clustering = maps.clusters_for(ws, fs, k=4)
+    clustering = maps.clusters_for(fs, k=4)
     unused = np.zeros((1, clustering.centroids.shape[1]), clustering.centroids.dtype)
     with_empty = Clustering(
         clustering.labels,

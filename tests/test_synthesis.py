@@ -105,7 +105,7 @@ def test_auto_run_survives_faults_and_accepts_only_thin_regions(ws):
     assert summary["g_vendi_after"] >= summary["g_vendi_before"]
     # round 1 clusters are the map's: accepted samples landed in its sparse clusters
     fs = compute_features(ws, "demo", proxy=TINY, config=CONFIG)
-    first = clusters_for(ws, fs, k=default_k(fs.rows), seed=CONFIG.seed)
+    first = clusters_for(fs, k=default_k(fs.rows), seed=CONFIG.seed)
     sparse = set(np.flatnonzero(sparse_clusters(first.sizes())).tolist())
     round1 = [i for i in items if i["round"] == 1 and i["status"] == "accepted"]
     assert round1 and all(i["landed_cluster"] in sparse for i in round1)
@@ -116,7 +116,7 @@ def test_auto_run_survives_faults_and_accepts_only_thin_regions(ws):
 
 def test_targeted_run_fills_a_small_cluster(ws):
     fs = compute_features(ws, "demo", proxy=TINY, config=CONFIG)
-    first = clusters_for(ws, fs, k=default_k(fs.rows), seed=CONFIG.seed)
+    first = clusters_for(fs, k=default_k(fs.rows), seed=CONFIG.seed)
     smallest = int(np.argmin(first.sizes()))
     with FakeLLM() as llm:
         run_id, summary = run(ws, llm, clusters=(smallest,), target=6, rounds=2)
@@ -137,7 +137,7 @@ def test_targeted_run_fills_a_small_cluster(ws):
 def test_parse_failures_refused_n_and_budgets(ws, monkeypatch):
     with FakeLLM(supports_n="refuse") as llm:
         monkeypatch.setattr(
-            "tests.fake_llm.new_problems", lambda prompt, n, salt: "no problems here, sorry"
+            "tests.fake_llm.new_problems", lambda _prompt, _n, _salt: "no problems here, sorry"
         )
         run_id, summary = run(ws, llm, target=4, rounds=1)
     assert summary["accepted"] == 0 and summary["rejected"] == {
@@ -192,7 +192,7 @@ def test_review_overrides_and_synthetic_records(ws):
             synthesis.set_decision(ws, run_id, unusable["item_id"], "accepted")
 
 
-def test_sigkill_then_resume_sends_no_finished_request_twice(ws, tmp_path):
+def test_sigkill_then_resume_sends_no_finished_request_twice(ws):
     """The CLI run is killed mid-way; --resume finishes it; requests logged before the kill
     reach the server once only; the API key is in no file of the workspace."""
     secret = "sk-test-7f3a9c-NEVER-STORE"
@@ -386,7 +386,7 @@ def test_a_run_whose_requests_all_fail_ends_failed_and_resumes_clean(ws):
     assert not [i for i in items if i["reason_kind"] == "request failed"]  # no stale failures
 
 
-def test_the_key_echoed_by_a_server_is_stored_nowhere(ws, tmp_path):
+def test_the_key_echoed_by_a_server_is_stored_nowhere(ws):
     secret = "sk-echoed-1a2b3c4d"
     with FakeLLM() as llm:
         llm.faults = ["ok", "400", "400"]  # two requests fail with the header in the body
