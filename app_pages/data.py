@@ -26,7 +26,8 @@ def first_rows(
 ):
     """Records and report of the first rows; cached per source, mapping and file version
     (`version`: see file_version), so a file changed on disk is read again."""
-    return preview(open_source(spec, split=split, subset=subset, encoding=enc), mapping, rows=5)
+    source = open_source(spec, split=split, subset=subset, encoding=enc, limit=5)  # a hub streams
+    return preview(source, mapping, rows=5)
 
 
 def file_version(spec: str) -> tuple[int, int]:

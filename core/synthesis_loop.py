@@ -85,10 +85,11 @@ class Loop:
         stopped it) and stores the state. Raises LLMError when the generator cannot work."""
         try:
             return self._rounds()
-        finally:
+        finally:  # on failure and cancel too: no worker process or open connection left
             close = getattr(self.verifier, "close", None)
             if close:
-                close()  # on failure and cancel too: no worker process left behind
+                close()
+            self.client.close()
 
     def _rounds(self) -> dict[str, Any]:
         settings = self.settings
