@@ -230,25 +230,43 @@ def feature_request(args: argparse.Namespace):
 
 
 def features_for(args: argparse.Namespace, ws, name: str):
-    """The dataset's features for the verb's options: cached, or computed with a progress bar."""
+    """The dataset's features for the verb's options: cached, or computed with a progress
+    bar; on a terminal, how long the computation will take is said first (stderr)."""
     from core.features import compute_features
 
     proxy, config, runtime = feature_request(args)
     with progress_bar(f"features of {name}", unit="sample", unit_scale=False) as bar:
         return compute_features(
-            ws, name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
+            ws,
+            name,
+            proxy=proxy,
+            config=config,
+            runtime=runtime,
+            on_progress=bar,
+            on_estimate=_say_estimate if sys.stderr.isatty() else None,
         )
 
 
+def _say_estimate(estimate) -> None:
+    """Print a feature computation's estimate on stderr, before it starts."""
+    first, *rest = estimate.lines()
+    print("\n".join([f"estimate: {first}", *(f"  {line}" for line in rest)]), file=sys.stderr)
+
+
 def cmd_embed(args: argparse.Namespace) -> Result:
-    import numpy as np
+    from core.features import write_features_file
+    from core.files import TargetExists, check_target
+    from core.vectorfiles import sidecar
 
-    from core.files import TargetExists, atomic_target, check_target
-
+    if args.estimate:
+        if args.out:
+            raise UserError("--estimate computes nothing, so it writes nothing: leave out --out")
+        return _estimate(args)
     out = Path(args.out) if args.out else None
     if out:
         try:
-            check_target(out, overwrite=args.overwrite)
+            for target in [out] if out.suffix == ".safetensors" else [out, sidecar(out)]:
+                check_target(target, overwrite=args.overwrite)
         except TargetExists as e:
             raise UserError(f"{e}; pass --overwrite to replace it") from None
     ws = _workspace(args)
@@ -276,13 +294,106 @@ def cmd_embed(args: argparse.Namespace) -> Result:
         )
     if out:
         try:
-            with atomic_target(out) as tmp, open(tmp, "wb") as f:
-                np.save(f, fs.matrix())
+            written = write_features_file(ws.dataset(args.name), fs, out)
         except OSError as e:
             raise UserError(f"{out}: cannot write the features ({e.strerror})") from e
         data["out"] = str(out)
-        lines.append(f"wrote {out} ({fs.rows} x {fs.dim} float32, dataset row order)")
+        data["files"] = [str(p) for p in written]
+        lines.append(
+            f"wrote {' and '.join(str(p) for p in written)} ({fs.rows} x {fs.dim} float32, "
+            "dataset row order, with the settings that make `features-import` give this "
+            "feature set in another workspace holding the same dataset)"
+        )
     return data, lines
+
+
+def _estimate(args: argparse.Namespace) -> Result:
+    """embed --estimate: how long computing the features would take here; nothing stored."""
+    from core.estimate import estimate_features
+    from core.features import find_features
+
+    ws = _workspace(args)
+    proxy, config, runtime = feature_request(args)
+    with progress_bar(f"estimating the features of {args.name}") as bar:
+        estimate = estimate_features(
+            ws, args.name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
+        )
+    cached = find_features(ws, args.name, proxy=proxy, config=config) is not None
+    lines = [f"estimate: {estimate.lines()[0]}", *estimate.lines()[1:]]
+    if cached:
+        lines.append("these features are in the cache already: embed answers at once")
+    return {**estimate.to_dict(), "cached": cached}, lines
+
+
+def cmd_features_import(args: argparse.Namespace) -> Result:
+    from core.config import FILE
+    from core.features import import_features
+
+    ws = _workspace(args)
+    with progress_bar(f"importing vectors into {args.name}", unit="B") as bar:
+        fs = import_features(
+            ws, args.name, args.file, id_column=args.id_column, column=args.column, on_progress=bar
+        )
+    imported = fs.config.method == FILE
+    data = {
+        "dataset": args.name,
+        "rows": fs.rows,
+        "dim": fs.dim,
+        "key": fs.key,
+        "method": fs.config.method,
+        "proxy": fs.proxy,
+        "revision": fs.encoder.proxy.revision,
+        "cached": fs.cached,
+        "vectors_of_their_own": imported,
+        "notes": fs.facts.get("notes", []),
+        "warnings": fs.facts.get("notes", []),
+    }
+    said = "already attached: " if fs.cached else ""
+    if imported:
+        line = (
+            f"{said}{args.file} attached to dataset {args.name!r} as vectors {fs.proxy} "
+            f"({fs.rows:,} x {fs.dim}); use them with --method file --proxy {fs.proxy} (score, "
+            "map, duplicates, curate, export) or pick them in the app's sidebar; synthesis "
+            "needs the proxy that made them"
+        )
+    else:
+        line = (
+            f"{said}{args.file} attached to dataset {args.name!r} as its {fs.config.method} "
+            f"features of proxy {fs.proxy} ({fs.rows:,} x {fs.dim}): the feature set that "
+            "computing them here gives, so every verb (synthesis too) uses it with those settings"
+        )
+    return data, [line]
+
+
+def cmd_features(args: argparse.Namespace) -> Result:
+    from core.features import feature_sets
+
+    sets = feature_sets(_workspace(args), args.name)
+    data = {
+        "dataset": args.name,
+        "feature_sets": [
+            {
+                "key": s["key"],
+                "proxy": s["proxy"],
+                "settings": s["settings"],
+                "rows": s["rows"],
+                "dim": s["dim"],
+                "complete": bool(s["complete"]),
+                "imported_from": s["facts"].get("imported_from"),
+                "updated_at": s["updated_at"],
+            }
+            for s in sets
+        ],
+    }
+    lines = [
+        f"{s['proxy']}  "
+        + " ".join(f"{k}={v}" for k, v in s["settings"].items())
+        + f"  {s['rows']:,} x {s['dim']}"
+        + ("" if s["complete"] else "  (incomplete)")
+        + (f"  from {s['imported_from']}" if s["imported_from"] else "")
+        for s in data["feature_sets"]
+    ]
+    return data, lines or [f"no feature sets for dataset {args.name!r} yet"]
 
 
 def _q(text: str) -> float:
@@ -769,11 +880,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="dataset name")
     p.add_argument(
-        "--out", metavar="FILE.npy", help="also write the N x dim float32 matrix, in row order"
+        "--out",
+        metavar="FILE",
+        help="also write the N x dim float32 matrix in row order, with its settings: "
+        "FILE.safetensors (settings in its header), or FILE.npy and FILE.npy.json; "
+        "features-import reads either back as this feature set",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (else refused)"
     )
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="only say how long computing the features takes here (a short timed batch) and "
+        "the data's token counts; nothing is computed or stored",
+    )
+    p = verb(
+        "features-import",
+        cmd_features_import,
+        "attach vectors computed elsewhere (N x d: .npy, .parquet, .safetensors) as a feature "
+        "set of a dataset",
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument("file", help="the vectors: .npy, .parquet or .safetensors")
+    p.add_argument(
+        "--id-column",
+        metavar="COLUMN",
+        help="match rows to the dataset's record ids by this column (Parquet) or tensor "
+        "(safetensors; default: a tensor named ids, if any) instead of in dataset order",
+    )
+    p.add_argument(
+        "--column",
+        metavar="COLUMN",
+        help="the vectors' column (Parquet) or tensor (safetensors) when there are several",
+    )
+    p = verb("features", cmd_features, "list the feature sets of a dataset, imported ones too")
+    p.add_argument("name", help="dataset name")
     p = verb(
         "score",
         cmd_score,

@@ -18,6 +18,8 @@ DEFAULT_PROXY = "Qwen/Qwen2.5-0.5B-Instruct"
 FEATURES_VERSION = 1  # bump when the features' numbers change for the same settings
 METHODS = ("factorized", "exact")  # the gradient feature methods
 SENTENCE = "sentence"  # the sentence-embedding baseline, stored and cached like features
+FILE = "file"  # vectors imported from a file (features-import); their proxy is their identity
+FILE_PREFIX = "file:"  # how such an identity starts: file:<hash of the file's contents>
 DEVICES = ("auto", "cpu", "cuda")  # the usual devices (cuda:N works too)
 VERIFIERS = ("math", "label")  # how the solutions of a synthetic problem agree
 
@@ -31,7 +33,8 @@ class ProxySpec:
         flag="--proxy",
         help="the small causal LM whose gradients define the feature space: a hub name, a "
         "local folder, or tiny-random (a random model for trying the workflow offline: its "
-        "scores mean nothing)",
+        "scores mean nothing); for the method file, the identity of imported vectors "
+        "(file:..., as features-import says)",
     )
     revision: str | None = setting(
         None, help="pin the proxy to a hub revision (branch, tag or commit)"
@@ -45,8 +48,9 @@ class FeatureConfig:
 
     method: str = setting(
         "factorized",
-        choices=METHODS,
-        help="factorized: fast, batched; exact: the paper's reference, slow",
+        choices=(*METHODS, FILE),
+        help="factorized: fast, batched; exact: the paper's reference, slow; file: vectors "
+        "attached with features-import",
     )
     dim: int = setting(1024, help="feature dimensions", low=8, high=65536)
     # K, the per-side sketch size of each weight matrix

@@ -11,17 +11,19 @@ whatever the vectors come from) and a `FeatureConfig` (whose `method` names the 
   which gives one float32 row per sample and the count of samples cut short, and
   `facts()`, what the CLI and the pages say about it.
 
-The kinds: gradient features of a proxy LM (`factorized` or `exact`, core/gradients.py)
-and sentence embeddings (`sentence`, the baseline, core/sentence.py). `encoder_for` is the
-one place that picks the kind; the feature store, the cache key and the pages use only
-the interface. Vectors imported from a file fit the same mould: `method` "file", the file
-as the source (`ProxySpec.name`), `identity()` a hash of its contents, `settings()` the
-method, and `encode` looking each sample's vector up by its record id (`Samples.ids`).
+The kinds: gradient features of a proxy LM (`factorized` or `exact`, core/gradients.py),
+sentence embeddings (`sentence`, the baseline, core/sentence.py), and vectors imported
+from a file (`file`, core/vectorfiles.py): their `ProxySpec.name` is their identity,
+`file:` and a hash of the file's contents (and of the id column that matched its rows),
+`settings()` the method; the feature store writes them at import and nothing can compute
+more of them (`unavailable()` says why). `encoder_for` is the one place that picks the
+kind; the feature store, the cache key and the pages use only the interface.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +32,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from core.config import FEATURES_VERSION, METHODS, SENTENCE, FeatureConfig, ProxySpec, Runtime
+from core.config import (
+    FEATURES_VERSION,
+    FILE,
+    METHODS,
+    SENTENCE,
+    FeatureConfig,
+    ProxySpec,
+    Runtime,
+)
 from core.errors import UserError
 from core.gradients import collate, featurizer
 from core.proxy import Encoded, load_proxy, proxy_facts, proxy_identity, resolve_device
@@ -74,6 +84,10 @@ class Loaded(Protocol):
         """What the CLI and the pages say about the encoder (a "warning" for a random proxy)."""
         ...
 
+    def token_counts(self, samples: Samples) -> list[int]:
+        """Each sample's length in the encoder's tokens, before any cut (for estimates)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Encoder(ABC):
@@ -90,6 +104,11 @@ class Encoder(ABC):
 
     def key_fields(self) -> dict[str, object]:
         return {"proxy": self.identity(), **self.settings(), "version": FEATURES_VERSION}
+
+    def unavailable(self) -> str | None:
+        """Why vectors of this kind cannot be computed for samples (new ones or a dataset's),
+        or None when they can."""
+        return None
 
     @abstractmethod
     def open(self, runtime: Runtime) -> Loaded:
@@ -129,9 +148,29 @@ class SentenceEmbeddings(Encoder):
         return SentenceModel(self.proxy.name, device=str(resolve_device(runtime.device)))
 
 
+class FileVectors(Encoder):
+    """Vectors imported from a file (core/features.py `import_features`): the proxy's name
+    is their identity (`file:` and a hash of the file); only the import writes them."""
+
+    def identity(self) -> str:
+        return self.proxy.name
+
+    def unavailable(self) -> str:
+        return (
+            f"the proxy that made the imported vectors {self.proxy.name} is unknown (the file "
+            "names none), and vectors of new samples must come from the same proxy: for "
+            "synthesis, compute gradient features here with a proxy, or import a file that "
+            "this tool's `embed --out` wrote (it names its proxy)"
+        )
+
+    def open(self, runtime: Runtime) -> Loaded:  # noqa: ARG002 - the interface's
+        raise UserError(self.unavailable())
+
+
 KINDS: dict[str, type[Encoder]] = {
     **dict.fromkeys(METHODS, GradientFeatures),
     SENTENCE: SentenceEmbeddings,
+    FILE: FileVectors,
 }
 
 
@@ -169,16 +208,20 @@ class _Gradients:
             "uncovered_parameters": self.features.uncovered,
         }
 
+    def _encoded(self, samples: Samples, max_length: int) -> list[Encoded]:
+        messages = samples.messages or [None] * len(samples)
+        return [
+            self.proxy.encode(p, r, messages=json.loads(m) if m else None, max_length=max_length)
+            for p, r, m in zip(samples.prompts, samples.responses, messages, strict=True)
+        ]
+
+    def token_counts(self, samples: Samples) -> list[int]:
+        return [len(e.ids) for e in self._encoded(samples, sys.maxsize)]
+
     def encode(
         self, samples: Samples, on_rows: Callable[[int], None] = _no_rows
     ) -> tuple[np.ndarray, int]:
-        messages = samples.messages or [None] * len(samples)
-        encoded = [
-            self.proxy.encode(
-                p, r, messages=json.loads(m) if m else None, max_length=self.config.max_length
-            )
-            for p, r, m in zip(samples.prompts, samples.responses, messages, strict=True)
-        ]
+        encoded = self._encoded(samples, self.config.max_length)
         values = _run_chunk(
             self.features, encoded, self.proxy, self.budget, self.max_batch, on_rows
         )

@@ -22,27 +22,32 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from core.catalogue import FeatureSetRow, now
-from core.config import FeatureConfig, ProxySpec, Runtime
+from core.config import FEATURES_VERSION, FILE, FILE_PREFIX, FeatureConfig, ProxySpec, Runtime
 from core.encoders import Encoder, Samples, encoder_for
 from core.errors import UserError
-from core.files import atomic_write
+from core.files import atomic_target, atomic_write, scratch_folder
 from core.progress import ProgressFn, no_progress
 from core.settings import check_bounds
+from core.vectorfiles import VectorFile, npy_header
 from core.workspace import DatasetInfo, Workspace
+
+if TYPE_CHECKING:
+    from core.estimate import Estimate
 
 
 def feature_key(dataset: DatasetInfo, encoder: Encoder) -> str:
@@ -136,19 +141,26 @@ class FeatureSet:
     def save_manifest(self) -> None:
         atomic_write(self.folder / "manifest.json", json.dumps(self.manifest(), indent=1).encode())
 
-    def write_chunk(self, index: int, values: np.ndarray, *, truncated: int = 0) -> None:
-        """Store rows [index * chunk_rows, ...) atomically; `truncated` counts cut samples."""
-        buffer = io.BytesIO()
-        np.save(buffer, values.astype(np.float32, copy=False))
-        data = buffer.getvalue()
-        atomic_write(self.chunk_path(index), data)
+    def write_chunk(
+        self, index: int, values: np.ndarray, *, truncated: int = 0, save: bool = True
+    ) -> None:
+        """Store rows [index * chunk_rows, ...) atomically (the bytes numpy.save writes,
+        without a copy of them in memory); `truncated` counts cut samples. `save`: record it
+        in the manifest now (an import saves the manifest once, at its end)."""
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        head = npy_header(*values.shape)
+        data = memoryview(values).cast("B")
+        with atomic_target(self.chunk_path(index)) as tmp, open(tmp, "wb") as f:
+            f.write(head)
+            f.write(data)
         self.chunks[index] = {
             "rows": len(values),
-            "bytes": len(data),
-            "crc32": zlib.crc32(data),
+            "bytes": len(head) + data.nbytes,
+            "crc32": zlib.crc32(data, zlib.crc32(head)),
             "truncated": truncated,
         }
-        self.save_manifest()
+        if save:
+            self.save_manifest()
 
 
 def _open_set(
@@ -230,11 +242,14 @@ def compute_features(
     config: FeatureConfig = FeatureConfig(),
     runtime: Runtime = Runtime(),
     on_progress: ProgressFn = no_progress,
+    on_estimate: Callable[[Estimate], None] | None = None,
 ) -> FeatureSet:
     """The dataset's features for these settings: from the cache, or computed (resuming).
 
     `on_progress(rows done, rows)` is called after each batch; it may raise Cancelled,
-    which keeps every chunk finished so far.
+    which keeps every chunk finished so far. `on_estimate`, when given, is told how long
+    the computation will take (core/estimate.py, timed with the loaded encoder) before it
+    starts, when there is anything to compute.
     """
     encoder = encoder_for(proxy, config)
     check_bounds(config)
@@ -243,8 +258,13 @@ def compute_features(
         on_progress(cached.rows, cached.rows)
         return cached
     info = ws.dataset(dataset)
+    if encoder.unavailable():  # imported vectors that this dataset lacks
+        raise UserError(
+            f"dataset {info.name!r} has no imported vectors {proxy.name}; attach them with "
+            "features-import (or on the Features page), or choose a proxy to compute features"
+        )
     try:
-        return _compute(ws, info, encoder, runtime, on_progress)
+        return _compute(ws, info, encoder, runtime, on_progress, on_estimate)
     except (OSError, sqlite3.Error, _DatasetChanged) as e:
         how = _changed(ws, info)
         if how is None:
@@ -282,6 +302,7 @@ def _compute(
     encoder: Encoder,
     runtime: Runtime,
     on_progress: ProgressFn,
+    on_estimate: Callable[[Estimate], None] | None = None,
 ) -> FeatureSet:
     """compute_features' work; raises _DatasetChanged when the dataset goes meanwhile."""
     key = feature_key(info, encoder)
@@ -293,8 +314,13 @@ def _compute(
         loaded = encoder.open(runtime)
         fs = _open_set(folder, key, info, encoder, runtime.chunk_rows, loaded.dim)
         todo = [i for i in range(fs.n_chunks) if not fs.chunk_is_valid(i)]
-        _register(ws, info, fs)
         done = sum(fs.chunks[i]["rows"] for i in range(fs.n_chunks) if i not in todo)
+        if on_estimate and todo:
+            from core.estimate import measure
+
+            proxy, config = encoder.proxy, encoder.config
+            on_estimate(measure(loaded, info, proxy, config, runtime, rows_left=fs.rows - done))
+        _register(ws, info, fs)
         on_progress(done, fs.rows)
         started, computed = time.perf_counter(), 0
         for index, chunk in _chunks(info.path, fs.chunk_rows):
@@ -349,3 +375,253 @@ def _chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, Samples]]:
     columns = ["prompt", "response", "messages", "id"]
     for index, batch in enumerate(pf.iter_batches(batch_size=chunk_rows, columns=columns)):
         yield index, Samples(*(batch.column(c).to_pylist() for c in columns))
+
+
+# --- vectors computed elsewhere ---------------------------------------------------------------
+
+
+def import_features(
+    ws: Workspace,
+    dataset: str,
+    path: str | Path,
+    *,
+    id_column: str | None = None,
+    column: str | None = None,
+    on_progress: ProgressFn = no_progress,
+) -> FeatureSet:
+    """Attach a file of vectors (core/vectorfiles.py: .npy, .parquet, .safetensors) as a
+    feature set of the dataset, its rows in dataset order or matched by `id_column`.
+
+    A file that this tool's `embed --out` wrote for the same data (its metadata names the
+    dataset's fingerprint, the proxy and the settings) becomes the very feature set that
+    computing it here gives: the same key and settings, so synthesis can use it. Any other
+    becomes vectors of their own (method "file", proxy `file:` and a hash of the file and
+    the id column): scored, mapped and curated like features. `facts["notes"]` says why a
+    file of the tool's own was not taken as its settings.
+
+    The file is read in blocks (memory: a few blocks, not the matrix) into a folder beside
+    the feature set's, which is moved in and registered only once every row is read and
+    checked: a bad file (wrong row count, NaN, unknown or repeated ids...) raises UserError
+    and leaves the workspace as it was. `on_progress(done, total)` follows the hashing and
+    the reading of the file.
+    """
+    from core.sources import regular_file
+    from core.vectorfiles import block_rows, content_hash, open_vectors
+
+    info = ws.dataset(dataset)
+    source = regular_file(path)
+    size = max(source.stat().st_size, 1)
+    try:
+        vectors = open_vectors(source, column=column, id_column=id_column)
+        digest = content_hash(source, lambda done: on_progress(done, 2 * size))
+    except OSError as e:
+        raise UserError(f"{source}: cannot read it ({e.strerror or e})") from e
+    notes: list[str] = []
+    encoder = _recorded_encoder(vectors, digest, info, notes)
+    if encoder is None:
+        matched = f"{digest}:{vectors.id_name or ''}"
+        identity = FILE_PREFIX + hashlib.blake2b(matched.encode(), digest_size=8).hexdigest()
+        encoder = encoder_for(ProxySpec(identity), FeatureConfig(method=FILE, dim=vectors.dim))
+    where = _row_order(vectors, info)
+    if found := find_features(ws, dataset, proxy=encoder.proxy, config=encoder.config):
+        on_progress(1, 1)
+        return found
+    key = feature_key(info, encoder)
+    folder = info.path.parent / "features" / key
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _exclusive(folder), scratch_folder(folder) as scratch:
+            rows = block_rows(vectors.dim)
+            fs = FeatureSet(key, scratch, info.rows, vectors.dim, rows, encoder)
+            for index, values in _dataset_order(vectors, where, rows, scratch):
+                fs.write_chunk(index, values, save=False)
+                on_progress(size + size * min(len(fs.chunks) * rows, fs.rows) // fs.rows, 2 * size)
+            fs.complete = True
+            fs.facts = {
+                **(vectors.metadata or {}).get("facts", {}),
+                "imported_from": source.name,
+                "format": vectors.format,
+                "dtype": vectors.dtype,
+                "rows_matched_by": f"ids in {vectors.id_name!r}" if vectors.id_name else "order",
+                "file_blake2b": digest,
+                "ignored": vectors.ignored,
+                "notes": notes,
+            }
+            _move_in(fs, folder)
+            _register(ws, info, fs)
+    except BaseException as e:
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, (OSError, sqlite3.Error, _DatasetChanged)) and (how := _changed(ws, info)):
+            _drop_leftovers(ws, info)
+            raise UserError(
+                f"dataset {info.name!r} was {how} during the import; nothing was kept"
+            ) from e
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            raise UserError(f"{source}: cannot import it ({e.strerror or e})") from e
+        raise
+    on_progress(2 * size, 2 * size)
+    return fs
+
+
+def _recorded_encoder(
+    vectors: VectorFile, digest: str, info: DatasetInfo, notes: list[str]
+) -> Encoder | None:
+    """The encoder that a file written by `embed --out` names, when its vectors are this
+    dataset's features under it; else None, with the reason added to `notes`."""
+    m = vectors.metadata
+    if m is None:
+        return None
+    if vectors.metadata_hash not in (None, digest):
+        notes.append(
+            f"{vectors.path.name}.json describes another version of the file, so its settings "
+            "were not used"
+        )
+        return None
+    try:
+        proxy = ProxySpec(str(m["proxy"]), m.get("revision"))
+        encoder = encoder_for(proxy, FeatureConfig(**m["config"]))
+    except (KeyError, TypeError, UserError):
+        notes.append("its metadata is not readable by this version, so its settings were not used")
+        return None
+    if m.get("version") != FEATURES_VERSION:
+        notes.append(
+            f"it was written by features version {m.get('version')} and this is version "
+            f"{FEATURES_VERSION} (the numbers differ), so it was imported as vectors of their own"
+        )
+        return None
+    if m.get("data") != info.fingerprint:
+        notes.append(
+            f"it holds the features of other data (dataset {m.get('dataset')!r} where it was "
+            f"written) than dataset {info.name!r}, so it was imported as vectors of their own"
+        )
+        return None
+    settings = encoder.settings()
+    if settings.get("dim", vectors.dim) != vectors.dim:
+        raise UserError(
+            f"{vectors.path}: its metadata says {settings['dim']} dims, but its rows have "
+            f"{vectors.dim}; nothing was imported"
+        )
+    here = encoder.identity()
+    if m.get("identity") not in (None, here):
+        notes.append(
+            f"the proxy {proxy.name} was {m['identity']} where the file was written and is "
+            f"{here} here; the features are kept for it as it is here"
+        )
+    return encoder
+
+
+def _row_order(vectors: VectorFile, info: DatasetInfo) -> np.ndarray | None:
+    """For each row of the file, its dataset row; None when they are in dataset order. A
+    file without ids must have the dataset's row count; ids must be the dataset's, each once."""
+    import pyarrow.compute as pc
+
+    path = vectors.path
+    ids = vectors.ids()
+    if ids is None:
+        if vectors.rows != info.rows:
+            raise UserError(
+                f"{path}: {vectors.rows:,} rows, but dataset {info.name!r} has {info.rows:,} "
+                "(rows are matched in dataset order; give an id column to match them by id); "
+                "nothing was imported"
+            )
+        return None
+    what = f"the ids in {vectors.id_name!r}"
+    known = pq.read_table(info.path, columns=["id"]).column("id").combine_chunks()
+    found = pc.index_in(ids, value_set=known)
+    if found.null_count:
+        row = int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))
+        raise UserError(
+            f"{path}: row {row} has the id {ids[row].as_py()!r}, which dataset {info.name!r} "
+            f"lacks ({what}); nothing was imported"
+        )
+    where = found.to_numpy(zero_copy_only=False).astype(np.int64)
+    counts = np.bincount(where, minlength=info.rows)
+    if (counts > 1).any():
+        twice = int(np.argmax(counts > 1))
+        rows = np.flatnonzero(where == twice)[:2].tolist()
+        raise UserError(
+            f"{path}: the id {known[twice].as_py()!r} is on rows {rows[0]} and {rows[1]} "
+            f"({what}); nothing was imported"
+        )
+    if (counts == 0).any():
+        missing = int(np.argmax(counts == 0))
+        raise UserError(
+            f"{path}: {int((counts == 0).sum()):,} of dataset {info.name!r}'s {info.rows:,} "
+            f"ids have no row, such as {known[missing].as_py()!r} ({what}); nothing was imported"
+        )
+    return None if (where == np.arange(len(where))).all() else where
+
+
+def _dataset_order(
+    vectors: VectorFile, where: np.ndarray | None, rows: int, scratch: Path
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(chunk index, its `rows` rows) in dataset order. A file in another order goes
+    through bucket files in `scratch` (at most 256, each a run of whole chunks): each block
+    is split among them, then each bucket, sorted, gives its chunks. Memory: a block and a
+    bucket."""
+    if where is None:
+        for first, block in vectors.blocks(rows):
+            yield first // rows, block
+        return
+    n_chunks = -(-len(where) // rows)
+    per_bucket = -(-n_chunks // 256) * rows  # dataset rows per bucket
+    record = np.dtype([("row", "<i8"), ("v", "<f4", (vectors.dim,))])
+    files: dict[int, Any] = {}
+    with ExitStack() as stack:
+        for first, block in vectors.blocks(rows):
+            targets = where[first : first + len(block)]
+            buckets = targets // per_bucket
+            for bucket in np.unique(buckets).tolist():
+                mine = buckets == bucket
+                out = np.empty(int(mine.sum()), dtype=record)
+                out["row"], out["v"] = targets[mine], block[mine]
+                if bucket not in files:
+                    files[bucket] = stack.enter_context(open(scratch / f"bucket-{bucket}", "ab"))
+                files[bucket].write(out.tobytes())
+    for bucket in sorted(files):
+        path = scratch / f"bucket-{bucket}"
+        held = np.fromfile(path, dtype=record)
+        path.unlink()
+        held = held[np.argsort(held["row"])]
+        for start in range(0, len(held), rows):
+            yield (bucket * per_bucket + start) // rows, held["v"][start : start + rows]
+
+
+def _move_in(fs: FeatureSet, folder: Path) -> None:
+    """Move a complete feature set built in a scratch folder into `folder` (whose lock the
+    caller holds): its chunks, then its manifest, the step that makes it whole; chunks of
+    an earlier, unfinished computation beyond its own are removed."""
+    for index in sorted(fs.chunks):
+        os.replace(fs.chunk_path(index), folder / fs.chunk_path(index).name)
+    fs.folder = folder
+    for stale in folder.glob("chunk-*.npy"):
+        if int(stale.stem.split("-")[1]) >= fs.n_chunks:
+            stale.unlink(missing_ok=True)
+    fs.save_manifest()
+
+
+def write_features_file(info: DatasetInfo, fs: FeatureSet, target: Path) -> list[Path]:
+    """Write the complete feature set `fs` of the dataset `info` to `target`, streamed chunk
+    by chunk, with what makes it the same feature set when `import_features` reads it in
+    another workspace holding the same data (core/vectorfiles.py): .safetensors, or a .npy
+    and its sidecar. Returns the files written."""
+    from core.vectorfiles import write_vectors
+
+    if not fs.complete:
+        raise UserError("these features are not complete yet; compute them first")
+    recorded = {
+        "key": fs.key,
+        "data": info.fingerprint,
+        "dataset": info.name,
+        "rows": fs.rows,
+        "dim": fs.dim,
+        "proxy": fs.encoder.proxy.name,
+        "revision": fs.encoder.proxy.revision,
+        "identity": fs.encoder.identity(),
+        "config": asdict(fs.config),
+        "version": FEATURES_VERSION,
+        "facts": {k: fs.facts[k] for k in ("warning",) if k in fs.facts},
+    }
+    return write_vectors(target, fs.arrays(), fs.rows, fs.dim, recorded)

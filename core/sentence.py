@@ -80,6 +80,11 @@ class SentenceModel:
             "dim": self.dim,
         }
 
+    def token_counts(self, samples: Samples) -> list[int]:
+        """Each sample's length in the model's tokens, before its maximum length cuts it."""
+        texts = [sample_text(p, r) for p, r in zip(samples.prompts, samples.responses, strict=True)]
+        return [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
+
     def encode(
         self, samples: Samples, on_rows: Callable[[int], None] = lambda _: None
     ) -> tuple[np.ndarray, int]:

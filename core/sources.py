@@ -117,16 +117,33 @@ def open_source(
     if found is not None and stat.S_ISDIR(found.st_mode):
         return _open_hf_disk(path, split)
     if found is not None:
-        if not stat.S_ISREG(found.st_mode):
-            kind = _NOT_REGULAR.get(stat.S_IFMT(found.st_mode), "not a file")
-            raise UserError(
-                f"{path}: is {kind}, not a regular file; save the data to a file and give that"
-            )
+        _check_regular(path, found)
         return _open_file(path, encoding)
     text = str(spec)
     if _HUB_NAME.match(text) and not text.lower().endswith(_DATA_SUFFIXES):
         return _open_hf_hub(text, split, subset, limit)
     raise UserError(f"{spec}: no such file or folder")
+
+
+def regular_file(spec: str | os.PathLike) -> Path:
+    """The path of a regular file to read; a missing path, a folder, a named pipe, a device
+    or a socket is a UserError that says which."""
+    path = Path(spec).expanduser()
+    found = _stat(path)
+    if found is None:
+        raise UserError(f"{spec}: no such file")
+    if stat.S_ISDIR(found.st_mode):
+        raise UserError(f"{path}: is a folder; give a file")
+    _check_regular(path, found)
+    return path
+
+
+def _check_regular(path: Path, found: os.stat_result) -> None:
+    if not stat.S_ISREG(found.st_mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(found.st_mode), "not a file")
+        raise UserError(
+            f"{path}: is {kind}, not a regular file; save the data to a file and give that"
+        )
 
 
 def check_encoding(encoding: str) -> None:
