@@ -25,6 +25,9 @@ from core import demo, diversity, maps
 from core.config import (
     DEFAULT_PROXY,
     DEVICES,
+    FILE,
+    FILE_PREFIX,
+    METHODS,
     FeatureConfig,
     FeatureRequest,
     ProxySpec,
@@ -32,7 +35,8 @@ from core.config import (
 )
 from core.encoders import encoder_for
 from core.errors import UserError
-from core.features import FeatureSet, compute_features, find_features
+from core.estimate import estimate_features
+from core.features import FeatureSet, compute_features, feature_sets, find_features
 from core.files import atomic_write
 from core.progress import ProgressFn
 from core.proxy import TINY_PROXIES
@@ -124,7 +128,7 @@ def sidebar(ws: Workspace) -> None:
                 on_change=lambda: set_active(ws, st.session_state["sidebar_active"]),
             )
             st.caption(f"{info.rows:,} rows · from {md(info.source)}")
-        _feature_settings(ws)
+        _feature_settings(ws, info)
         with st.expander("Switch workspace"):
             new_root = st.text_input("Folder", value=str(ws.root), key="workspace_input")
             if st.button("Open", key="workspace_open") and new_root != str(ws.root):
@@ -147,12 +151,37 @@ _NUMBERS = {
 }
 
 
-def _feature_settings(ws: Workspace) -> None:
-    """Sidebar widgets for the proxy, method, device and feature settings. The workspace
-    holds the settings: the widgets show them on every run (so a change made elsewhere, in
-    another tab or by the CLI, shows up) and write them back only when the user edits one."""
+def imported_vectors(ws: Workspace, info: DatasetInfo | None) -> dict[str, str]:
+    """The complete sets of vectors imported into the dataset (method file): their identity
+    (the proxy name that picks them) -> a label naming the file."""
+    if info is None:
+        return {}
+    return {
+        s["proxy"]: f"Imported: {s['facts'].get('imported_from', s['proxy'])} ({s['dim']} dims)"
+        for s in feature_sets(ws, info.name)
+        if s["config"].get("method") == FILE and s["complete"]
+    }
+
+
+def use_features(ws: Workspace, fs: FeatureSet) -> None:
+    """Make the sidebar's settings pick the feature set `fs` (its proxy and settings; for
+    imported vectors, their identity and the method file, the other numbers kept)."""
+    _, config, runtime = feature_request(ws)
+    if fs.config.method == FILE:
+        chosen = FeatureRequest(ProxySpec(fs.proxy), replace(config, method=FILE), runtime)
+    else:
+        chosen = FeatureRequest(fs.encoder.proxy, fs.config, runtime)
+    ws.set_meta(SETTINGS_KEY, json.dumps(chosen.to_saved()))
+
+
+def _feature_settings(ws: Workspace, info: DatasetInfo | None) -> None:
+    """Sidebar widgets for the proxy (or vectors imported into the active dataset), method,
+    device and feature settings. The workspace holds the settings: the widgets show them on
+    every run (so a change made elsewhere, in another tab or by the CLI, shows up) and write
+    them back only when the user edits one."""
     proxy, config, runtime = feature_request(ws)
-    presets = [DEFAULT_PROXY, *TINY_PROXIES]
+    imported = imported_vectors(ws, info)
+    presets = [DEFAULT_PROXY, *TINY_PROXIES, *imported]
     shown = {
         "sb_proxy": proxy.name if proxy.name in presets else _OTHER_PROXY,
         "sb_proxy_other": "" if proxy.name in presets else proxy.name,
@@ -168,12 +197,17 @@ def _feature_settings(ws: Workspace) -> None:
         name = get("sb_proxy")
         if name == _OTHER_PROXY:
             name = (get("sb_proxy_other") or "").strip() or DEFAULT_PROXY
+        method = get("sb_method")
+        if name.startswith(FILE_PREFIX):  # imported vectors
+            method = FILE
+        elif method == FILE:  # back from imported vectors to a proxy
+            method = default_of(FeatureConfig, "method")
         chosen = FeatureRequest(
             # a pinned revision belongs to its proxy
             replace(proxy, name=name, revision=proxy.revision if name == proxy.name else None),
             replace(
                 config,
-                method=get("sb_method"),
+                method=method,
                 **{field: int(get(f"sb_{field}")) for field in _NUMBERS},
             ),
             replace(runtime, device=get("sb_device")),
@@ -184,21 +218,26 @@ def _feature_settings(ws: Workspace) -> None:
     picked = st.selectbox(
         "Proxy model",
         [*presets, _OTHER_PROXY],
+        format_func=lambda name: imported.get(name, name),  # shown as text, not Markdown
         key="sb_proxy",
         on_change=save,
         help=tooltip(ProxySpec, "name"),
     )
     if picked == _OTHER_PROXY:
         st.text_input("Hub name or local folder", key="sb_proxy_other", on_change=save)
-    setting_choice(
-        st.radio,
-        "Method",
-        FeatureConfig,
-        "method",
-        key="sb_method",
-        on_change=save,
-        horizontal=True,
-    )
+    if config.method == FILE:
+        st.caption("Vectors imported from a file: their method and dimensions are the file's.")
+    else:
+        setting_choice(
+            st.radio,
+            "Method",
+            FeatureConfig,
+            "method",
+            key="sb_method",
+            on_change=save,
+            only=METHODS,  # the file method is picked with its vectors, above
+            horizontal=True,
+        )
     st.selectbox(
         "Device", DEVICES, key="sb_device", on_change=save, help=tooltip(Runtime, "device")
     )
@@ -271,13 +310,14 @@ def setting_choice(
     *,
     key: str,
     on_change: Callable,
+    only: tuple[str, ...] | None = None,
     **options,
 ) -> Any:
-    """A choice widget (st.radio, a column's selectbox) over a settings field's choices,
-    with its help; the value comes from the session's `key`."""
+    """A choice widget (st.radio, a column's selectbox) over a settings field's choices
+    (those in `only`, when given), with its help; the value comes from the session's `key`."""
     return widget(
         label,
-        list(choices_of(settings, name)),
+        [c for c in choices_of(settings, name) if only is None or c in only],
         key=key,
         on_change=on_change,
         help=tooltip(settings, name),
@@ -343,9 +383,12 @@ class FeaturePage:
     features: FeatureSet | None
 
 
-def feature_page(title: str, caption: str, *, need_features: bool = True) -> FeaturePage:
+def feature_page(
+    title: str, caption: str, *, need_features: bool = True, estimate: bool = False
+) -> FeaturePage:
     """The head of a page on the active dataset: title, caption, the feature settings line,
-    and its features, or a Compute button (the page stops there when they are needed)."""
+    and its features, or a Compute button (the page stops there when they are needed),
+    with, when `estimate`, how long computing them will take."""
     ws = workspace()
     st.title(title)
     st.caption(caption)
@@ -355,7 +398,7 @@ def feature_page(title: str, caption: str, *, need_features: bool = True) -> Fea
         st.stop()
     proxy, config, runtime = feature_request(ws)
     feature_summary(info, proxy, config, runtime)
-    fs = features_or_button(ws, info)
+    fs = features_or_button(ws, info, estimate=estimate)
     if fs is None and need_features:
         st.stop()
     return FeaturePage(ws, info, proxy, config, runtime, fs)
@@ -376,6 +419,12 @@ def feature_summary(
 ) -> None:
     """One line naming the dataset and the feature settings (those the method uses); the
     warning for a random proxy."""
+    if config.method == FILE:
+        st.markdown(
+            f"**{md(info.name)}** ({info.rows:,} rows) · vectors imported from a file "
+            f"({md(proxy.name)})"
+        )
+        return
     shown = [
         _SHOWN.get(name, f"{name} {{}}").format(value)
         for name, value in encoder_for(proxy, config).settings().items()
@@ -391,13 +440,24 @@ def feature_summary(
         )
 
 
-def features_or_button(ws: Workspace, info: DatasetInfo) -> FeatureSet | None:
+def features_or_button(
+    ws: Workspace, info: DatasetInfo, *, estimate: bool = False
+) -> FeatureSet | None:
     """The active dataset's features for the sidebar's settings; when they are missing, a
-    "Compute features" button with progress and a Cancel (finished chunks are kept)."""
+    "Compute features" button with progress and a Cancel (finished chunks are kept), and
+    with `estimate`, how long the computation will take here (`show_estimate`)."""
     proxy, config, runtime = feature_request(ws)
     ready = attempt(lambda: find_features(ws, info.name, proxy=proxy, config=config))
     if ready:
         return ready
+    if encoder_for(proxy, config).unavailable():  # imported vectors this dataset lacks
+        st.info(
+            f"Dataset {md(info.name)} has no imported vectors {md(proxy.name)}: attach them on "
+            "the Features page, or choose a proxy in the sidebar."
+        )
+        return None
+    if estimate:
+        show_estimate(ws, info, FeatureRequest(proxy, config, runtime))
     if st.button("Compute features", type="primary", icon=":material/play_arrow:"):
         keeps = "The finished chunks are kept: computing again resumes from them."
         with progress("Computing features", unit="samples", cancel=keeps) as bar:
@@ -409,6 +469,31 @@ def features_or_button(ws: Workspace, info: DatasetInfo) -> FeatureSet | None:
         if done:
             st.rerun()
     return None
+
+
+def show_estimate(ws: Workspace, info: DatasetInfo, request: FeatureRequest) -> None:
+    """How long computing the dataset's features with `request` will take on this machine,
+    and its token counts (core/estimate.py: the proxy loaded, a short timed batch), kept per
+    dataset contents and settings for every session."""
+    proxy, config, runtime = request
+    found = computed(
+        "Estimating the time",
+        ("estimate", str(ws.root), info.name, info.fingerprint, json.dumps(request.to_saved())),
+        lambda bar: estimate_features(
+            ws, info.name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
+        ),
+        cancel="Nothing was computed.",
+        again="Estimate the time",
+    )
+    if found is None:
+        return
+    first, tokens, *advice = found.lines()
+    (st.warning if found.gpu_work else st.info)(
+        md(f"Computing the features takes {first}."), icon=":material/schedule:"
+    )
+    st.caption(md(tokens[0].upper() + tokens[1:] + "."))
+    for line in advice:
+        st.caption(md(line[0].upper() + line[1:] + "."))
 
 
 # How the cached functions' arguments are keyed: a workspace by its folder; a feature set

@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from core import prompts, synthesis
+from core.encoders import encoder_for
 from core.llm import LLMSettings, check_connection
 from core.regions import default_k
 
@@ -217,11 +218,15 @@ def run_live(run_id: str) -> None:
 
 
 st.subheader("3. Run")
+no_proxy = encoder_for(page.proxy, page.config).unavailable()  # imported vectors
+if no_proxy:
+    st.warning(ui.md(no_proxy[0].upper() + no_proxy[1:] + "."), icon=":material/info:")
 if st.button(
     "Start a run",
     type="primary",
     icon=":material/play_arrow:",
-    disabled=not model
+    disabled=bool(no_proxy)
+    or not model
     or (mode == "Clusters of the map" and not clusters)
     or (mode == "A saved selection" and not selection),
 ):

@@ -18,6 +18,7 @@ identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -428,7 +429,7 @@ def import_features(
         return found
     key = feature_key(info, encoder)
     folder = info.path.parent / "features" / key
-    made = not folder.exists()
+    made = [p for p in (folder.parent, folder) if not p.exists()]  # removed again on failure
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _exclusive(folder), scratch_folder(folder) as scratch:
@@ -436,6 +437,7 @@ def import_features(
             fs = FeatureSet(key, scratch, info.rows, vectors.dim, rows, encoder)
             for index, values in _dataset_order(vectors, where, rows, scratch):
                 fs.write_chunk(index, values, save=False)
+                del values  # freed before the next is read
                 on_progress(size + size * min(len(fs.chunks) * rows, fs.rows) // fs.rows, 2 * size)
             fs.complete = True
             fs.facts = {
@@ -451,8 +453,11 @@ def import_features(
             _move_in(fs, folder)
             _register(ws, info, fs)
     except BaseException as e:
-        if made:
+        if folder in made:
             shutil.rmtree(folder, ignore_errors=True)
+        if folder.parent in made:
+            with contextlib.suppress(OSError):  # only when empty: another set may be there now
+                folder.parent.rmdir()
         if isinstance(e, (OSError, sqlite3.Error, _DatasetChanged)) and (how := _changed(ws, info)):
             _drop_leftovers(ws, info)
             raise UserError(
@@ -548,8 +553,9 @@ def _row_order(vectors: VectorFile, info: DatasetInfo) -> np.ndarray | None:
     if (counts == 0).any():
         missing = int(np.argmax(counts == 0))
         raise UserError(
-            f"{path}: {int((counts == 0).sum()):,} of dataset {info.name!r}'s {info.rows:,} "
-            f"ids have no row, such as {known[missing].as_py()!r} ({what}); nothing was imported"
+            f"{path}: {int((counts == 0).sum()):,} of the {info.rows:,} ids of dataset "
+            f"{info.name!r} have no row, such as {known[missing].as_py()!r} ({what}); nothing "
+            "was imported"
         )
     return None if (where == np.arange(len(where))).all() else where
 
@@ -564,6 +570,7 @@ def _dataset_order(
     if where is None:
         for first, block in vectors.blocks(rows):
             yield first // rows, block
+            del block  # freed before the next block is read
         return
     n_chunks = -(-len(where) // rows)
     per_bucket = -(-n_chunks // 256) * rows  # dataset rows per bucket
@@ -584,9 +591,11 @@ def _dataset_order(
         path = scratch / f"bucket-{bucket}"
         held = np.fromfile(path, dtype=record)
         path.unlink()
-        held = held[np.argsort(held["row"])]
-        for start in range(0, len(held), rows):
-            yield (bucket * per_bucket + start) // rows, held["v"][start : start + rows]
+        values = held["v"][np.argsort(held["row"])]  # its rows in dataset order, contiguous
+        del held
+        for start in range(0, len(values), rows):
+            yield (bucket * per_bucket + start) // rows, values[start : start + rows]
+        del values
 
 
 def _move_in(fs: FeatureSet, folder: Path) -> None:

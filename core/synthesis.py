@@ -60,6 +60,8 @@ def create_run(
     Targets that cannot work (an unknown selection, a cluster the map lacks) are refused
     here, before any record or work."""
     info = ws.dataset(dataset)
+    if problem := encoder_for(proxy, config).unavailable():  # imported vectors: no proxy
+        raise UserError(problem)
     if settings.selection:
         ws.selection(dataset, settings.selection)  # a clear error now, not mid-run
     check_clusters(settings.clusters, settings.map_k(info.rows))

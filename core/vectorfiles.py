@@ -39,6 +39,7 @@ METADATA_KEY = "prism"
 FEATURES_TENSOR = "features"
 IDS_TENSOR = "ids"
 BLOCK_BYTES = 16 << 20  # float32 bytes per block read and per chunk written
+PARQUET_BATCH_BYTES = 2 << 20  # Parquet is decoded in smaller batches (pyarrow's memory)
 SIDECAR_SUFFIX = ".json"
 _SAFETENSORS_FLOATS = {"F16": "<f2", "BF16": "<u2", "F32": "<f4", "F64": "<f8"}
 _SAFETENSORS_INTS = {
@@ -118,21 +119,35 @@ class VectorFile:
         return self.read_ids() if self.read_ids else None
 
     def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, float32 block of `rows` rows; the last may be shorter), checked."""
-        pending: list[np.ndarray] = []
-        held = read = first = 0
+        """(first row, float32 block of `rows` rows; the last may be shorter), checked. A
+        raw block that holds a whole block is passed on as it is; smaller ones (Parquet
+        batches) are copied into one. Memory: a block and a raw block."""
+        block: np.ndarray | None = None
+        filled = first = read = 0
         for raw in self.read(rows):
-            pending.append(_checked(raw, read, self.path))
+            raw = _checked(raw, read, self.path)
             read += len(raw)
-            held += len(raw)
-            while held >= rows:
-                joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
-                yield first, joined[:rows]
-                first += rows
-                rest = joined[rows:]
-                pending, held = ([rest] if len(rest) else []), len(rest)
-        if held:
-            yield first, pending[0] if len(pending) == 1 else np.concatenate(pending)
+            if read > self.rows:
+                raise UserError(f"{self.path}: holds more rows than the {self.rows:,} it lists")
+            at = 0
+            while at < len(raw):
+                size = min(rows, self.rows - first)
+                if block is None and len(raw) - at >= size:
+                    at += size
+                    yield first, raw[at - size : at]
+                    first += size
+                    continue
+                if block is None:
+                    block, filled = np.empty((size, self.dim), dtype=np.float32), 0
+                take = min(size - filled, len(raw) - at)
+                block[filled : filled + take] = raw[at : at + take]
+                filled, at = filled + take, at + take
+                if filled == size:
+                    done, block = block, None
+                    yield first, done
+                    del done  # freed before the next raw block is read
+                    first += size
+            del raw
         if read != self.rows:
             raise UserError(
                 f"{self.path}: {read:,} rows could be read of the {self.rows:,} it lists"
@@ -274,7 +289,8 @@ def _is_list(kind: pa.DataType) -> bool:
 
 def _open_parquet(path: Path, column: str | None, id_column: str | None) -> VectorFile:
     try:
-        pf = pq.ParquetFile(path)
+        # read column chunks in pieces, not whole: a row group may hold all the rows
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"{path}: not a readable Parquet file ({e})") from None
     schema = pf.schema_arrow
@@ -317,9 +333,10 @@ def _open_parquet(path: Path, column: str | None, id_column: str | None) -> Vect
         dtype, dim, ignored = str(schema.field(vectors[0]).type), len(vectors), []
     rows = pf.metadata.num_rows
 
-    def read(n: int) -> Iterator[np.ndarray]:
+    def read(n: int) -> Iterator[np.ndarray]:  # noqa: ARG001 - batches of PARQUET_BATCH_BYTES
         first = 0
-        for batch in pf.iter_batches(batch_size=n, columns=vectors):
+        batch_rows = max(1, PARQUET_BATCH_BYTES // (4 * dim))
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=vectors):
             yield _batch_values(batch, dim, first, path)
             first += batch.num_rows
 
