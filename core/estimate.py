@@ -1,13 +1,14 @@
 """How long computing a dataset's features will take on this machine, said before starting.
 
-The encoder (the proxy model) is loaded on the runtime's device and times batches of the
-dataset's own samples, from about START_TOKENS tokens up, four times more each time,
-until a batch lasts TIMED_SECONDS or fills the device's token budget (the first sample,
-the shortest, warms up untimed). Its tokens per second, applied to the tokens the
-computation will process (each sample cut at max_length, as it is then), is the estimate:
-length-aware, since a dataset of long samples costs more per sample. Token counts are
-exact up to SAMPLE_ROWS rows; a larger dataset is counted on a seeded random sample of
-that many rows and extrapolated, and the estimate says so.
+The encoder (the proxy model) is loaded on the runtime's device and runs batches of the
+dataset's own samples, from about START_TOKENS tokens up, four times more each time, until
+a batch lasts TIMED_SECONDS or fills the device's token budget, the size of the batches the
+computation runs (the shortest sample warms up first); batches of that size are then timed
+until they last TIMED_SECONDS in all (at most MAX_BATCHES). Their tokens per second,
+applied to the tokens the computation will process (each sample cut at max_length, as it
+is then), is the estimate: length-aware, since a dataset of long samples costs more per
+sample. Token counts are exact up to SAMPLE_ROWS rows; a larger dataset is counted on a
+seeded random sample of that many rows and extrapolated, and the estimate says so.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from core.workspace import DatasetInfo, Workspace
 
 SAMPLE_ROWS = 10_000  # rows counted exactly; more are sampled
 START_TOKENS = 256  # the first timed batch
-TIMED_SECONDS = 1.0  # a timed batch this long measures the rate well enough
+TIMED_SECONDS = 1.0  # timed batches this long in all measure the rate well enough
+MAX_BATCHES = 8  # at most this many timed batches of the final size
 GPU_WORK_SECONDS = 3600  # on a CPU, an estimate above this says the work is for a GPU
 _COUNT_PIECE = 1000  # rows tokenised between progress reports
 
@@ -66,7 +68,7 @@ class Estimate:
     method: str
     device: str
     tokens: TokenCounts
-    calibration: dict[str, float]  # samples, tokens, seconds of the timed batch
+    calibration: dict[str, float]  # batches, samples, tokens, seconds: the timed batches
     tokens_per_second: float
     seconds: float
     rows_left: int
@@ -84,7 +86,7 @@ class Estimate:
         return {
             **asdict(self),
             "tokens": {**asdict(self.tokens), "sampled": self.tokens.sampled},
-            "seconds_left": round(self.seconds_left, 1),
+            "seconds_left": self.seconds_left,
             "gpu_work": self.gpu_work,
         }
 
@@ -95,7 +97,8 @@ class Estimate:
         said = [
             f"about {duration(self.seconds_left)} on {self.device} for {t.rows:,} samples{left}: "
             f"{t.computed:,} tokens at {self.tokens_per_second:,.0f} tokens/s (timed on "
-            f"{self.calibration['samples']:.0f} samples of this dataset)",
+            f"{self.calibration['samples']:.0f} samples of this dataset, in "
+            f"{self.calibration['seconds']:.1f} s)",
             f"tokens per sample: mean {t.mean:,.0f}, p95 {t.p95:,.0f}, max {t.max:,}; "
             f"{t.total:,} in all; {t.over_max_length:,} samples "
             f"({t.over_max_length / t.rows:.1%}) over the max length {t.max_length:,}, cut to it"
@@ -183,8 +186,8 @@ def measure(
         device=device,
         tokens=tokens,
         calibration=timed,
-        tokens_per_second=round(rate, 1),
-        seconds=round(tokens.computed / rate, 1),
+        tokens_per_second=rate,
+        seconds=tokens.computed / rate,
         rows_left=info.rows if rows_left is None else rows_left,
     )
 
@@ -237,11 +240,12 @@ def _counts(lengths: np.ndarray, rows: int, max_length: int) -> TokenCounts:
 def _time(
     loaded: Loaded, samples: Samples, lengths: list[int], max_length: int, budget: int
 ) -> dict[str, float]:
-    """Samples, tokens (cut at max_length) and seconds of the last timed batch: batches of
-    growing size drawn in turn from a seeded shuffle of the samples (round again when a
-    small dataset runs out; see the module doc)."""
+    """The timed batches at their final size (see the module doc): their count and their
+    samples, tokens (cut at max_length) and seconds in all. Batches are drawn in turn from
+    a seeded shuffle of the samples (round again when a small dataset runs out)."""
     order = [int(i) for i in np.random.default_rng(1).permutation(len(lengths))]
     loaded.encode(_pick(samples, [int(np.argmin(lengths))]))  # warm-up, untimed
+    timed = {"batches": 0, "samples": 0, "tokens": 0, "seconds": 0.0}
     target, at = START_TOKENS, 0
     while True:
         chosen, tokens = [], 0
@@ -253,9 +257,13 @@ def _time(
         started = time.perf_counter()
         loaded.encode(_pick(samples, chosen))
         seconds = time.perf_counter() - started
-        if seconds >= TIMED_SECONDS or tokens >= budget:
-            return {"samples": len(chosen), "tokens": tokens, "seconds": seconds}
-        target *= 4
+        if target < budget and seconds < TIMED_SECONDS:
+            target = min(target * 4, budget)  # too short to measure: a larger batch
+            continue
+        for name, value in zip(timed, (1, len(chosen), tokens, seconds), strict=True):
+            timed[name] += value
+        if timed["seconds"] >= TIMED_SECONDS or timed["batches"] >= MAX_BATCHES:
+            return timed
 
 
 def _pick(samples: Samples, rows: list[int]) -> Samples:
