@@ -1,11 +1,16 @@
-"""The Features page through AppTest: settings from the sidebar, compute, cached, listed."""
+"""The Features page through AppTest: settings from the sidebar, the time estimated before
+computing, compute, cached, listed; vectors attached from a path or an upload, picked in the
+sidebar, bad files refused."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+from safetensors.numpy import save
+
 from core.config import FeatureConfig, FeatureRequest, ProxySpec
-from core.features import find_features
+from core.features import feature_sets, find_features
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
 
@@ -87,3 +92,99 @@ def test_sidebar_settings_are_saved_in_the_workspace(tmp_path, monkeypatch):
     )
     assert saved == FeatureRequest(ProxySpec("tiny-random"), FeatureConfig(dim=64))
     assert not again.sidebar.number_input(key="sb_rank").disabled
+
+
+def test_the_time_is_estimated_before_computing(tmp_path):
+    app = features_page(tmp_path / "ws")
+    said = app.texts("info")
+    assert any(s.startswith("Computing the features takes about") for s in said), said
+    assert any("on cpu for 360 samples" in s and "tokens/s" in s for s in said)
+    assert any(c.startswith("Tokens per sample: mean") for c in app.texts("caption"))
+    assert any(b.label == "Compute features" for b in app.at.button)  # not pressed
+    assert feature_sets(Workspace(tmp_path / "ws"), "demo") == []
+
+
+def foreign(path, rows: int = 360, dim: int = 16, bad_row: int | None = None):
+    x = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
+    if bad_row is not None:
+        x[bad_row, 1] = np.nan
+    np.save(path, x)
+    return x
+
+
+def attach(app: App, path) -> App:
+    app.at.text_input(key="vec_path").set_value(str(path))
+    app.run()
+    app.button("Attach").click()
+    return app.run()
+
+
+def test_vectors_attached_from_a_path_become_the_active_features(tmp_path, monkeypatch):
+    x = foreign(tmp_path / "x.npy")
+    app = attach(features_page(tmp_path / "ws"), tmp_path / "x.npy")
+    assert not app.errors()
+    assert any(
+        s.startswith("Attached 360 x 16 as vectors of their own (file:")
+        for s in app.texts("success")
+    )
+    ws = Workspace(tmp_path / "ws")
+    proxy, config, _ = FeatureRequest.from_saved(json.loads(ws.get_meta("feature_settings")))
+    assert proxy.name.startswith("file:") and config.method == "file"
+    fs = find_features(ws, "demo", proxy=proxy, config=config)
+    assert np.array_equal(fs.matrix(), x)
+    assert any("Features ready: 360 x 16, attached from x.npy" in s for s in app.texts("success"))
+    assert any("vectors imported from a file" in m for m in app.texts("markdown"))
+    # the sidebar lists them by their file, and going back to a proxy brings its method back
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PRISM_WORKSPACE", str(tmp_path / "ws"))
+    side = AppTest.from_function(_sidebar_only, default_timeout=60).run()
+    picked = side.sidebar.selectbox(key="sb_proxy")
+    assert picked.value == proxy.name and "Imported: x.npy (16 dims)" in picked.options
+    assert not side.sidebar.radio  # the method is the file's
+    picked.set_value("tiny-random")
+    side.run()
+    back = FeatureRequest.from_saved(json.loads(ws.get_meta("feature_settings")))
+    assert back.proxy.name == "tiny-random" and back.config.method == "factorized"
+
+
+def test_a_bad_file_on_the_page_is_refused_and_changes_nothing(tmp_path):
+    foreign(tmp_path / "x.npy", bad_row=5)
+    app = attach(features_page(tmp_path / "ws"), tmp_path / "x.npy")
+    assert any("row 5 holds NaN" in e for e in app.errors())
+    assert not app.texts("success")
+    ws = Workspace(tmp_path / "ws")
+    assert feature_sets(ws, "demo") == []
+    assert json.loads(ws.get_meta("feature_settings"))["proxy"] == "tiny-random"
+    foreign(tmp_path / "short.npy", rows=359)
+    app = attach(app, tmp_path / "short.npy")
+    assert any("359 rows, but dataset 'demo' has 360" in e for e in app.errors())
+
+
+def test_a_small_file_is_uploaded(tmp_path):
+    x = np.random.default_rng(1).standard_normal((360, 8)).astype(np.float32)
+    app = features_page(tmp_path / "ws")
+    app.at.segmented_control(key="vec_source").set_value("Upload a file")
+    app.run()
+    app.at.file_uploader(key="vec_upload").set_value(
+        ("v.safetensors", save({"emb": x}), "application/octet-stream")
+    )
+    app.run()
+    app.button("Attach").click()
+    app.run()
+    assert any(s.startswith("Attached 360 x 8 as vectors") for s in app.texts("success"))
+    sets = feature_sets(Workspace(tmp_path / "ws"), "demo")
+    assert [(s["dim"], s["facts"]["imported_from"]) for s in sets] == [(8, "v.safetensors")]
+
+
+def test_synthesis_says_imported_vectors_need_their_proxy(tmp_path):
+    root = tmp_path / "ws"
+    foreign(tmp_path / "x.npy")
+    app = attach(features_page(root), tmp_path / "x.npy")
+    app.at.switch_page("app_pages/synthesize.py").run()
+    app.check()
+    warned = [w for w in app.texts("warning") if "proxy that made the imported vectors" in w]
+    assert warned and "is unknown" in warned[0]
+    app.at.text_input(key="syn_model").set_value("m")
+    app.run()
+    assert app.button("Start a run").disabled
