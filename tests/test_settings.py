@@ -64,7 +64,7 @@ def test_feature_flags_come_from_the_fields(verb):
             assert action.dest == flat_name(settings, f.name)
             assert action.default == f.default
             assert action.help.startswith(help_of(settings, f.name))
-    assert flags["--method"].choices == ("factorized", "exact")
+    assert flags["--method"].choices == ("factorized", "exact", "file")
 
 
 def test_synthesize_flags_come_from_the_fields():
