@@ -411,6 +411,7 @@ def cmd_score(args: argparse.Namespace) -> Result:
 
     ws = _workspace(args)
     proxy, config, runtime = feature_request(args)
+    features_for(args, ws, args.name)  # computed first when missing, its estimate said
     with progress_bar(f"scoring {args.name}") as bar:
         data = diversity.score(
             ws,
@@ -470,6 +471,9 @@ def cmd_compare(args: argparse.Namespace) -> Result:
 
     ws = _workspace(args)
     proxy, config, runtime = feature_request(args)
+    if len(set(args.names)) == len(args.names) and all(map(ws.has_dataset, args.names)):
+        for name in args.names:  # computed first when missing, each estimate said
+            features_for(args, ws, name)
     with progress_bar("comparing") as bar:
         data = diversity.compare(
             ws,
@@ -621,6 +625,7 @@ def cmd_synthesize(args: argparse.Namespace) -> Result:
                 if e.field in c.__dataclass_fields__
             )
             raise UserError(f"{flag_of(owner, e.field)} {e.problem}") from None
+        features_for(args, ws, args.name)  # the seed's, computed first when missing
     print(
         f"run {run_id}: {'resumed' if args.resume else 'started'} (resume it with --resume {run_id})",
         file=sys.stderr,
