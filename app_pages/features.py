@@ -23,7 +23,9 @@ if ready:
         if facts.get("seconds")
         else ""
     )
-    source = f", attached from {ui.md(facts['imported_from'])}" if facts.get("imported_from") else ""
+    source = (
+        f", attached from {ui.md(facts['imported_from'])}" if facts.get("imported_from") else ""
+    )
     st.success(f"Features ready: {ready.rows:,} x {ready.dim}{timing}{source}")
     if facts.get("truncated"):
         st.caption(f"{facts['truncated']:,} samples were cut to {config.max_length} tokens.")

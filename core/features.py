@@ -14,6 +14,11 @@ same way) with its size and CRC-32. A run that is killed resumes from the chunks
 manifest lists; a chunk that is missing, short or fails its checksum is computed again.
 Chunks are computed the same way every time, so a resumed run ends with features
 identical to an uninterrupted one.
+
+Vectors computed elsewhere come in through `import_features` (a file read in blocks into
+the same chunks, moved in and registered whole, or not at all), and a feature set goes
+out through `write_features_file` (`embed --out`) with what makes the import of that file
+in another workspace holding the same data the same feature set (core/vectorfiles.py).
 """
 
 from __future__ import annotations
