@@ -20,6 +20,7 @@ a sidecar left beside another file is told apart.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -351,19 +352,10 @@ def _open_parquet(path: Path, column: str | None, id_column: str | None) -> Vect
         dim,
         dtype,
         read,
-        *_parquet_metadata(schema),
         id_name=id_column,
         read_ids=read_ids if id_column else None,
         ignored=ignored,
     )
-
-
-def _parquet_metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, None]:
-    raw = (schema.metadata or {}).get(METADATA_KEY.encode())
-    try:
-        return (json.loads(raw), None) if raw else (None, None)
-    except ValueError:
-        return None, None
 
 
 def _list_dim(pf: pq.ParquetFile, name: str, path: Path) -> int:
@@ -531,8 +523,6 @@ def _open_safetensors(path: Path, column: str | None, id_column: str | None) -> 
 
 def npy_header(rows: int, dim: int) -> bytes:
     """The .npy header (format 1.0, as numpy.save writes it) of a rows x dim float32 array."""
-    import io
-
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         buffer, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)}
