@@ -323,7 +323,9 @@ def cmd_score(args: argparse.Namespace) -> Result:
     if "interval" in data:
         i = data["interval"]
         lines.append(
-            f"{i['level']:.0%} bootstrap interval ({i['replicates']} replicates): {i['low']:.2f} - {i['high']:.2f}"
+            f"{i['level']:.0%} bootstrap interval ({i['replicates']} replicates"
+            + (f" of {i['blocks']} blocks of rows" if i.get("blocks") else "")
+            + f"): {i['low']:.2f} - {i['high']:.2f}"
         )
     for g in data.get("groups", []):
         lines.append(f"  {args.by} {g['group']}: {g['rows']} rows, G-Vendi {g['g_vendi']:.2f}")

@@ -72,6 +72,17 @@ def unit_blocks(source: RowSource, block: int = BLOCK) -> Iterator[tuple[int, np
         start += len(array)
 
 
+def take_unit(source: RowSource, rows: np.ndarray) -> np.ndarray:
+    """The rows at these indices, unit-normalised, float32 (normalised in place: one copy,
+    the same numbers as `unit_rows(..., np.float32)`)."""
+    x = np.asarray(source.take(rows), dtype=np.float32)
+    if not x.flags.writeable or not x.flags.owndata:
+        x = x.copy()
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    x /= np.where(norms > 0, norms, 1.0)[:, None]
+    return x
+
+
 def sample(n: int, size: int, seed: int) -> np.ndarray:
     """`size` distinct rows of `n` (all of them when size >= n), drawn by a generator seeded
     with `seed`, in increasing order."""
@@ -90,14 +101,20 @@ def by_label(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return groups, order, starts
 
 
-def batches(starts: np.ndarray, rows: int) -> Iterator[tuple[int, int]]:
-    """Consecutive runs of groups (first group, end group) holding about `rows` rows each
-    (a larger group alone), for groups whose rows start at `starts` (end appended)."""
-    first = 0
-    groups = len(starts) - 1
+def batches(starts: np.ndarray, rows: int, alone: int | None = None) -> Iterator[tuple[int, int]]:
+    """Consecutive runs of groups (first group, end group) holding at most `rows` rows
+    together, for groups whose rows start at `starts` (end appended); a group of more than
+    `rows` rows, or of more than `alone` when given, is a run by itself."""
+    alone = rows if alone is None else min(alone, rows)
+    first, groups = 0, len(starts) - 1
     while first < groups:
         end = first + 1
-        while end < groups and starts[end + 1] - starts[first] <= rows:
-            end += 1
+        if starts[end] - starts[first] <= alone:
+            while (
+                end < groups
+                and starts[end + 1] - starts[end] <= alone
+                and starts[end + 1] - starts[first] <= rows
+            ):
+                end += 1
         yield first, end
         first = end
