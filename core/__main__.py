@@ -625,12 +625,12 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
         if unknown:
             known = f"groups 0 to {len(groups) - 1}" if groups else "no groups"
             raise UserError(f"--resolve {unknown[0]}: there are {known}; nothing was removed")
-        chosen = [groups[i] for i in wanted]
-        for group in chosen:
-            resolved += curation.resolve_group(ws, args.name, group)
-    data = {"groups": groups, "resolved": resolved, "threshold": args.threshold}
+        resolved = curation.resolve_groups(ws, args.name, [groups[i] for i in wanted])
+    search = None if fs is None else curation.pair_search(ws, args.name)
+    data = {"groups": groups, "resolved": resolved, "threshold": args.threshold, "search": search}
     lines = [
         f"{len(groups)} near-duplicate groups in {args.name!r}"
+        + (f" (gradient search: {search})" if search else "")
         + (f"; {resolved} rows removed, the first of each group kept" if args.resolve else "")
     ]
     lines += [

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from core.features import FeatureSet
 from core.files import atomic_target
 from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
 from core.progress import ProgressFn, no_progress
+from core.records import read_columns
 from core.regions import (
     Clustering,
     default_k,
@@ -143,13 +143,6 @@ def keyword_rows(labels: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
     return np.sort(order[position < quota])
 
 
-def _column(path: Path, name: str, rows: np.ndarray | None = None) -> list[Any]:
-    """A column of the records' Parquet file as Python values: the rows at these indices
-    (in that order), or all rows."""
-    column = pq.read_table(path, columns=[name]).column(name)
-    return (column if rows is None else column.take(rows)).to_pylist()
-
-
 def _description(
     path: Path, fs: FeatureSet, clustering: Clustering, on_progress: ProgressFn
 ) -> dict[str, Any]:
@@ -165,7 +158,8 @@ def _description(
     except (OSError, ValueError):
         pass  # missing or damaged: computed again
     rows = keyword_rows(clustering.labels, clustering.k)
-    words = keywords(_column(path, "prompt", rows), clustering.labels[rows], clustering.k)
+    prompts = read_columns(path, ["prompt"], rows)["prompt"]
+    words = keywords(prompts, clustering.labels[rows], clustering.k)
     scores = {
         g["group"]: g["g_vendi"] for g in per_group(fs, clustering.labels, on_progress=on_progress)
     }
@@ -202,7 +196,8 @@ def describe(
     examples = described["example_rows"]
     shown = np.array(sorted({r for rows in examples for r in rows}), dtype=np.int64)
     where = {int(r): i for i, r in enumerate(shown)}
-    ids, prompts = _column(path, "id", shown), _column(path, "prompt", shown)
+    shown_columns = read_columns(path, ["id", "prompt"], shown)
+    ids, prompts = shown_columns["id"], shown_columns["prompt"]
     out = []
     for c in range(clustering.k):
         out.append(

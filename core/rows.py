@@ -57,6 +57,22 @@ class Matrix:
         return self.x[np.asarray(rows, dtype=np.int64)]
 
 
+class Subset:
+    """The rows of `source` at the indices `index` (in that order) as a RowSource."""
+
+    def __init__(self, source: RowSource, index: np.ndarray, block: int = BLOCK):
+        self.source, self.index = source, np.asarray(index, dtype=np.int64)
+        self.rows, self.dim = len(self.index), source.dim
+        self.block = block
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        for start in range(0, self.rows, self.block):
+            yield self.source.take(self.index[start : start + self.block])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.source.take(self.index[np.asarray(rows, dtype=np.int64)])
+
+
 def rows_of(features: np.ndarray | RowSource) -> RowSource:
     """`features` as a RowSource: a matrix is wrapped, a source returned as it is."""
     return Matrix(features) if isinstance(features, np.ndarray) else features
@@ -91,14 +107,20 @@ def sample(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+def groups_of(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows ordered by label then row, start of each label's rows in that order with the
+    end appended) for labels 0 .. k - 1: rows of label c are order[starts[c]:starts[c + 1]]."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
+    return order, starts
+
+
 def by_label(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct labels sorted, rows ordered by label then row, start of each label's rows
     in that order, with the end appended): rows of label i are order[starts[i]:starts[i+1]]."""
-    labels = np.asarray(labels)
-    groups, inverse = np.unique(labels, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
-    return groups, order, starts
+    groups, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    return groups, *groups_of(inverse.ravel(), len(groups))
 
 
 def batches(starts: np.ndarray, rows: int, alone: int | None = None) -> Iterator[tuple[int, int]]:

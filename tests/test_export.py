@@ -249,6 +249,58 @@ def test_gradient_near_duplicates(tmp_path):
     assert 1 < sum(len(g) for g in grouped) < 20
 
 
+def planted_near_duplicates(n: int = 3000, d: int = 32, pairs: int = 60, seed: int = 0):
+    """Unit rows around 12 centres of uneven sizes, with `pairs` near-duplicates (cosine
+    about 0.99 with an earlier row) and 10 exact copies planted."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((12, d))
+    which = rng.choice(12, n, p=rng.dirichlet(np.full(12, 0.5)))
+    x = centres[which] + 0.6 * rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    copies = rng.choice(n, 2 * pairs + 20, replace=False)
+    originals, near, exact = copies[:pairs], copies[pairs : 2 * pairs], copies[2 * pairs :]
+    x[near] = x[originals] + 0.02 * rng.standard_normal((pairs, d))
+    x[exact[:10]] = x[exact[10:]]
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_candidate_pairs_find_the_same_pairs_as_all_pairs(monkeypatch):
+    x = planted_near_duplicates()
+    exact = set(curation.similar_pairs(x, 0.98))
+    assert len(exact) >= 70  # the planted pairs, and the few close by chance
+    monkeypatch.setattr(curation, "SPLIT_ROWS", 300)  # large cells are split again
+    seen: list[tuple[int, int | None]] = []
+    found = curation.candidate_pairs(
+        x, 0.98, cell_rows=100, on_progress=lambda d, t: seen.append((d, t))
+    )
+    assert found.dtype == np.int64 and (found[:, 0] < found[:, 1]).all()
+    assert {tuple(p) for p in found.tolist()} == exact  # recall 1.0, and nothing else
+    assert seen[-1] == (1000, 1000) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # and from a workspace's feature set: the same groups as the search of all pairs
+    loose = curation.candidate_pairs(x, 0.5, cell_rows=100)
+    truth = set(curation.similar_pairs(x, 0.5))
+    assert {tuple(p) for p in loose.tolist()} <= truth and len(loose) > 0.5 * len(truth)
+
+
+def test_duplicate_groups_search_candidate_pairs_beyond_the_exact_size(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "ws")
+    rows = [
+        {"question": f"Q{i}: what is {i} times {i + 1}?", "answer": f"{i * (i + 1)}"}
+        for i in range(40)
+    ]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    fs = compute_features(ws, "d", proxy=TINY, config=FeatureConfig(dim=64))
+    x = fs.matrix() / np.linalg.norm(fs.matrix(), axis=1, keepdims=True)
+    middle = float(np.quantile((x @ x.T)[np.triu_indices(40, 1)], 0.98))
+    curation.remove_rows(ws, "d", [5], "by hand")
+    every = curation.duplicate_groups(ws, "d", fs, threshold=middle)
+    assert every and all(5 not in g["rows"] for g in every)
+    monkeypatch.setattr(curation, "CELL_ROWS", 8)
+    monkeypatch.setattr(curation, "EXACT_PAIRS_ROWS", 10)
+    assert curation.pair_search(ws, "d") == "candidate pairs"
+    assert curation.duplicate_groups(ws, "d", fs, threshold=middle) == every
+
+
 def synthetic_run(source, folder, *, proxy=TINY, api_key=None) -> tuple[Workspace, str]:
     """A copy of the seeded workspace with one finished run (4 wanted) by `gen-7b`."""
     shutil.copytree(source, folder)
