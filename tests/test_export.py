@@ -202,6 +202,38 @@ def test_curation_removals_groups_and_summary(tmp_path):
         list(curation.curated_records(ws, "d", include=("seeds",)))
 
 
+def test_the_summary_reads_no_record_and_the_removals_once_per_change(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "ws")
+    rows = [{"question": f"Q{i}: what is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(30)]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    clusters = np.arange(30) % 4
+    first = curation.summary(ws, "d", clusters=clusters)
+    assert first["by_cluster"] == {"0": 8, "1": 8, "2": 7, "3": 7} and first["removed"] == 0
+
+    def no_reading(*_args, **_kwargs):
+        raise AssertionError("the records were read")
+
+    monkeypatch.setattr(curation.pq, "ParquetFile", no_reading)
+    monkeypatch.setattr(curation, "iter_records", no_reading)
+    reads = []
+    removed_reasons = ws.catalogue.removed_reasons
+    monkeypatch.setattr(
+        ws.catalogue, "removed_reasons", lambda i: reads.append(i) or removed_reasons(i)
+    )
+    assert curation.summary(ws, "d", clusters=clusters, include=("seed",)) == first
+    curation.remove_rows(ws, "d", [0, 4, 5], "by hand")
+    curation.remove_rows(ws, "d", [5], "exact duplicate of row 1")
+    after = curation.summary(ws, "d", clusters=clusters, include=("seed",))
+    assert after["by_source"] == {"seed": 27} and after["removed"] == 3
+    assert after["by_cluster"] == {"0": 6, "1": 7, "2": 7, "3": 7}
+    assert after["removed_by_reason"] == {"by hand": 2, "exact duplicate": 1}
+    assert curation.summary(ws, "d", clusters=clusters, include=("seed",)) == after
+    assert len(reads) == 1  # once per change of the removals
+    curation.restore_rows(ws, "d", [0])
+    assert curation.summary(ws, "d", clusters=clusters, include=("seed",))["removed"] == 2
+    assert len(reads) == 2
+
+
 def test_similar_pairs_are_the_upper_triangle_above_the_threshold(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 8)).astype(np.float32)
