@@ -194,8 +194,8 @@ def redundant(
     moment = spectrum(fs.arrays(), rows=fs.rows, on_progress=first)
     values = marginal_values(fs.arrays(), moment, on_progress=second)
     order = np.argsort(values, kind="stable")[:limit]
-    table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt"]).take(order)
-    ids, prompts = table.column("id").to_pylist(), table.column("prompt").to_pylist()
+    shown = read_columns(ws.dataset(dataset).path, ["id", "prompt"], order)
+    ids, prompts = shown["id"], shown["prompt"]
     return [
         {"row": int(i), "id": id_, "marginal_value": float(values[i]), "prompt": prompt}
         for i, id_, prompt in zip(order, ids, prompts, strict=True)
