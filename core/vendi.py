@@ -260,7 +260,7 @@ def per_group(
     out = []
     for first, end in batches(starts, GATHER_ROWS, alone=GROUP_ROWS):
         lo, hi = starts[first], starts[end]
-        if hi - lo > GROUP_ROWS:  # one large group
+        if end - first == 1 and hi - lo > GROUP_ROWS:  # one large group
             scores = [_rows_score(source, order[lo:hi], q)]
         else:
             gathered = source.take(order[lo:hi])
