@@ -435,7 +435,9 @@ def cmd_score(args: argparse.Namespace) -> Result:
     if "interval" in data:
         i = data["interval"]
         lines.append(
-            f"{i['level']:.0%} bootstrap interval ({i['replicates']} replicates): {i['low']:.2f} - {i['high']:.2f}"
+            f"{i['level']:.0%} bootstrap interval ({i['replicates']} replicates"
+            + (f" of {i['blocks']} blocks of rows" if i.get("blocks") else "")
+            + f"): {i['low']:.2f} - {i['high']:.2f}"
         )
     for g in data.get("groups", []):
         lines.append(f"  {args.by} {g['group']}: {g['rows']} rows, G-Vendi {g['g_vendi']:.2f}")
@@ -739,12 +741,12 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
         if unknown:
             known = f"groups 0 to {len(groups) - 1}" if groups else "no groups"
             raise UserError(f"--resolve {unknown[0]}: there are {known}; nothing was removed")
-        chosen = [groups[i] for i in wanted]
-        for group in chosen:
-            resolved += curation.resolve_group(ws, args.name, group)
-    data = {"groups": groups, "resolved": resolved, "threshold": args.threshold}
+        resolved = curation.resolve_groups(ws, args.name, [groups[i] for i in wanted])
+    search = None if fs is None else curation.pair_search(ws, args.name)
+    data = {"groups": groups, "resolved": resolved, "threshold": args.threshold, "search": search}
     lines = [
         f"{len(groups)} near-duplicate groups in {args.name!r}"
+        + (f" (gradient search: {search})" if search else "")
         + (f"; {resolved} rows removed, the first of each group kept" if args.resolve else "")
     ]
     lines += [

@@ -1,7 +1,8 @@
 """The catalogue: the workspace's SQLite file and every SQL statement of the project.
 
 Tables (schema: MIGRATIONS): datasets, meta (key -> text), feature_sets, selections,
-runs, run_items, removed (seed rows taken out of the curated set). Other modules call
+runs, run_items, removed (seed rows taken out of the curated set) and removed_revisions
+(a number per dataset that changes with its removals). Other modules call
 the typed methods of `Catalogue`; rows come back as the dataclasses below, JSON columns
 decoded, and go in by column name.
 
@@ -149,6 +150,14 @@ MIGRATIONS = [
         json_extract(value, '$.syn_k'))
         WHERE key = 'generator_settings' AND json_valid(value)
         AND json_type(value, '$.syn_k') IS NOT NULL;
+    """,
+    # 7: a dataset's removals are numbered as they change, so that what is derived from
+    # them (the curated set's summary) is computed once per change, not on every read.
+    """
+    CREATE TABLE removed_revisions (
+        dataset_id  TEXT PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
+        revision    INTEGER NOT NULL
+    );
     """,
 ]
 
@@ -498,6 +507,29 @@ class Catalogue:
             ).fetchall()
         return {r["row"]: r["reason"] for r in rows}
 
+    def removed_revision(self, dataset_id: str) -> int:
+        """A number that changes whenever the dataset's removed rows change (0: never)."""
+        with self._connection(write=False) as db:
+            row = db.execute(
+                "SELECT revision FROM removed_revisions WHERE dataset_id = ?", (dataset_id,)
+            ).fetchone()
+        return row["revision"] if row else 0
+
+    def removed_reasons(self, dataset_id: str) -> tuple[list[int], list[str]]:
+        """(removed rows ascending, their reasons)."""
+        with self._connection(write=False) as db:
+            rows = db.execute(
+                "SELECT row, reason FROM removed WHERE dataset_id = ? ORDER BY row", (dataset_id,)
+            ).fetchall()
+        return [r["row"] for r in rows], [r["reason"] for r in rows]
+
+    def _removals_changed(self, db: sqlite3.Connection, dataset_id: str) -> None:
+        db.execute(
+            "INSERT INTO removed_revisions (dataset_id, revision) VALUES (?, 1) "
+            "ON CONFLICT(dataset_id) DO UPDATE SET revision = revision + 1",
+            (dataset_id,),
+        )
+
     def remove_rows(self, dataset_id: str, rows: list[int], reason: str) -> None:
         """Mark rows removed (again: the newer reason wins)."""
         stamp = now()
@@ -507,10 +539,12 @@ class Catalogue:
                 "VALUES (?, ?, ?, ?)",
                 [(dataset_id, int(r), reason, stamp) for r in rows],
             )
+            self._removals_changed(db, dataset_id)
 
     def restore_rows(self, dataset_id: str, rows: list[int] | None = None) -> int:
         """Unmark removed rows (all when `rows` is None); returns how many were removed."""
         with self._connection(write=True) as db:
+            self._removals_changed(db, dataset_id)
             if rows is None:
                 return db.execute(
                     "DELETE FROM removed WHERE dataset_id = ?", (dataset_id,)

@@ -5,16 +5,26 @@ Removals are rows of the seed dataset with a reason, kept in the catalogue (tabl
 the redundancy list, or near-duplicate groups: samples with the same text, or whose
 gradient features have a cosine above a threshold; resolving a group keeps one sample
 and removes the rest.
+
+At scale: what is derived from the removals (the removed rows as an array, their count
+by reason) is read once per change of them (the catalogue numbers the changes), and each
+record's answer format once per records file, so the summary costs a few array
+operations, not a pass over the records. Near-duplicates among more than
+EXACT_PAIRS_ROWS rows are searched among candidate pairs (`candidate_pairs`), not all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
-from collections import Counter
-from collections.abc import Iterator
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,24 +32,83 @@ import pyarrow.parquet as pq
 from core.config import Runtime
 from core.errors import UserError
 from core.features import FeatureSet
-from core.progress import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress, parts
 from core.prompts import normalise_text
-from core.records import Record, iter_records
+from core.records import Record, iter_records, read_columns
+from core.regions import nearest, spherical_kmeans
+from core.rows import RowSource, Subset, batches, groups_of, rows_of, take_unit
 from core.synthesis import synthetic_features, synthetic_records
-from core.vendi import g_vendi, unit_rows
+from core.vendi import SecondMoment, vendi
 from core.workspace import Workspace
 
 SOURCES = ("seed", "synthetic")
 SIMS_BYTES = 256 * 2**20  # the most memory one band of near-duplicate cosines takes
+EXACT_PAIRS_ROWS = 20_000  # up to this many rows, near-duplicates are sought among all pairs
+CELL_ROWS = 1_000  # beyond, within k-means cells of about this many rows (candidate_pairs)
+SPLIT_ROWS = 4 * CELL_ROWS  # a larger cell is split by k-means within it
+CELL_BATCH_ROWS = 65_536  # rows of the cells compared in one go (gathered together)
 ANSWER_FORMATS = (  # how a response states its final answer, checked in this order
     ("'#### N'", re.compile(r"^\s*####\s*\S", re.M)),
     ("'\\boxed{...}'", re.compile(r"\\boxed\s*\{")),
 )
+FORMAT_NAMES = (*(name for name, _ in ANSWER_FORMATS), "another form")
+
+T = TypeVar("T")
+
+
+class _Memo:
+    """The last few values computed, by key (shared by a server's threads)."""
+
+    def __init__(self, size: int = 16):
+        self.size, self.values, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self.lock:
+            if key in self.values:
+                self.values.move_to_end(key)
+                return self.values[key]
+        value = make()
+        with self.lock:
+            self.values[key] = value
+            while len(self.values) > self.size:
+                self.values.popitem(last=False)
+        return value
+
+
+_REMOVALS = _Memo()
+_FORMATS = _Memo()
 
 
 def removed(ws: Workspace, dataset: str) -> dict[int, str]:
     """Removed seed rows and why."""
     return ws.catalogue.removed_rows(ws.dataset(dataset).id)
+
+
+@dataclass(frozen=True)
+class Removals:
+    rows: np.ndarray  # the removed seed rows, ascending
+    by_reason: dict[str, int]  # how many by reason ("exact duplicate of row 3": "exact duplicate")
+
+
+def removals(ws: Workspace, dataset: str) -> Removals:
+    """The dataset's removed rows and their count by reason, read from the catalogue once
+    per change of them (its `removed_revision`), then kept."""
+    info = ws.dataset(dataset)
+    key = (str(ws.catalogue.path.resolve()), info.id, ws.catalogue.removed_revision(info.id))
+
+    def read() -> Removals:
+        rows, reasons = ws.catalogue.removed_reasons(info.id)
+        by_reason = Counter(reason.split(" of row")[0] for reason in reasons)
+        return Removals(np.asarray(rows, dtype=np.int64), dict(by_reason))
+
+    return _REMOVALS.get(key, read)
+
+
+def kept_mask(ws: Workspace, dataset: str) -> np.ndarray:
+    """True for each seed row of the curated set: every row of the dataset but the removed."""
+    mask = np.ones(ws.dataset(dataset).rows, dtype=bool)
+    mask[removals(ws, dataset).rows] = False
+    return mask
 
 
 def remove_rows(ws: Workspace, dataset: str, rows: list[int], reason: str) -> int:
@@ -60,23 +129,55 @@ def restore_rows(ws: Workspace, dataset: str, rows: list[int] | None = None) -> 
 # --- near-duplicate groups -----------------------------------------------------------------
 
 
-def _components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
-    parent = list(range(n))
+def _components(pairs: np.ndarray) -> list[list[int]]:
+    """The connected groups of rows linked by `pairs` (m x 2), each ascending."""
+    if not len(pairs):
+        return []
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
+    nodes = np.unique(pairs)
+    ends = np.searchsorted(nodes, pairs)
+    graph = coo_matrix(
+        (np.ones(len(ends), dtype=np.int8), (ends[:, 0], ends[:, 1])), shape=(len(nodes),) * 2
+    )
+    count, labels = connected_components(graph, directed=False)
+    order, starts = groups_of(labels, count)
+    return [nodes[order[starts[g] : starts[g + 1]]].tolist() for g in range(count)]
 
-    for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return [g for g in groups.values() if len(g) > 1]
+
+def _text_pairs(path: Path, live: np.ndarray) -> np.ndarray:
+    """Pairs (first row, later row) of live rows with the same prompt and response once
+    white space and case are folded, found through a 128-bit digest of the folded text."""
+    if len(live) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    digests = np.empty((len(live), 2), dtype=np.uint64)
+    alive = np.zeros(int(live[-1]) + 1, dtype=bool)
+    alive[live] = True
+    at, row = 0, 0
+    for batch in pq.ParquetFile(path).iter_batches(columns=["prompt", "response"]):
+        prompts, responses = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        for prompt, response in zip(prompts, responses, strict=True):
+            if row < len(alive) and alive[row]:
+                text = normalise_text(prompt) + "\x00" + normalise_text(response)
+                digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+                digests[at] = np.frombuffer(digest, dtype=np.uint64)
+                at += 1
+            row += 1
+    order = np.lexsort((live, digests[:, 1], digests[:, 0]))
+    same = np.all(digests[order][1:] == digests[order][:-1], axis=1)
+    first = np.maximum.accumulate(
+        np.where(np.concatenate([[True], ~same]), np.arange(len(order)), 0)
+    )
+    later = np.flatnonzero(np.concatenate([[False], same]))
+    return np.column_stack([live[order[first[later]]], live[order[later]]]).astype(np.int64)
+
+
+def pair_search(ws: Workspace, dataset: str) -> str:
+    """Which gradient search `duplicate_groups` makes on the dataset's live rows: 'all
+    pairs' up to EXACT_PAIRS_ROWS, else 'candidate pairs'."""
+    live = ws.dataset(dataset).rows - len(removals(ws, dataset).rows)
+    return "all pairs" if live <= EXACT_PAIRS_ROWS else "candidate pairs"
 
 
 def duplicate_groups(
@@ -86,41 +187,45 @@ def duplicate_groups(
     *,
     threshold: float = 0.98,
     block: int = 4096,
+    exact: bool | None = None,
     on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, Any]]:
     """Groups of seed rows that say the same: the same prompt and response (white space and
     case folded), or gradient features with a cosine above `threshold` (when `features`
-    are given; see similar_pairs). Rows already removed are left out. Largest groups first."""
+    are given). Rows already removed are left out. Largest groups first.
+
+    The gradient search compares all pairs (`similar_pairs`; `on_progress(rows, rows)`)
+    up to EXACT_PAIRS_ROWS live rows, else candidate pairs within k-means cells
+    (`candidate_pairs`; `on_progress(steps, STEPS)`); `exact` forces one or the other."""
     info = ws.dataset(dataset)
-    gone = removed(ws, dataset)
-    table = pq.read_table(info.path, columns=["id", "prompt", "response"])
-    ids = table.column("id").to_pylist()
-    prompts, responses = table.column("prompt").to_pylist(), table.column("response").to_pylist()
-    live = [i for i in range(info.rows) if i not in gone]
-    first_of: dict[str, int] = {}
-    pairs: list[tuple[int, int]] = []
-    for i in live:
-        key = normalise_text(prompts[i]) + "\x00" + normalise_text(responses[i])
-        if key in first_of:
-            pairs.append((first_of[key], i))
-        else:
-            first_of[key] = i
+    live = np.flatnonzero(kept_mask(ws, dataset))
+    pairs = [_text_pairs(info.path, live)]
     if features is not None and len(live) > 1:
-        x = unit_rows(features.matrix()[live], np.float32)
-        close = similar_pairs(x, threshold, block=block, on_progress=on_progress)
-        pairs += [(live[i], live[j]) for i, j in close]
+        if exact if exact is not None else len(live) <= EXACT_PAIRS_ROWS:
+            x = take_unit(features, live)
+            close = np.array(
+                similar_pairs(x, threshold, block=block, on_progress=on_progress), dtype=np.int64
+            ).reshape(-1, 2)
+            del x
+        else:
+            close = candidate_pairs(Subset(features, live), threshold, on_progress=on_progress)
+        pairs.append(live[close])
+    groups = _components(np.concatenate(pairs))
+    shown = np.array(sorted({r for g in groups for r in g}), dtype=np.int64)
+    where = {int(r): i for i, r in enumerate(shown)}
+    columns = read_columns(info.path, ["id", "prompt", "response"], shown)
+    ids, prompts, responses = columns["id"], columns["prompt"], columns["response"]
     out = []
-    for members in _components(info.rows, pairs):
-        members.sort()
-        same = all(_same_text(members[0], m, prompts, responses) for m in members[1:])
-        kind = "exact" if same else "gradient"
+    for members in groups:
+        at = [where[m] for m in members]
+        same = all(_same_text(at[0], m, prompts, responses) for m in at[1:])
         out.append(
             {
                 "rows": members,
-                "ids": [ids[m] for m in members],
-                "kind": kind,
+                "ids": [ids[m] for m in at],
+                "kind": "exact" if same else "gradient",
                 "keep": members[0],
-                "prompt": prompts[members[0]][:200],
+                "prompt": prompts[at[0]][:200],
             }
         )
     out.sort(key=lambda g: (-len(g["rows"]), g["rows"][0]))
@@ -148,6 +253,91 @@ def similar_pairs(
     return pairs
 
 
+def _cross_pairs(x: np.ndarray, y: np.ndarray, threshold: float) -> np.ndarray:
+    """Pairs (i, j) of rows of `x` and rows of `y` (unit) whose dot product is above
+    `threshold`, in bands of at most SIMS_BYTES of products."""
+    if not len(x) or not len(y):
+        return np.empty((0, 2), dtype=np.int64)
+    step = max(1, SIMS_BYTES // (4 * len(y)))
+    found = []
+    for start in range(0, len(x), step):
+        a, b = np.nonzero(x[start : start + step] @ y.T > threshold)
+        found.append(np.column_stack([a + start, b]))
+    return np.concatenate(found).astype(np.int64)
+
+
+def candidate_pairs(
+    features: np.ndarray | RowSource,
+    threshold: float,
+    *,
+    cell_rows: int | None = None,
+    seed: int = 0,
+    on_progress: ProgressFn = no_progress,
+) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows whose cosine is above `threshold`, sought among
+    candidate pairs only, as semantic-dedup tools do: the rows are cut into cells of about
+    `cell_rows` (default CELL_ROWS) by spherical k-means (a cell beyond SPLIT_ROWS is split by k-means within
+    it), each row is a member of the cell of its nearest centroid and a guest of the cell
+    of its second nearest, and each cell's members are compared with each other and with
+    its guests. A pair is found when the two share their nearest centroid or one's nearest
+    is the other's second; the others are missed (bench/scale_1m.py measures the recall
+    against all pairs). A guest whose second cosine is below its first by more than
+    2 sqrt(2 - 2 threshold) cannot be that close to a member and is not compared.
+    Cost: N x cells for the cells, about 2 N x cell_rows products for the pairs.
+    m x 2 int64, sorted; `on_progress(steps, STEPS)`."""
+    source = rows_of(features)
+    n, cell_rows = source.rows, cell_rows or CELL_ROWS
+    if n <= cell_rows:  # one cell: all pairs
+        x = take_unit(source, np.arange(n))
+        return np.array(
+            similar_pairs(x, threshold, on_progress=on_progress), dtype=np.int64
+        ).reshape(-1, 2)
+    clustering, splitting, assigning, comparing = parts(on_progress, [n, n / 4, n, 2 * n])
+    k = math.ceil(n / cell_rows)
+    first = spherical_kmeans(source, k, seed=seed, on_progress=clustering)
+    sizes = first.sizes()
+    big = np.flatnonzero(sizes > SPLIT_ROWS)
+    leaves = [first.centroids[np.setdiff1d(np.arange(first.k), big)]]
+    order, starts = groups_of(first.labels, first.k)
+    splitting(0, len(big))
+    for done, c in enumerate(big, 1):
+        rows = order[starts[c] : starts[c + 1]]
+        leaves.append(
+            spherical_kmeans(
+                Subset(source, rows), max(2, math.ceil(len(rows) / cell_rows)), seed=seed
+            ).centroids
+        )
+        splitting(done, len(big))
+    splitting(1, 1)
+    del first, order
+    leaves = np.vstack(leaves)
+    best, sims = nearest(source, leaves, top=2, on_progress=assigning)
+    reach = 2 * math.sqrt(max(0.0, 2 - 2 * threshold))
+    guest = (best[:, 1] >= 0) & (sims[:, 1] >= sims[:, 0] - reach)
+    members, member_starts = groups_of(best[:, 0], len(leaves))
+    guest_rows = np.flatnonzero(guest)
+    guests, guest_starts = groups_of(best[guest_rows, 1], len(leaves))
+    guests = guest_rows[guests]
+    found = []
+    for lo, hi in batches(member_starts, CELL_BATCH_ROWS):
+        m_rows = members[member_starts[lo] : member_starts[hi]]
+        g_rows = guests[guest_starts[lo] : guest_starts[hi]]
+        m, g = take_unit(source, m_rows), take_unit(source, g_rows)
+        for c in range(lo, hi):
+            ms, me = member_starts[c] - member_starts[lo], member_starts[c + 1] - member_starts[lo]
+            gs, ge = guest_starts[c] - guest_starts[lo], guest_starts[c + 1] - guest_starts[lo]
+            inside = np.array(similar_pairs(m[ms:me], threshold), dtype=np.int64).reshape(-1, 2)
+            found.append(m_rows[ms:me][inside])
+            across = _cross_pairs(m[ms:me], g[gs:ge], threshold)
+            found.append(
+                np.column_stack([m_rows[ms:me][across[:, 0]], g_rows[gs:ge][across[:, 1]]])
+            )
+        comparing(int(member_starts[hi]), n)
+    pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+    pairs = np.sort(pairs, axis=1)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+
+
 def _same_text(a: int, b: int, prompts: list[str], responses: list[str]) -> bool:
     return normalise_text(prompts[a]) == normalise_text(prompts[b]) and normalise_text(
         responses[a]
@@ -165,13 +355,24 @@ def resolve_group(
     return remove_rows(ws, dataset, others, f"{group['kind']} duplicate of row {keep}")
 
 
+def resolve_groups(ws: Workspace, dataset: str, groups: list[dict[str, Any]]) -> int:
+    """Keep the first row of each group and remove the others, in one transaction;
+    returns how many rows were removed."""
+    info = ws.dataset(dataset)
+    removed_rows = 0
+    with ws.catalogue.transaction() as catalogue:
+        for group in groups:
+            others = sorted({int(r) for r in group["rows"]} - {int(group["keep"])})
+            if others and (others[0] < 0 or others[-1] >= info.rows):
+                raise UserError(f"rows must be between 0 and {info.rows - 1}")
+            catalogue.remove_rows(
+                info.id, others, f"{group['kind']} duplicate of row {group['keep']}"
+            )
+            removed_rows += len(others)
+    return removed_rows
+
+
 # --- the curated set -----------------------------------------------------------------------
-
-
-def kept_rows(ws: Workspace, dataset: str) -> list[int]:
-    """The seed rows of the curated set: every row of the dataset but the removed ones."""
-    gone = removed(ws, dataset)
-    return [row for row in range(ws.dataset(dataset).rows) if row not in gone]
 
 
 def check_include(include: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -194,9 +395,9 @@ def curated_records(
     exemplar ids, votes."""
     include = check_include(include)
     if "seed" in include:
-        kept = set(kept_rows(ws, dataset))
+        kept = kept_mask(ws, dataset)
         for row, record in enumerate(iter_records(ws.dataset(dataset).path)):
-            if row in kept:
+            if kept[row]:
                 yield record, _provenance(record, cluster=_seed_cluster(clusters, row))
     if "synthetic" in include:
         for record in synthetic_records(ws, dataset):
@@ -247,21 +448,21 @@ def curated_g_vendi(
 ) -> float:
     """G-Vendi of the curated set in the feature space of `features` (kept seed rows, plus
     the synthetic samples' features from their runs, computed anew where a run used
-    other feature settings)."""
+    other feature settings), streamed from the feature chunks (removed rows weigh 0)."""
     include = check_include(include)
-    parts = []
+    moment = SecondMoment(features.dim)
     if "seed" in include:
-        keep = np.array(kept_rows(ws, dataset), dtype=np.int64)
-        parts.append(unit_rows(features.matrix()[keep], np.float32))
+        kept = kept_mask(ws, dataset).astype(np.float64)
+        for start, chunk in features.iter_chunks():
+            moment.add(chunk, kept[start : start + len(chunk)])
     if "synthetic" in include:
         # the feature set's own proxy spec: its pinned revision too
         vectors = synthetic_features(ws, dataset, features.encoder.proxy, features.config, runtime)
         if len(vectors):
-            parts.append(vectors)
-    rows = [p for p in parts if len(p)]
-    if not rows:
+            moment.add(vectors)
+    if moment.weight <= 0:
         raise UserError("the curated set is empty")
-    return g_vendi(np.vstack(rows))
+    return vendi(moment.eigen()[0])
 
 
 def answer_format(response: str) -> str:
@@ -290,11 +491,20 @@ def answer_format_note(formats: dict[str, Counter]) -> str | None:
     )
 
 
-def answer_formats(path: Path) -> list[str]:
-    """The format of each record's final answer (answer_format), in row order, for the
-    records' Parquet file at `path`: what the summary counts of the seed rows."""
-    batches = pq.ParquetFile(path).iter_batches(columns=["response"])
-    return [answer_format(r) for batch in batches for r in batch.column(0).to_pylist()]
+def answer_formats(path: Path) -> np.ndarray:
+    """The format of each record's final answer (answer_format) as an index into
+    FORMAT_NAMES (uint8), in row order, for the records' Parquet file at `path`: what the
+    summary counts of the seed rows. Read once per version of the file, then kept."""
+    st = path.stat()
+
+    def read() -> np.ndarray:
+        batches = pq.ParquetFile(path).iter_batches(columns=["response"])
+        codes = [
+            FORMAT_NAMES.index(answer_format(r)) for b in batches for r in b.column(0).to_pylist()
+        ]
+        return np.asarray(codes, dtype=np.uint8)
+
+    return _FORMATS.get((str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns), read)
 
 
 def summary(
@@ -303,38 +513,48 @@ def summary(
     *,
     include: tuple[str, ...] = SOURCES,
     clusters: np.ndarray | None = None,
-    seed_formats: list[str] | None = None,
+    seed_formats: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Sizes of the curated set by source and by cluster, the removals by reason, and notes
-    (answers in different formats by source). `seed_formats`: the dataset's answer_formats,
-    when the caller keeps them (they are read from its records otherwise); the removals
-    and the synthetic samples are read each time."""
+    (answers in different formats by source). `seed_formats`: the dataset's answer_formats
+    (kept per records file when not given). The seed rows are counted from the removals
+    (`removals`: kept per change of them) and arrays, never read; the synthetic samples
+    are read each time."""
     include = check_include(include)
+    info = ws.dataset(dataset)
+    gone = removals(ws, dataset)
     by_source: Counter = Counter()
     by_cluster: Counter = Counter()
     formats: dict[str, Counter] = {source: Counter() for source in SOURCES}
     if "seed" in include:
-        if seed_formats is None:
-            seed_formats = answer_formats(ws.dataset(dataset).path)
-        for row in kept_rows(ws, dataset):  # the seed rows of curated_records, without reading them
-            by_source["seed"] += 1
-            formats["seed"][seed_formats[row]] += 1
-            if (cluster := _seed_cluster(clusters, row)) is not None:
-                by_cluster[cluster] += 1
+        if info.rows > len(gone.rows):
+            by_source["seed"] = info.rows - len(gone.rows)
+        codes = answer_formats(info.path) if seed_formats is None else seed_formats
+        kept = _kept_counts(codes, gone.rows, len(FORMAT_NAMES))
+        formats["seed"].update({FORMAT_NAMES[f]: int(kept[f]) for f in np.flatnonzero(kept)})
+        if clusters is not None:
+            sizes = _kept_counts(clusters, gone.rows, int(clusters.max(initial=-1)) + 1)
+            by_cluster.update({int(c): int(sizes[c]) for c in np.flatnonzero(sizes)})
     if "synthetic" in include:
         for record, prov in curated_records(ws, dataset, include=("synthetic",)):
             by_source[prov["source"]] += 1
             formats[prov["source"]][answer_format(record.response)] += 1
             if prov["cluster"] is not None:
                 by_cluster[int(prov["cluster"])] += 1
-    gone = removed(ws, dataset)
-    reasons = Counter(reason.split(" of row")[0] for reason in gone.values())
     return {
         "dataset": dataset,
         "rows": sum(by_source.values()),
         "by_source": dict(by_source),
         "by_cluster": {str(k): v for k, v in sorted(by_cluster.items())},
-        "removed": len(gone),
-        "removed_by_reason": dict(reasons),
+        "removed": len(gone.rows),
+        "removed_by_reason": dict(gone.by_reason),
         "notes": [note] if (note := answer_format_note(formats)) else [],
     }
+
+
+def _kept_counts(values: np.ndarray, removed_rows: np.ndarray, length: int) -> np.ndarray:
+    """How many rows not removed hold each value 0 .. length - 1."""
+    values = np.asarray(values)
+    return np.bincount(values, minlength=length) - np.bincount(
+        values[removed_rows], minlength=length
+    )

@@ -93,15 +93,14 @@ def score(
         "cached": fs.cached,
         "warnings": [fs.facts["warning"]] if fs.facts.get("warning") else [],
     }
-    if replicates or by:
-        matrix = fs.matrix()
     if replicates:
-        interval = bootstrap(matrix, q=q, replicates=replicates, seed=seed, on_progress=resampled)
+        interval = bootstrap(fs, q=q, replicates=replicates, seed=seed, on_progress=resampled)
         result["interval"] = {
             "low": interval.low,
             "high": interval.high,
             "level": interval.level,
             "replicates": replicates,
+            "blocks": interval.blocks,
         }
     if by:
         labelled(0, 1)
@@ -109,8 +108,7 @@ def score(
         labelled(1, 1)
         result["by"] = by
         result["groups"] = [
-            {**g, "group": str(g["group"])}
-            for g in per_group(matrix, labels, q, on_progress=grouped)
+            {**g, "group": str(g["group"])} for g in per_group(fs, labels, q, on_progress=grouped)
         ]
     on_progress(1, 1)
     return result
@@ -196,16 +194,11 @@ def redundant(
     moment = spectrum(fs.arrays(), rows=fs.rows, on_progress=first)
     values = marginal_values(fs.arrays(), moment, on_progress=second)
     order = np.argsort(values, kind="stable")[:limit]
-    table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt", "response"])
-    ids, prompts = table.column("id"), table.column("prompt")
+    shown = read_columns(ws.dataset(dataset).path, ["id", "prompt"], order)
+    ids, prompts = shown["id"], shown["prompt"]
     return [
-        {
-            "row": int(i),
-            "id": ids[int(i)].as_py(),
-            "marginal_value": float(values[i]),
-            "prompt": prompts[int(i)].as_py(),
-        }
-        for i in order
+        {"row": int(i), "id": id_, "marginal_value": float(values[i]), "prompt": prompt}
+        for i, id_, prompt in zip(order, ids, prompts, strict=True)
     ]
 
 
@@ -299,9 +292,7 @@ def compare(
         step(0, 1)
         entry: dict[str, Any] = {"name": name, "rows": fs.rows, "g_vendi": g_vendi(fs.arrays(), q)}
         if replicates and not equal:
-            interval = bootstrap(
-                fs.matrix(), q=q, replicates=replicates, seed=seed, on_progress=step
-            )
+            interval = bootstrap(fs, q=q, replicates=replicates, seed=seed, on_progress=step)
             entry.update(low=interval.low, high=interval.high, level=interval.level)
         step(1, 1)
         out.append(entry)
@@ -316,7 +307,7 @@ def compare(
     if equal:
         size = min(sizes)
         scores = equal_size(
-            {n: fs.matrix() for n, fs in sets.items()},
+            dict(sets),
             size=size,
             repeats=repeats,
             q=q,

@@ -19,6 +19,11 @@ Vectors computed elsewhere come in through `import_features` (a file read in blo
 the same chunks, moved in and registered whole, or not at all), and a feature set goes
 out through `write_features_file` (`embed --out`) with what makes the import of that file
 in another workspace holding the same data the same feature set (core/vectorfiles.py).
+
+Reading: a chunk's checksum is checked once per version of its file (path, inode, size,
+mtime; see `_VERIFIED`), then the chunk is memory-mapped, not copied. So finding a feature
+set again costs a stat per chunk, and streaming or gathering rows (`arrays`, `take`) keeps
+only the chunk in use mapped: memory stays bounded whatever the number of rows.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -37,7 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -54,6 +58,40 @@ from core.workspace import DatasetInfo, Workspace
 
 if TYPE_CHECKING:
     from core.estimate import Estimate
+
+# Chunk files whose checksum matched, by (path, inode, size, mtime, the manifest's CRC-32):
+# such a file is not read again until one of those changes. A file modified within
+# RACY_SECONDS of its check is not remembered, since a write in the same tick of the file
+# system's clock could leave its size and mtime as they were (git's "racily clean" rule).
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()
+_VERIFIED_MAX = 1_000_000  # entries kept (forgotten all at once beyond: re-checked later)
+RACY_SECONDS = 2.0
+_READ_BYTES = 16 * 2**20  # a checksum reads the file in pieces of this size
+
+
+def _stamp(path: Path, st: os.stat_result, entry: dict[str, int]) -> tuple[str, int, int, int, int]:
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns, entry["crc32"])
+
+
+def _verified(f: BinaryIO, entry: dict[str, int]) -> bool:
+    """Whether the open chunk file `f` has the manifest entry's size and CRC-32: from
+    `_VERIFIED` when this version of the file was checked before, else by reading it."""
+    st = os.fstat(f.fileno())
+    if st.st_size != entry["bytes"]:
+        return False
+    stamp = _stamp(Path(f.name), st, entry)
+    if stamp in _VERIFIED:
+        return True
+    crc = 0
+    while piece := f.read(_READ_BYTES):
+        crc = zlib.crc32(piece, crc)
+    if crc != entry["crc32"]:
+        return False
+    if time.time() - st.st_mtime_ns / 1e9 > RACY_SECONDS:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED.add(stamp)
+    return True
 
 
 def feature_key(dataset: DatasetInfo, encoder: Encoder) -> str:
@@ -93,30 +131,73 @@ class FeatureSet:
     def chunk_path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:05d}.npy"
 
-    def _chunk_bytes(self, index: int) -> bytes | None:
-        """The chunk file's bytes if it is listed in the manifest, the right size, and its
-        checksum matches; else None."""
+    def _open_verified(self, index: int) -> BinaryIO | None:
+        """The chunk file, opened, if it is listed in the manifest, the right size, and its
+        checksum matches (read once per version of the file: see `_VERIFIED`); else None.
+        The checks are made on the open file, which is the one then read."""
         entry = self.chunks.get(index)
-        path = self.chunk_path(index)
-        if entry is None or not path.exists() or path.stat().st_size != entry["bytes"]:
+        if entry is None:
             return None
-        data = path.read_bytes()
-        return data if zlib.crc32(data) == entry["crc32"] else None
+        try:
+            f = open(self.chunk_path(index), "rb")  # noqa: SIM115 (the caller closes it)
+        except OSError:
+            return None
+        try:
+            if _verified(f, entry):
+                return f
+        except OSError:
+            pass
+        f.close()
+        return None
 
     def chunk_is_valid(self, index: int) -> bool:
-        return self._chunk_bytes(index) is not None
+        """Whether the chunk is listed, whole and intact; a chunk file verified before and
+        unchanged since (the same inode, size and mtime) is not read again."""
+        entry = self.chunks.get(index)
+        try:
+            st = self.chunk_path(index).stat()
+        except OSError:
+            return False
+        if entry is not None and _stamp(self.chunk_path(index), st, entry) in _VERIFIED:
+            return True
+        f = self._open_verified(index)
+        if f is None:
+            return False
+        f.close()
+        return True
 
     def load_chunk(self, index: int) -> np.ndarray:
-        """The chunk's rows x dim float32 array, checked and read from disk once."""
-        data = self._chunk_bytes(index)
-        if data is None:
+        """The chunk's rows x dim array, checked (see `chunk_is_valid`) and memory-mapped,
+        read-only: no copy is made, and only the pages used are read."""
+        f = self._open_verified(index)
+        if f is None:
             raise UserError(
                 f"feature chunk {self.chunk_path(index)} is missing or damaged; compute the features again"
             )
-        return np.load(io.BytesIO(data))
+        with f:
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+            if not np.prod(shape):
+                return np.empty(shape, dtype=dtype)
+            mapped = np.memmap(
+                f,
+                dtype=dtype,
+                mode="r",
+                shape=shape,
+                order="F" if fortran else "C",
+                offset=f.tell(),
+            )
+        return mapped.view(np.ndarray)  # a plain array on the mapping (which it keeps open)
 
     def iter_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, rows x dim float32 array) per chunk, in dataset order."""
+        """(first row, rows x dim array) per chunk, in dataset order; each chunk is mapped
+        while it is used (see `load_chunk`)."""
         for index in range(self.n_chunks):
             yield index * self.chunk_rows, self.load_chunk(index)
 
@@ -124,11 +205,36 @@ class FeatureSet:
         """The chunks' arrays in order, for streaming computations."""
         return (chunk for _, chunk in self.iter_chunks())
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at these indices (any order, repeats allowed) as a len(rows) x dim float32
+        array, read from the chunks that hold them (one chunk mapped at a time)."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= self.rows:
+            raise IndexError(f"rows must be between 0 and {self.rows - 1}")
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        chunk_of = ordered // self.chunk_rows
+        present = np.unique(chunk_of)
+        starts = np.searchsorted(chunk_of, present)
+        ends = np.searchsorted(chunk_of, present, side="right")
+        for index, lo, hi in zip(present.tolist(), starts, ends, strict=True):
+            chunk = self.load_chunk(index)
+            out[order[lo:hi]] = chunk[ordered[lo:hi] - index * self.chunk_rows]
+            del chunk  # unmapped before the next is mapped
+        return out
+
     def matrix(self) -> np.ndarray:
-        """All features, N x dim float32, in dataset row order."""
+        """All features, N x dim float32, in dataset row order (N x dim x 4 bytes of memory:
+        what streams or gathers rows uses `arrays` or `take` instead)."""
         if not self.complete:
             raise UserError("these features are not complete yet; compute them first")
-        return np.concatenate([chunk for _, chunk in self.iter_chunks()])
+        out = np.empty((self.rows, self.dim), dtype=np.float32)
+        for start, chunk in self.iter_chunks():
+            out[start : start + len(chunk)] = chunk
+        return out
 
     def manifest(self) -> dict[str, Any]:
         return {

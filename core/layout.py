@@ -1,7 +1,8 @@
 """The 2-D map of a feature set: PCA then UMAP (cosine), optional HDBSCAN groups, density.
 
-Above `fit_rows` rows UMAP is fitted on a seeded sample and the other rows are placed
-with its transform, which keeps large sets within minutes. The local density of a point
+Above `fit_rows` rows the PCA and UMAP are fitted on a seeded sample and the other rows
+are placed with UMAP's transform, in batches: a million rows are placed within minutes,
+streamed from disk. The local density of a point
 is 1 / (mean distance to its `neighbours` nearest points on the map): high in crowded
 regions, low in thin ones.
 """
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.progress import ProgressFn, no_progress, parts
-from core.vendi import unit_rows
+from core.rows import RowSource, rows_of, sample, take_unit, unit_blocks
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the rows beyond the fitted sample placed in batches
+TRANSFORM_BATCH = 50_000  # rows placed by one call of UMAP's transform
+GROUPS_FIT_ROWS = 50_000  # HDBSCAN runs on a sample of this many points at most
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,20 @@ class _Epochs:
 
 
 def umap_layout(
-    features: np.ndarray,
+    features: np.ndarray | RowSource,
     config: LayoutConfig = LayoutConfig(),
     on_progress: ProgressFn = no_progress,
 ) -> np.ndarray:
-    """N x 2 float32 coordinates of the unit-normalised rows (cosine geometry).
-    `on_progress(done, STEPS)` through the PCA, UMAP's neighbour graph and its epochs
-    (of the fit, and of the transform of the rows beyond the fitted sample)."""
+    """N x 2 float32 coordinates of the unit-normalised rows (cosine geometry) of a matrix or
+    a RowSource (a feature set on disk: streamed, never all in memory). The PCA and UMAP are
+    fitted on `config.fit_rows` seeded rows; the other rows are projected block by block and
+    placed by UMAP's transform in batches of TRANSFORM_BATCH rows.
+    `on_progress(done, STEPS)` through the PCA, UMAP's neighbour graph and its epochs (of
+    the fit, then of each batch placed)."""
     from sklearn.decomposition import PCA
 
-    x = unit_rows(features, np.float32)
-    n = len(x)
+    source = rows_of(features)
+    n = source.rows
     if n < 4:  # too few points for a neighbour graph: spread them on a line
         on_progress(1, 1)
         return np.column_stack([np.arange(n, dtype=np.float32), np.zeros(n, dtype=np.float32)])
@@ -86,18 +92,20 @@ def umap_layout(
     )
     rest = np.setdiff1d(np.arange(n), fit)
     # shares of the bar: the PCA, the neighbour graph (reported when it is done), the fit's
-    # epochs, then the transform's neighbour queries and epochs (when rows are left over)
-    pca, graph, epochs, placed, placed_epochs = parts(
-        on_progress, [1, 4, 10, 4 if len(rest) else 0, 6 if len(rest) else 0]
+    # epochs, then the batches placed by the transform (neighbour queries and epochs), in
+    # proportion to the rows left over
+    pca, graph, epochs, placed = parts(
+        on_progress, [1 + n / 100_000, 4, 10, 10 * len(rest) / max(len(fit), 1)]
     )
     pca(0, 1)
-    dims = min(config.pca_dims, x.shape[1], len(fit))
-    reduced = (
-        PCA(dims, svd_solver="randomized", random_state=config.seed)
-        .fit(x[fit])
-        .transform(x)
-        .astype(np.float32)
+    dims = min(config.pca_dims, source.dim, len(fit))
+    projection = PCA(dims, svd_solver="randomized", random_state=config.seed).fit(
+        take_unit(source, fit)
     )
+    reduced = np.empty((n, dims), dtype=np.float32)
+    for start, x in unit_blocks(source):
+        reduced[start : start + len(x)] = projection.transform(x)
+        pca(start + len(x), n)
     pca(1, 1)
     graph(0, 1)
     import umap
@@ -120,18 +128,20 @@ def umap_layout(
     coords = np.empty((n, 2), dtype=np.float32)
     coords[fit] = model.embedding_
     epochs(1, 1)
-    if len(rest):
+    batches = range(0, len(rest), TRANSFORM_BATCH)
+    placed(0, max(len(batches), 1))
+    for b, start in enumerate(batches):
 
-        def queried(done: int, total: int | None) -> None:
-            placed(1, 1)
-            placed_epochs(done, total)
+        def queried(done: int, total: int | None, b: int = b) -> None:
+            placed(b + (done / total if total else 0), len(batches))
 
-        placed(0, 1)
+        rows = rest[start : start + TRANSFORM_BATCH]
         model.tqdm_kwds = _Epochs(queried).kwds()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            coords[rest] = model.transform(reduced[rest])
-    placed_epochs(1, 1)
+            coords[rows] = model.transform(reduced[rows])
+        placed(b + 1, len(batches))
+    placed(1, 1)
     return coords
 
 
@@ -147,11 +157,23 @@ def density(coords: np.ndarray, neighbours: int = 15) -> np.ndarray:
     return (1.0 / np.maximum(mean, 1e-9)).astype(np.float32)
 
 
-def hdbscan_groups(coords: np.ndarray, min_size: int | None = None) -> np.ndarray:
-    """Visual groups on the map (HDBSCAN); -1 marks points in no group."""
+def hdbscan_groups(
+    coords: np.ndarray, min_size: int | None = None, *, fit_rows: int = GROUPS_FIT_ROWS
+) -> np.ndarray:
+    """Visual groups on the map (HDBSCAN); -1 marks points in no group. Beyond `fit_rows`
+    points, HDBSCAN runs on a seeded sample of that many (the smallest group scaled to
+    match) and every point takes the group of its nearest sampled point."""
     from sklearn.cluster import HDBSCAN
 
-    size = min_size or max(5, len(coords) // 200)
-    if len(coords) <= size:
-        return np.zeros(len(coords), dtype=np.int64)
+    n = len(coords)
+    size = min_size or max(5, n // 200)
+    if n > fit_rows:
+        fit = sample(n, fit_rows, 0)
+        labels = hdbscan_groups(coords[fit], max(2, round(size * fit_rows / n)), fit_rows=fit_rows)
+        from sklearn.neighbors import KDTree
+
+        nearest = KDTree(coords[fit]).query(coords, k=1, return_distance=False)[:, 0]
+        return labels[nearest]
+    if n <= size:
+        return np.zeros(n, dtype=np.int64)
     return HDBSCAN(min_cluster_size=size, copy=True).fit(coords).labels_.astype(np.int64)

@@ -2,7 +2,10 @@
 
 Artefacts live beside the feature set they come from (`<feature folder>/<kind>-<key>.npz`),
 written atomically; the same feature set and parameters give the same file, so nothing is
-computed twice.
+computed twice. The features are read from their chunks as the work goes (streamed, or
+gathered by row), never all at once: a million rows of 1024 dims cost a few blocks of
+memory. The cluster descriptions (G-Vendi, keywords, examples) are kept as JSON, keyed by
+the clustering they describe.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from core.features import FeatureSet
 from core.files import atomic_target
 from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
 from core.progress import ProgressFn, no_progress
+from core.records import read_columns
 from core.regions import (
     Clustering,
     default_k,
@@ -32,7 +35,10 @@ from core.regions import (
 from core.vendi import per_group
 from core.workspace import Workspace
 
-CLUSTERS_VERSION = 1
+CLUSTERS_VERSION = 2  # 2: beyond regions.fit_rows_for(k) rows, fitted on a sample
+DESCRIBED_VERSION = 1
+KEYWORD_ROWS = 200_000  # keywords come from at most about this many prompts ...
+KEYWORD_MIN_ROWS = 50  # ... and at least this many of each cluster (all of a smaller one)
 
 
 def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> Path:
@@ -74,7 +80,7 @@ def clusters_for(
         return Clustering(
             saved["labels"], saved["centroids"], saved["similarity"], int(saved["iterations"])
         )
-    clustering = spherical_kmeans(fs.matrix(), k_rows, seed=seed, on_progress=on_progress)
+    clustering = spherical_kmeans(fs, k_rows, seed=seed, on_progress=on_progress)
     _save(
         path,
         labels=clustering.labels,
@@ -106,7 +112,7 @@ def layout_for(
         return Layout(saved["coords"], saved["density"], True)
     if not compute:
         return None
-    coords = umap_layout(fs.matrix(), config, on_progress)
+    coords = umap_layout(fs, config, on_progress)
     dens = density(coords)
     _save(path, coords=coords, density=dens)
     return Layout(coords, dens, False)
@@ -114,13 +120,57 @@ def layout_for(
 
 def groups_for(fs: FeatureSet, layout: Layout, config: LayoutConfig = LayoutConfig()) -> np.ndarray:
     """HDBSCAN groups on the layout, cached with it."""
-    params = {**config.key_fields(), "hdbscan": 1}
+    params = {**config.key_fields(), "hdbscan": 2}
     path = _artefact(fs, "groups", params)
     if (saved := _load(path)) is not None:
         return saved["labels"]
     labels = hdbscan_groups(layout.coords)
     _save(path, labels=labels)
     return labels
+
+
+def keyword_rows(labels: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """The rows whose prompts give the clusters' keywords, in order: all of them up to
+    KEYWORD_ROWS; beyond, a seeded sample of each cluster, KEYWORD_ROWS / k rows but at
+    least KEYWORD_MIN_ROWS (all rows of a smaller cluster)."""
+    n = len(labels)
+    if n <= KEYWORD_ROWS:
+        return np.arange(n)
+    quota = max(KEYWORD_MIN_ROWS, KEYWORD_ROWS // max(k, 1))
+    order = np.lexsort((np.random.default_rng(seed).permutation(n), labels))
+    starts = np.searchsorted(labels[order], np.arange(k))
+    position = np.arange(n) - starts[labels[order]]
+    return np.sort(order[position < quota])
+
+
+def _description(
+    path: Path, fs: FeatureSet, clustering: Clustering, on_progress: ProgressFn
+) -> dict[str, Any]:
+    """What describes the clusters whatever the sparse percentile: each one's G-Vendi,
+    keywords and example rows; cached beside the features, keyed by the clustering."""
+    digest = hashlib.blake2b(digest_size=10)
+    for array in (clustering.labels, clustering.similarity, clustering.centroids):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    params = {"clustering": digest.hexdigest(), "version": DESCRIBED_VERSION}
+    target = _artefact(fs, "described", params).with_suffix(".json")
+    try:
+        return json.loads(target.read_text())
+    except (OSError, ValueError):
+        pass  # missing or damaged: computed again
+    rows = keyword_rows(clustering.labels, clustering.k)
+    prompts = read_columns(path, ["prompt"], rows)["prompt"]
+    words = keywords(prompts, clustering.labels[rows], clustering.k)
+    scores = {
+        g["group"]: g["g_vendi"] for g in per_group(fs, clustering.labels, on_progress=on_progress)
+    }
+    described = {
+        "g_vendi": [float(scores.get(c, 0.0)) for c in range(clustering.k)],  # empty: none
+        "keywords": words,
+        "example_rows": representatives(clustering),
+    }
+    with atomic_target(target) as tmp:
+        tmp.write_text(json.dumps(described))
+    return described
 
 
 def describe(
@@ -133,18 +183,21 @@ def describe(
     on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, Any]]:
     """One row per cluster: id, size, sparse (size below the percentile), G-Vendi, top
-    keywords of its prompts, and the ids of the 3 samples nearest its centroid.
-    `on_progress(clusters done, clusters)` after each cluster's G-Vendi (vendi.per_group)."""
-    table = pq.read_table(ws.dataset(dataset).path, columns=["id", "prompt"])
-    ids, prompts = table.column("id").to_pylist(), table.column("prompt").to_pylist()
+    keywords of its prompts (`keyword_rows`: all of them, or a sample of each cluster's
+    beyond KEYWORD_ROWS rows), and the ids of the 3 samples nearest its centroid. The
+    G-Vendi, keywords and examples are cached beside the features for this clustering.
+    `on_progress(clusters done, clusters)` after each cluster's G-Vendi (vendi.per_group);
+    (1, 1) when cached."""
+    path = ws.dataset(dataset).path
+    described = _description(path, fs, clustering, on_progress)
+    on_progress(1, 1)
     sizes = clustering.sizes()
     sparse = sparse_clusters(sizes, sparse_below)
-    words = keywords(prompts, clustering.labels, clustering.k)
-    examples = representatives(clustering)
-    scores = {
-        g["group"]: g["g_vendi"]
-        for g in per_group(fs.matrix(), clustering.labels, on_progress=on_progress)
-    }
+    examples = described["example_rows"]
+    shown = np.array(sorted({r for rows in examples for r in rows}), dtype=np.int64)
+    where = {int(r): i for i, r in enumerate(shown)}
+    shown_columns = read_columns(path, ["id", "prompt"], shown)
+    ids, prompts = shown_columns["id"], shown_columns["prompt"]
     out = []
     for c in range(clustering.k):
         out.append(
@@ -152,11 +205,11 @@ def describe(
                 "id": c,
                 "size": int(sizes[c]),
                 "sparse": bool(sparse[c]),
-                "g_vendi": float(scores.get(c, 0.0)),  # an empty cluster has none
-                "keywords": words[c],
-                "examples": [ids[i] for i in examples[c]],
-                "example_rows": [int(i) for i in examples[c]],
-                "example_prompts": [prompts[i] for i in examples[c]],
+                "g_vendi": described["g_vendi"][c],
+                "keywords": described["keywords"][c],
+                "examples": [ids[where[r]] for r in examples[c]],
+                "example_rows": [int(r) for r in examples[c]],
+                "example_prompts": [prompts[where[r]] for r in examples[c]],
             }
         )
     return out

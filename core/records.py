@@ -21,7 +21,7 @@ import math
 import re
 import string
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -658,10 +658,13 @@ def _fingerprint_line(record: Record) -> bytes:
 # --- reading records back -------------------------------------------------------------------
 
 
-def read_columns(path: Path, columns: list[str]) -> dict[str, list[Any]]:
-    """Columns of a records Parquet file as plain lists, in row order (meta and messages as
-    their JSON text)."""
-    return pq.read_table(path, columns=columns).to_pydict()
+def read_columns(
+    path: Path, columns: list[str], rows: Sequence[int] | None = None
+) -> dict[str, list[Any]]:
+    """Columns of a records Parquet file as plain lists, in row order, or of the rows at
+    these indices only, in that order (meta and messages as their JSON text)."""
+    table = pq.read_table(path, columns=columns)
+    return (table if rows is None else table.take(rows)).to_pydict()
 
 
 def iter_records(path: Path, *, batch_rows: int = 1024) -> Iterator[Record]:

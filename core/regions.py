@@ -14,10 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import UserError
-from core.progress import ProgressFn, no_progress
-from core.vendi import unit_rows
+from core.progress import ProgressFn, no_progress, parts
+from core.rows import RowSource, rows_of, sample, take_unit, unit_blocks, unit_rows
 
-_BLOCK = 8192
+_BLOCK = 8192  # rows per block of cosines to the centroids (fewer with many centroids)
+SIMS_BYTES = 256 * 2**20  # the most memory one block of cosines takes
+FIT_ROWS = 100_000  # k-means is fitted on at most this many rows (or FIT_PER_CLUSTER * k) ...
+FIT_PER_CLUSTER = 20
+SAMPLE_TOLERANCE = 1e-3  # ... stopping once fewer than this share of them move
 
 # Markup is not what a cluster is about: LaTeX commands (with their environment names),
 # HTML tags and entities are taken out of the text before its words are counted ...
@@ -80,15 +84,49 @@ def k_problem(k: float) -> str | None:
     return f"must be a fraction of the rows between 0 and 1 or a whole count of at least 2, not {shown}"
 
 
+def _block_rows(k: int) -> int:
+    """Rows per block of row-to-centroid cosines, so that a block takes at most SIMS_BYTES."""
+    return max(256, min(_BLOCK, SIMS_BYTES // (4 * max(k, 1))))
+
+
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index, cosine) of each unit row's nearest unit centroid, in blocks of rows."""
     labels = np.empty(len(x), dtype=np.int64)
     best = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(x), _BLOCK):
-        sims = x[start : start + _BLOCK] @ centroids.T
-        labels[start : start + _BLOCK] = sims.argmax(1)
-        best[start : start + _BLOCK] = sims[np.arange(len(sims)), labels[start : start + _BLOCK]]
+    block = _block_rows(len(centroids))
+    for start in range(0, len(x), block):
+        sims = x[start : start + block] @ centroids.T
+        labels[start : start + block] = sims.argmax(1)
+        best[start : start + block] = sims[np.arange(len(sims)), labels[start : start + block]]
     return labels, best
+
+
+def nearest(
+    features: np.ndarray | RowSource,
+    centroids: np.ndarray,
+    *,
+    top: int = 1,
+    on_progress: ProgressFn = no_progress,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` (1 or 2) nearest unit centroids of every row (cosine), streamed in blocks:
+    (N indices, N cosines) for top 1, N x 2 of each for top 2 (nearest first; with one
+    centroid the second is -1 with cosine -inf). `on_progress(rows done, N)`."""
+    source = rows_of(features)
+    n, k = source.rows, len(centroids)
+    labels = np.empty((n, top), dtype=np.int64)
+    best = np.empty((n, top), dtype=np.float32)
+    on_progress(0, n)
+    for start, x in unit_blocks(source, _block_rows(k)):
+        sims = x @ centroids.T
+        rows = np.arange(len(sims))
+        for t in range(top):
+            pick = sims.argmax(1) if k > t else np.full(len(sims), -1)
+            labels[start : start + len(x), t] = pick
+            best[start : start + len(x), t] = sims[rows, pick] if k > t else -np.inf
+            if t + 1 < top and k > t:
+                sims[rows, pick] = -np.inf
+        on_progress(start + len(x), n)
+    return (labels[:, 0], best[:, 0]) if top == 1 else (labels, best)
 
 
 def _seed(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,22 +159,65 @@ def _seed(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return x[chosen[:k]].copy()
 
 
+def fit_rows_for(k: int) -> int:
+    """The rows k-means with k clusters is fitted on: FIT_ROWS, or FIT_PER_CLUSTER per
+    cluster when that is more. A larger dataset is fitted on a seeded sample of that many
+    rows, and every row is then assigned to its nearest centroid."""
+    return max(FIT_ROWS, FIT_PER_CLUSTER * k)
+
+
 def spherical_kmeans(
-    features: np.ndarray,
+    features: np.ndarray | RowSource,
     k: float,
     *,
     seed: int = 0,
     iterations: int = 20,
+    fit_rows: int | None = None,
     on_progress: ProgressFn = no_progress,
 ) -> Clustering:
-    """Spherical k-means of the rows of `features` (N x d): cosine assignment, mean-direction
-    centroids, k-means++ seeding; the same clusters for the same seed. `k` is a count or a
-    fraction of N. An emptied cluster is re-seeded with the row worst served.
-    `on_progress(steps done, iterations + 1)`: the seeding, then each iteration."""
-    x = unit_rows(features, np.float32)
-    n = len(x)
+    """Spherical k-means of the rows of `features` (N x d, in memory or a RowSource such as
+    a feature set on disk): cosine assignment, mean-direction centroids, k-means++ seeding;
+    the same clusters for the same seed. `k` is a count or a fraction of N. An emptied
+    cluster is re-seeded with the row worst served.
+
+    Up to `fit_rows` rows (default `fit_rows_for(k)`) all rows are clustered together, and
+    `on_progress(steps done, iterations + 1)` reports the seeding, then each iteration.
+    Beyond, the centroids are fitted on a seeded sample of `fit_rows` rows (stopping once
+    fewer than SAMPLE_TOLERANCE of them change cluster), then every row is assigned to its
+    nearest centroid in one streamed pass; `on_progress(steps, STEPS)` covers both."""
+    source = rows_of(features)
+    n = source.rows
     k = resolve_k(k, n)
-    rng = np.random.default_rng(seed)
+    fit_rows = fit_rows or fit_rows_for(k)
+    if n <= fit_rows:
+        x = (
+            unit_rows(features, np.float32)
+            if isinstance(features, np.ndarray)
+            else take_unit(source, np.arange(n))
+        )
+        return _lloyd(x, k, np.random.default_rng(seed), iterations, on_progress)
+    fitting, assigning = parts(on_progress, [iterations * fit_rows, n])
+    x = take_unit(source, sample(n, fit_rows, seed))
+    fitted = _lloyd(
+        x, k, np.random.default_rng(seed), iterations, fitting, tolerance=SAMPLE_TOLERANCE
+    )
+    del x
+    labels, similarity = nearest(source, fitted.centroids, on_progress=assigning)
+    return Clustering(labels, fitted.centroids, similarity, fitted.iterations)
+
+
+def _lloyd(
+    x: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    iterations: int,
+    on_progress: ProgressFn,
+    *,
+    tolerance: float = 0.0,
+) -> Clustering:
+    """Spherical k-means of unit rows `x` in memory: seeding, then up to `iterations`
+    assignment-update steps, stopping when no row (or at most `tolerance` of them) moves."""
+    n = len(x)
     on_progress(0, iterations + 1)
     centroids = _seed(x, k, rng)
     on_progress(1, iterations + 1)
@@ -144,7 +225,8 @@ def spherical_kmeans(
     for ran in range(1, iterations + 1):
         on_progress(ran, iterations + 1)
         new_labels, similarity = _nearest(x, centroids)
-        if np.array_equal(new_labels, labels):
+        moved = int(np.count_nonzero(new_labels != labels))
+        if moved == 0:
             break
         labels = new_labels
         sums = np.zeros_like(centroids)
@@ -154,6 +236,8 @@ def spherical_kmeans(
             worst = np.argsort(similarity)[: len(empty)]
             sums[empty] = x[worst]
         centroids = unit_rows(sums, np.float32)
+        if moved <= tolerance * n:
+            break
     labels, similarity = _nearest(x, centroids)
     on_progress(iterations + 1, iterations + 1)
     return Clustering(labels, centroids, similarity, ran)
@@ -179,7 +263,8 @@ def sparse_clusters(sizes: np.ndarray, percentile: float = 50.0) -> np.ndarray:
 def keywords(texts: list[str], labels: np.ndarray, k: int, *, top: int = 6) -> list[list[str]]:
     """The top words of each cluster by class-based TF-IDF (BERTopic's c-TF-IDF): a word's
     share of the cluster's words times log(1 + mean words per cluster / the word's count
-    over all clusters). English stop words and markup (LaTeX commands, HTML) are left out."""
+    over all clusters). English stop words and markup (LaTeX commands, HTML) are left out.
+    Kept sparse (clusters x words), so 10,000 clusters cost what their words do."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     vectorizer = CountVectorizer(
@@ -191,21 +276,22 @@ def keywords(texts: list[str], labels: np.ndarray, k: int, *, top: int = 6) -> l
         counts = vectorizer.fit_transform(_MARKUP.sub(" ", t) for t in texts)
     except ValueError:  # no words at all (numbers or symbols only)
         return [[] for _ in range(k)]
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import csr_matrix, diags
 
     onehot = csr_matrix(
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels))
     )
-    per_class = np.asarray((onehot @ counts).todense(), dtype=np.float64)
-    words_per_class = per_class.sum(1, keepdims=True)
-    tf = per_class / np.maximum(words_per_class, 1)
-    idf = np.log(1 + words_per_class.mean() / np.maximum(per_class.sum(0), 1))
-    scores = tf * idf
+    per_class = csr_matrix(onehot @ counts, dtype=np.float64)  # k x words, kept sparse
+    words_per_class = np.asarray(per_class.sum(1)).ravel()
+    idf = np.log(1 + words_per_class.mean() / np.maximum(np.asarray(per_class.sum(0)).ravel(), 1))
+    scores = csr_matrix(diags(1 / np.maximum(words_per_class, 1)) @ per_class @ diags(idf))
     vocab = vectorizer.get_feature_names_out()
     out = []
-    for row in scores:
-        best = np.argsort(-row)[:top]
-        out.append([str(vocab[i]) for i in best if row[i] > 0])
+    for c in range(k):
+        row = slice(scores.indptr[c], scores.indptr[c + 1])
+        values, words = scores.data[row], scores.indices[row]
+        best = np.lexsort((words, -values))[:top]  # highest first; ties by the word's order
+        out.append([str(vocab[words[i]]) for i in best if values[i] > 0])
     return out
 
 

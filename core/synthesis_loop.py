@@ -28,6 +28,8 @@ from core.maps import clusters_for
 from core.prompts import normalise_text, parse_problems, solve_prompt
 from core.regions import Clustering, spherical_kmeans
 from core.synthesis_policy import (
+    MIN_GROWTH,
+    POOL_ROOM,
     PlannedRequest,
     Pool,
     Targets,
@@ -165,10 +167,11 @@ class Loop:
             self.ws, self.dataset, proxy=self.proxy, config=self.config, runtime=self.runtime
         )
         table = pq.read_table(self.ws.dataset(self.dataset).path, columns=["id", "prompt"])
-        pool = Pool(
-            unit_rows(fs.matrix(), np.float32),
+        pool = Pool.of_rows(
+            fs,
             table.column("prompt").to_pylist(),
             table.column("id").to_pylist(),
+            room=POOL_ROOM * self.settings.target + MIN_GROWTH,
         )
         self.g_before = self.g_now = g_vendi(pool.features)
         first = clusters_for(fs, k=self.settings.map_k(fs.rows), seed=self.config.seed)

@@ -21,24 +21,43 @@ import numpy as np
 from core.errors import OutOfRange
 from core.prompts import generation_prompt, normalise_text
 from core.regions import sparse_clusters
+from core.rows import RowSource, unit_blocks
 
 if TYPE_CHECKING:
     from core.synthesis import SynthesisSettings
 
 OVERGENERATE = 2  # problems asked for per sample wanted: many are rejected on the way
 MIN_GROWTH = 64  # rows a full Pool grows by at least
+# A run's pool is allocated with room for this many times its target: a round's accepted
+# samples are all kept, so a run can end above its target, but not by that much; beyond,
+# the pool grows by a copy of itself.
+POOL_ROOM = 4
+POOL_BLOCK = 65_536  # pool rows compared with a round's candidates at once
 
 
 class Pool:
     """The seed samples and the ones accepted so far: unit feature rows (float32), texts,
     ids, and the texts normalised (for duplicate checks). The rows live in a buffer with
-    room to spare, so adding a sample writes one row instead of copying the pool."""
+    room to spare (allocated with the pool for what a run may add), so adding a sample
+    writes one row instead of copying the pool."""
 
-    def __init__(self, features: np.ndarray, texts: list[str], ids: list[str]):
-        self._buffer = np.ascontiguousarray(features, dtype=np.float32)
-        self.size = self.n_seed = len(self._buffer)
+    def __init__(self, features: np.ndarray, texts: list[str], ids: list[str], *, room: int = 0):
+        """A pool of these unit rows, with `room` more rows allocated for what is added."""
+        self._buffer = np.empty((len(features) + room, features.shape[1]), dtype=np.float32)
+        self._buffer[: len(features)] = features
+        self.size = self.n_seed = len(features)
         self.texts, self.ids = list(texts), list(ids)
         self.normalised = {normalise_text(t) for t in texts}
+
+    @classmethod
+    def of_rows(cls, source: RowSource, texts: list[str], ids: list[str], *, room: int = 0) -> Pool:
+        """A pool of the rows of `source` unit-normalised (a feature set on disk: filled
+        block by block, so the pool is the only copy in memory), with `room` to add."""
+        pool = cls(np.empty((0, source.dim), dtype=np.float32), texts, ids, room=source.rows + room)
+        for start, block in unit_blocks(source):
+            pool._buffer[start : start + len(block)] = block
+        pool.size = pool.n_seed = source.rows
+        return pool
 
     @property
     def features(self) -> np.ndarray:
@@ -196,14 +215,17 @@ def decide(
     *,
     duplicate_cosine: float,
     mode: str,
+    nearest: float | None = None,
 ) -> Decision:
     """Whether a candidate (its problem text and unit feature vector) joins the pool. It
     lands in the cluster of the nearest centroid; it is rejected as a duplicate (the same
     normalised text as a pool sample, or a cosine above `duplicate_cosine` with one), when
     it landed outside the accepting clusters, or when that cluster's room this round is
-    taken (`taken`: accepted this round, by cluster)."""
+    taken (`taken`: accepted this round, by cluster). `nearest`: its highest cosine with
+    the pool, when the caller has it (else computed)."""
     landed = int(np.argmax(centroids @ vector))
-    nearest = float((pool.features @ vector).max())
+    if nearest is None:
+        nearest = float((pool.features @ vector).max())
     if normalise_text(text) in pool.normalised:
         return Decision(
             "rejected", landed, "duplicate (the same text as an existing sample)", "duplicate"
@@ -245,11 +267,23 @@ def judge(
     mode: str,
 ) -> list[Decision]:
     """A round's decisions on its candidates (problem text, unit features, sample id), in
-    order: each accepted one joins `pool` before the next is decided."""
+    order: each accepted one joins `pool` before the next is decided. The candidates'
+    cosines with the pool as the round starts come from one pass over it (in blocks of
+    POOL_BLOCK rows); those with the samples accepted meanwhile are added one by one."""
+    if not candidates:
+        return []
     pool.reserve(len(candidates))
+    vectors = np.stack([vector for _, vector, _ in candidates]).astype(np.float32)
+    before = np.full(len(candidates), -np.inf, dtype=np.float32)
+    for start in range(0, pool.size, POOL_BLOCK):
+        block = pool.features[start : start + POOL_BLOCK] @ vectors.T
+        np.maximum(before, block.max(0), out=before)
+    started = pool.size
     taken: Counter = Counter()
     decisions = []
-    for text, vector, sample_id in candidates:
+    for (text, vector, sample_id), nearest in zip(candidates, before, strict=True):
+        if pool.size > started:  # the samples this round accepted so far
+            nearest = max(nearest, (pool.features[started:] @ vector).max())
         decision = decide(
             text,
             vector,
@@ -259,6 +293,7 @@ def judge(
             taken,
             duplicate_cosine=duplicate_cosine,
             mode=mode,
+            nearest=float(nearest),
         )
         if decision.status == "accepted":
             taken[decision.landed] += 1

@@ -7,8 +7,9 @@ eigenvalues; q = 1 (Shannon) is G-Vendi: the effective number of distinct gradie
 directions, from 1 (all parallel) to min(N, d).
 
 S is accumulated chunk by chunk in float64 (memory d x d, whatever N), then one
-eigendecomposition gives every order q. All functions take a matrix (N x d) or, where
-noted, an iterable of row chunks.
+eigendecomposition gives every order q. All functions take a matrix (N x d), or, where
+noted, an iterable of row chunks or a RowSource (core/rows.py: a feature set on disk, read
+block by block or gathered by row, so that memory stays bounded whatever N).
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.progress import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress, parts
+from core.rows import BLOCK, RowSource, batches, by_label, rows_of, unit_rows
 
 ORDERS = (0.5, 1.0, 2.0, float("inf"))
-
-
-def unit_rows(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows stay zero (they carry no weight)."""
-    x = np.asarray(x, dtype=dtype)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    return x / np.where(norms > 0, norms, 1.0)[:, None]
+GROUP_ROWS = 32_768  # a set of rows up to this size is scored in memory; a larger one streamed
+GATHER_ROWS = 65_536  # rows of several small groups gathered at once
+EXACT_BOOTSTRAP_ROWS = 20_000  # up to this many rows the bootstrap resamples rows ...
+BOOTSTRAP_BYTES = 2**30  # ... beyond, blocks of rows, their d x d moments taking this much
+BOOTSTRAP_BLOCKS = (16, 256)  # the fewest and the most blocks
 
 
 class SecondMoment:
@@ -146,16 +146,33 @@ def kernel_eigenvalues(features: np.ndarray) -> np.ndarray:
     return values / values.sum()
 
 
+def _rows_spectrum(source: RowSource, rows: np.ndarray) -> SecondMoment:
+    """The second moment of the rows at these indices (sorted first), gathered in blocks."""
+    rows = np.sort(rows)
+    return spectrum(
+        source.take(rows[start : start + BLOCK]) for start in range(0, len(rows), BLOCK)
+    )
+
+
+def _rows_score(source: RowSource, rows: np.ndarray, q: float) -> float:
+    """The order-q Vendi score of the rows at these indices: from the rows in memory (the
+    kernel's spectrum, `kernel_eigenvalues`) up to GROUP_ROWS, streamed beyond."""
+    if len(rows) <= GROUP_ROWS:
+        return vendi(kernel_eigenvalues(source.take(rows)), q)
+    return vendi(_rows_spectrum(source, rows).eigen()[0], q)
+
+
 @dataclass(frozen=True)
 class Interval:
     low: float
     high: float
     level: float
     replicates: int
+    blocks: int | None = None  # resampled blocks of rows (None: rows were resampled)
 
 
 def bootstrap(
-    features: np.ndarray,
+    features: np.ndarray | RowSource,
     *,
     q: float = 1.0,
     replicates: int = 100,
@@ -163,12 +180,24 @@ def bootstrap(
     seed: int = 0,
     on_progress: ProgressFn = no_progress,
 ) -> Interval:
-    """A bootstrap interval: rows resampled with replacement (as multinomial weights), the
-    replicates' percentile interval re-centred on the full-data estimate.
-    `on_progress(replicates done, replicates)` after each."""
+    """A bootstrap interval, the replicates' percentile interval re-centred on the
+    full-data estimate. `on_progress(done, total)` as the work goes.
+
+    Up to EXACT_BOOTSTRAP_ROWS rows, rows are resampled with replacement (as multinomial
+    weights). Beyond, a block bootstrap in one pass over the data: the rows are dealt at
+    random into B equal blocks (B from BOOTSTRAP_BLOCKS, as many as BOOTSTRAP_BYTES of
+    d x d moments allow: 128 at d = 1024), each block's second moment is summed once, and
+    each replicate resamples B blocks with replacement, its spectrum that of the weighted
+    sum of their moments (no pass over the rows). Random blocks of n / B rows have the
+    variance of n / B rows, so resampling B of them gives the spread of resampling n rows
+    to first order, at the cost of one G-Vendi plus one d x d eigendecomposition per
+    replicate."""
+    source = rows_of(features)
+    n = source.rows
     rng = np.random.default_rng(seed)
-    u = unit_rows(features)
-    n = len(u)
+    if n > EXACT_BOOTSTRAP_ROWS:
+        return _block_bootstrap(source, rng, q, replicates, level, on_progress)
+    u = unit_rows(features if isinstance(features, np.ndarray) else source.take(np.arange(n)))
     scores = []
     for done in range(1, replicates + 1):
         counts = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
@@ -176,34 +205,79 @@ def bootstrap(
         on_progress(done, replicates)
     # Resampling with replacement duplicates rows, which pulls every replicate's score down;
     # so the percentile interval is re-centred on the estimate: it reports the spread only.
+    return _interval(scores, vendi(kernel_eigenvalues(u), q), level)
+
+
+def _interval(
+    scores: list[float], estimate: float, level: float, blocks: int | None = None
+) -> Interval:
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(scores, [tail, 100 - tail]) + (
-        vendi(kernel_eigenvalues(u), q) - np.mean(scores)
-    )
-    return Interval(float(low), float(high), level, replicates)
+    low, high = np.percentile(scores, [tail, 100 - tail]) + (estimate - np.mean(scores))
+    return Interval(float(low), float(high), level, len(scores), blocks)
+
+
+def _block_bootstrap(
+    source: RowSource,
+    rng: np.random.Generator,
+    q: float,
+    replicates: int,
+    level: float,
+    on_progress: ProgressFn,
+) -> Interval:
+    """`bootstrap` beyond EXACT_BOOTSTRAP_ROWS rows: resampled blocks of rows."""
+    n, d = source.rows, source.dim
+    low, high = BOOTSTRAP_BLOCKS
+    blocks = int(min(high, max(low, BOOTSTRAP_BYTES // (8 * d * d)), n))
+    summed, resampled = parts(on_progress, [n, replicates * d * d / 4])
+    _, order, starts = by_label(rng.permutation(n) % blocks)
+    moments = np.empty((blocks, d, d))
+    sizes = np.diff(starts).astype(np.float64)
+    for b in range(blocks):
+        moments[b] = _rows_spectrum(source, order[starts[b] : starts[b + 1]]).sum
+        summed(int(starts[b + 1]), n)
+    total = moments.sum(0) / sizes.sum()
+    values = np.clip(np.linalg.eigvalsh(total), 0.0, None)
+    scores = []
+    for done in range(1, replicates + 1):
+        counts = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks)).astype(np.float64)
+        resample = np.tensordot(counts, moments, 1) / (counts @ sizes)
+        scores.append(vendi(np.clip(np.linalg.eigvalsh(resample), 0.0, None), q))
+        resampled(done, replicates)
+    return _interval(scores, vendi(values, q), level, blocks)
 
 
 def per_group(
-    features: np.ndarray,
+    features: np.ndarray | RowSource,
     labels: np.ndarray,
     q: float = 1.0,
     on_progress: ProgressFn = no_progress,
 ) -> list[dict[str, object]]:
     """G-Vendi of each group of rows (e.g. a cluster, a source, a topic), largest group first.
-    `on_progress(groups done, groups)` after each."""
-    labels = np.asarray(labels)
+    Small groups are gathered several at a time and each scored from its rows in memory; a
+    group of more than GROUP_ROWS rows is streamed. `on_progress(groups done, groups)`."""
+    source = rows_of(features)
+    groups, order, starts = by_label(labels)
     out = []
-    groups = np.unique(labels)
-    for done, label in enumerate(groups, 1):
-        rows = features[labels == label]
-        out.append(
-            {
-                "group": label.item() if hasattr(label, "item") else label,
-                "rows": len(rows),
-                "g_vendi": vendi(kernel_eigenvalues(rows), q),
-            }
-        )
-        on_progress(done, len(groups))
+    for first, end in batches(starts, GATHER_ROWS, alone=GROUP_ROWS):
+        lo, hi = starts[first], starts[end]
+        if end - first == 1 and hi - lo > GROUP_ROWS:  # one large group
+            scores = [_rows_score(source, order[lo:hi], q)]
+        else:
+            gathered = source.take(order[lo:hi])
+            scores = [
+                vendi(kernel_eigenvalues(gathered[starts[g] - lo : starts[g + 1] - lo]), q)
+                for g in range(first, end)
+            ]
+        for g, score in zip(range(first, end), scores, strict=True):
+            label = groups[g]
+            out.append(
+                {
+                    "group": label.item() if hasattr(label, "item") else label,
+                    "rows": int(starts[g + 1] - starts[g]),
+                    "g_vendi": score,
+                }
+            )
+        on_progress(end, len(groups))
     return sorted(out, key=lambda g: (-g["rows"], str(g["group"])))
 
 
@@ -276,7 +350,7 @@ def leave_one_out(features: np.ndarray, q: float = 1.0) -> np.ndarray:
 
 
 def equal_size(
-    matrices: dict[str, np.ndarray],
+    matrices: dict[str, np.ndarray | RowSource],
     *,
     size: int | None = None,
     repeats: int = 5,
@@ -284,18 +358,19 @@ def equal_size(
     seed: int = 0,
     on_progress: ProgressFn = no_progress,
 ) -> dict[str, tuple[float, float]]:
-    """G-Vendi of each dataset on random subsamples of one size (default: the smallest
-    dataset's), as (mean, standard deviation) over `repeats` draws. G-Vendi grows with N,
-    so only equal sizes compare fairly (the paper's controlled setting).
-    `on_progress(draws done, draws)` after each draw."""
-    size = size or min(len(m) for m in matrices.values())
+    """G-Vendi of each dataset (a matrix or a RowSource) on random subsamples of one size
+    (default: the smallest dataset's), as (mean, standard deviation) over `repeats` draws.
+    G-Vendi grows with N, so only equal sizes compare fairly (the paper's controlled
+    setting). `on_progress(draws done, draws)` after each draw."""
+    sources = {name: rows_of(m) for name, m in matrices.items()}
+    size = size or min(s.rows for s in sources.values())
     rng = np.random.default_rng(seed)
     out = {}
-    draws = len(matrices) * repeats
-    for i, (name, m) in enumerate(matrices.items()):
+    draws = len(sources) * repeats
+    for i, (name, source) in enumerate(sources.items()):
         scores = []
         for r in range(repeats):
-            scores.append(vendi(kernel_eigenvalues(m[rng.choice(len(m), size, replace=False)]), q))
+            scores.append(_rows_score(source, rng.choice(source.rows, size, replace=False), q))
             on_progress(i * repeats + r + 1, draws)
         out[name] = (float(np.mean(scores)), float(np.std(scores)))
     return out

@@ -35,6 +35,11 @@ SCRIPTS = {
     ),
     "map_scale": (False, r"spherical k-means, k = 100: \d+\.\d s, \d+ iterations"),
     "mix_vs_single": (True, r"\| mix-of-five \| \d+\.\d\d \| \d+\.\d\d \|"),
+    "scale_1m": (
+        False,
+        r"\| G-Vendi \(score\) \| \d+\.\d s \| \d+ MiB \| <= 2 min \|(.|\n)*"
+        r"near-duplicate search \(all pairs\): recall 1\.0000 against all pairs",
+    ),
     "vendi_scale": (False, r"score_dual / streamed: \d+\.\dx the time, \d+\.\dx the memory"),
 }
 # what `--help` and an import must not load (numpy and the light core modules may load)

@@ -202,6 +202,38 @@ def test_curation_removals_groups_and_summary(tmp_path):
         list(curation.curated_records(ws, "d", include=("seeds",)))
 
 
+def test_the_summary_reads_no_record_and_the_removals_once_per_change(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "ws")
+    rows = [{"question": f"Q{i}: what is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(30)]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    clusters = np.arange(30) % 4
+    first = curation.summary(ws, "d", clusters=clusters)
+    assert first["by_cluster"] == {"0": 8, "1": 8, "2": 7, "3": 7} and first["removed"] == 0
+
+    def no_reading(*_args, **_kwargs):
+        raise AssertionError("the records were read")
+
+    monkeypatch.setattr(curation.pq, "ParquetFile", no_reading)
+    monkeypatch.setattr(curation, "iter_records", no_reading)
+    reads = []
+    removed_reasons = ws.catalogue.removed_reasons
+    monkeypatch.setattr(
+        ws.catalogue, "removed_reasons", lambda i: reads.append(i) or removed_reasons(i)
+    )
+    assert curation.summary(ws, "d", clusters=clusters, include=("seed",)) == first
+    curation.remove_rows(ws, "d", [0, 4, 5], "by hand")
+    curation.remove_rows(ws, "d", [5], "exact duplicate of row 1")
+    after = curation.summary(ws, "d", clusters=clusters, include=("seed",))
+    assert after["by_source"] == {"seed": 27} and after["removed"] == 3
+    assert after["by_cluster"] == {"0": 6, "1": 7, "2": 7, "3": 7}
+    assert after["removed_by_reason"] == {"by hand": 2, "exact duplicate": 1}
+    assert curation.summary(ws, "d", clusters=clusters, include=("seed",)) == after
+    assert len(reads) == 1  # once per change of the removals
+    curation.restore_rows(ws, "d", [0])
+    assert curation.summary(ws, "d", clusters=clusters, include=("seed",))["removed"] == 2
+    assert len(reads) == 2
+
+
 def test_similar_pairs_are_the_upper_triangle_above_the_threshold(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 8)).astype(np.float32)
@@ -247,6 +279,58 @@ def test_gradient_near_duplicates(tmp_path):
     grouped = [set(g["rows"]) for g in banded]
     assert pairs and all(any({i, j} <= g for g in grouped) for i, j in pairs)
     assert 1 < sum(len(g) for g in grouped) < 20
+
+
+def planted_near_duplicates(n: int = 3000, d: int = 32, pairs: int = 60, seed: int = 0):
+    """Unit rows around 12 centres of uneven sizes, with `pairs` near-duplicates (cosine
+    about 0.99 with an earlier row) and 10 exact copies planted."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((12, d))
+    which = rng.choice(12, n, p=rng.dirichlet(np.full(12, 0.5)))
+    x = centres[which] + 0.6 * rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    copies = rng.choice(n, 2 * pairs + 20, replace=False)
+    originals, near, exact = copies[:pairs], copies[pairs : 2 * pairs], copies[2 * pairs :]
+    x[near] = x[originals] + 0.02 * rng.standard_normal((pairs, d))
+    x[exact[:10]] = x[exact[10:]]
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_candidate_pairs_find_the_same_pairs_as_all_pairs(monkeypatch):
+    x = planted_near_duplicates()
+    exact = set(curation.similar_pairs(x, 0.98))
+    assert len(exact) >= 70  # the planted pairs, and the few close by chance
+    monkeypatch.setattr(curation, "SPLIT_ROWS", 300)  # large cells are split again
+    seen: list[tuple[int, int | None]] = []
+    found = curation.candidate_pairs(
+        x, 0.98, cell_rows=100, on_progress=lambda d, t: seen.append((d, t))
+    )
+    assert found.dtype == np.int64 and (found[:, 0] < found[:, 1]).all()
+    assert {tuple(p) for p in found.tolist()} == exact  # recall 1.0, and nothing else
+    assert seen[-1] == (1000, 1000) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # and from a workspace's feature set: the same groups as the search of all pairs
+    loose = curation.candidate_pairs(x, 0.5, cell_rows=100)
+    truth = set(curation.similar_pairs(x, 0.5))
+    assert {tuple(p) for p in loose.tolist()} <= truth and len(loose) > 0.5 * len(truth)
+
+
+def test_duplicate_groups_search_candidate_pairs_beyond_the_exact_size(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "ws")
+    rows = [
+        {"question": f"Q{i}: what is {i} times {i + 1}?", "answer": f"{i * (i + 1)}"}
+        for i in range(40)
+    ]
+    ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
+    fs = compute_features(ws, "d", proxy=TINY, config=FeatureConfig(dim=64))
+    x = fs.matrix() / np.linalg.norm(fs.matrix(), axis=1, keepdims=True)
+    middle = float(np.quantile((x @ x.T)[np.triu_indices(40, 1)], 0.98))
+    curation.remove_rows(ws, "d", [5], "by hand")
+    every = curation.duplicate_groups(ws, "d", fs, threshold=middle)
+    assert every and all(5 not in g["rows"] for g in every)
+    monkeypatch.setattr(curation, "CELL_ROWS", 8)
+    monkeypatch.setattr(curation, "EXACT_PAIRS_ROWS", 10)
+    assert curation.pair_search(ws, "d") == "candidate pairs"
+    assert curation.duplicate_groups(ws, "d", fs, threshold=middle) == every
 
 
 def synthetic_run(source, folder, *, proxy=TINY, api_key=None) -> tuple[Workspace, str]:

@@ -179,6 +179,52 @@ def test_corrupt_chunk_is_detected_and_recomputed(ws):
     assert np.array_equal(again.matrix(), good)
 
 
+def test_chunks_are_checked_once_per_version_of_their_file(ws, monkeypatch):
+    import zlib
+
+    config = FeatureConfig(dim=64)
+    fs = compute_features(ws, "d", proxy=TINY, config=config, runtime=Runtime(chunk_rows=16))
+    good = fs.matrix()
+    reads: list[int] = []
+    crc32 = zlib.crc32
+    monkeypatch.setattr(zlib, "crc32", lambda data, *a: reads.append(len(data)) or crc32(data, *a))
+
+    def age(path: Path, seconds: float) -> None:
+        os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+    # files written just now are read at every check: a write in the same clock tick could
+    # leave their size and mtime as they were
+    assert find_features(ws, "d", proxy=TINY, config=config) and reads
+    for i in range(fs.n_chunks):
+        age(fs.chunk_path(i), 3600)
+    assert find_features(ws, "d", proxy=TINY, config=config)
+    reads.clear()  # checked once; then neither finding nor reading reads a chunk to check it
+    again = find_features(ws, "d", proxy=TINY, config=config)
+    assert again is not None and np.array_equal(again.matrix(), good) and reads == []
+    chunk = again.load_chunk(1)
+    assert not chunk.flags.writeable and not chunk.flags.owndata  # mapped, not copied
+    assert np.array_equal(again.take(np.array([33, 2, 17, 2])), good[[33, 2, 17, 2]])
+
+    # damaged with its size unchanged: the new mtime makes it checked again, and caught
+    path = fs.chunk_path(1)
+    original = path.read_bytes()
+    damaged = bytearray(original)
+    damaged[-7] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    age(path, 1800)
+    assert find_features(ws, "d", proxy=TINY, config=config) is None
+    with pytest.raises(UserError, match="damaged"):
+        again.load_chunk(1)
+    # put back as it was: intact again; then one byte longer with the mtime it had: caught
+    path.write_bytes(original)
+    age(path, 3600)
+    assert find_features(ws, "d", proxy=TINY, config=config) is not None
+    stamp = path.stat().st_mtime_ns
+    path.write_bytes(original + b"\0")
+    os.utime(path, ns=(stamp, stamp))
+    assert find_features(ws, "d", proxy=TINY, config=config) is None
+
+
 def test_a_run_in_progress_elsewhere_is_refused(ws):
     config = FeatureConfig(dim=32)
     compute_features(ws, "d", proxy=TINY, config=config)

@@ -57,6 +57,26 @@ def test_kmeans_is_deterministic_for_a_seed():
     assert not np.array_equal(a.labels, spherical_kmeans(x, 8, seed=4).labels)
 
 
+def test_kmeans_fitted_on_a_sample_assigns_every_row_to_its_nearest_centroid(ws):
+    x, truth = planted(n=3000, k=12)
+    seen = []
+    result = spherical_kmeans(
+        x, 12, seed=0, fit_rows=400, on_progress=lambda d, t: seen.append((d, t))
+    )
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = u @ result.centroids.T.astype(np.float64)
+    assert np.array_equal(result.labels, sims.argmax(1))  # every row, not only the sample
+    assert np.allclose(result.similarity, sims.max(1), atol=1e-5)
+    assert result.sizes().sum() == 3000 and adjusted_rand_score(truth, result.labels) > 0.9
+    assert seen[-1] == (1000, 1000) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # the same clusters from a feature set on disk (streamed) as from its matrix in memory
+    fs = features(ws)
+    on_disk = spherical_kmeans(fs, 6, seed=1, fit_rows=50)
+    in_memory = spherical_kmeans(fs.matrix(), 6, seed=1, fit_rows=50)
+    assert np.array_equal(on_disk.labels, in_memory.labels)
+    assert np.array_equal(on_disk.centroids, in_memory.centroids)
+
+
 def test_k_as_count_or_fraction():
     assert resolve_k(10, 500) == 10 and resolve_k(0.1, 500) == 50 and resolve_k(900, 500) == 500
     for bad in (0, 1, -4, 2.5, float("nan"), float("inf")):

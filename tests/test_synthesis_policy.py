@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import OutOfRange
+from core.rows import Matrix
 from core.synthesis import SynthesisSettings
 from core.synthesis_policy import (
     Pool,
@@ -150,6 +151,27 @@ def test_the_pool_adds_rows_without_copying_itself_each_time():
     assert np.array_equal(pool.features, np.vstack([seed, added]))
     assert pool.features.dtype == np.float32 and pool.features.flags.c_contiguous
     assert "new 999" in pool.normalised and pool.texts[-1] == "new 999"
+
+
+def test_a_pool_of_rows_on_disk_is_allocated_once_with_room_for_the_run():
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((300, D)).astype(np.float32)
+    texts, ids = [f"seed {i}" for i in range(300)], [f"i{i}" for i in range(300)]
+    pool = Pool.of_rows(Matrix(rows, block=64), texts, ids, room=20)  # filled block by block
+    assert (pool.size, pool.n_seed, pool.capacity) == (300, 300, 320)
+    assert np.allclose(pool.features, rows / np.linalg.norm(rows, axis=1, keepdims=True))
+    seeded = pool.features
+    candidates = [(f"new {i}", unit(*rng.standard_normal(D)), f"n{i}") for i in range(12)]
+    one_by_one = [
+        decide(t, v, pool, CENTROIDS, AUTO, Counter(), duplicate_cosine=0.999, mode="auto")
+        for t, v, _ in candidates
+    ]
+    decisions = judge(candidates, pool, CENTROIDS, AUTO, duplicate_cosine=0.999, mode="auto")
+    assert pool.capacity == 320 and np.shares_memory(seeded, pool.features)  # no copy
+    # the cosines with the pool come from one pass: the same decisions as one by one
+    first = next(i for i, d in enumerate(decisions) if d.status == "accepted")
+    assert decisions[: first + 1] == one_by_one[: first + 1]
+    assert {d.reason_kind for d in decisions[:first]} <= {"duplicate", "landed in a dense cluster"}
 
 
 # --- targets and plans ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 from vendi_score.vendi import score_dual
 
+from core import vendi as vendi_module
 from core.vendi import (
     bootstrap,
     equal_size,
@@ -115,6 +116,24 @@ def test_per_group_equals_separate_scores():
     assert [g["group"] for g in groups] == ["a", "b", "c"]
     for g in groups:
         assert g["g_vendi"] == pytest.approx(g_vendi(x[labels == g["group"]]), rel=1e-9)
+
+
+def test_per_group_gathers_small_groups_together_and_streams_large_ones(monkeypatch):
+    monkeypatch.setattr(vendi_module, "GROUP_ROWS", 20)  # larger groups are streamed ...
+    monkeypatch.setattr(vendi_module, "BLOCK", 7)  # ... 7 rows at a time
+    monkeypatch.setattr(vendi_module, "GATHER_ROWS", 50)  # smaller ones gathered together
+    sizes = {"a": 12, "b": 15, "c": 18, "d": 60, "e": 9, "f": 21, "g": 3}
+    labels = np.repeat(list(sizes), list(sizes.values()))
+    rng.shuffle(labels)
+    x = rng.standard_normal((len(labels), 8)) + 0.3
+    x[labels == "g"] = x[labels == "g"][0]  # one direction: G-Vendi 1
+    seen = []
+    groups = per_group(x, labels, on_progress=lambda d, t: seen.append((d, t)))
+    assert [g["group"] for g in groups] == ["d", "f", "c", "b", "a", "e", "g"]
+    for g in groups:
+        assert g["rows"] == sizes[g["group"]]
+        assert g["g_vendi"] == pytest.approx(g_vendi(x[labels == g["group"]]), rel=1e-6)
+    assert seen[-1] == (7, 7) and len(seen) < 7  # batches of groups, not one call each
 
 
 @pytest.mark.parametrize(("n", "d"), [(200, 16), (500, 64), (64, 200)])
