@@ -3,7 +3,8 @@
 Candidates (each where it can run here):
 - `all`: Plotly WebGL (scattergl), every point a marker (the Map page up to 50,000 points);
 - `sampled`: Plotly WebGL, a seeded sample of charts.MAP_POINTS points (sparse clusters
-  first) over a 2-D histogram heatmap of all points: what the Map page draws above that;
+  first) over a 2-D histogram heatmap of all points: what the Map page draws above that
+  (`sampled:N` draws N);
 - `datashader`: the same sample over an image of all points rasterised by datashader
   (runs when `import datashader` works; it is not a dependency of the app);
 - `atlas`: Apple's embedding-atlas Streamlit component (when `import embedding_atlas`
@@ -110,7 +111,7 @@ def build(coords: np.ndarray, labels: np.ndarray, sparse: np.ndarray, texts: lis
         labels=labels,
         sparse=sparse,
         texts=texts,
-        limit=len(coords) if mode == "all" else None,
+        limit=len(coords) if mode == "all" else int(mode.split(":")[1]) if ":" in mode else None,
     )
     if mode == "datashader":
         import base64
@@ -272,6 +273,7 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
     from tests.browser import launch
 
     result: dict[str, object] = {}
+    step = "start"
     with sync_playwright() as p, BrowserMemory(limit_bytes) as memory:
         browser = launch(p)
         try:
@@ -282,6 +284,7 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
             page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url[:80]}"))
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable")
+            step = "load"
             started = time.perf_counter()
             page.goto(f"{url}/?rows={rows}&mode={mode}")
             if mode == "atlas":
@@ -297,6 +300,7 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
             idle_frame(page)
             result["load_s"] = time.perf_counter() - started
 
+            step = "lasso"
             box = plot.bounding_box()
             cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
             r = min(box["width"], box["height"]) / 5
@@ -311,6 +315,7 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
             idle_frame(page)
             result["lasso_s"] = time.perf_counter() - released
 
+            step = "zoom and pan"
             for name, key in (("Zoom in", "zoom_s"), ("Pan", None)):
                 page.mouse.move(cx, cy)  # the modebar shows while the mouse is over the plot
                 button = page.locator(f'.modebar-btn[data-title="{name}"]').first
@@ -329,8 +334,12 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
             metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
             result["heap_mb"] = metrics["JSHeapUsedSize"] / 1e6
         except Exception as e:  # a killed or overloaded browser: say what happened
-            result["failed"] = (
-                f"over {limit_bytes / 2**30:.0f} GiB" if memory.killed else type(e).__name__
+            result["failed"] = f"{step}: " + (
+                f"over {limit_bytes / 2**30:.0f} GiB"
+                if memory.killed
+                else f"nothing within {timeout_s:.0f} s"
+                if "Timeout" in type(e).__name__
+                else type(e).__name__
             )
             if errors:
                 result["failed"] += f"; the page said: {errors[0][:160]}"
