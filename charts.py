@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from core.geometry import rows_inside
+
 PALETTE = [
     "#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b", "#ff9da6",
     "#9d755d", "#bab0ac", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -35,6 +37,43 @@ def excerpt(text: str, length: int = 80) -> str:
     return html.escape(flat[:length] + ("…" if len(flat) > length else ""))
 
 
+MAP_POINTS = 25_000  # points drawn at most: above, a sample over the density of all (bench/map_render.py)
+_DENSITY_BINS = 256  # cells across the density layer's wider side
+_SPARSE_TRACES = 40  # sparse clusters with a trace (and legend entry) each; beyond, one trace
+
+
+def drawn_rows(labels: np.ndarray, first: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+    """The sorted rows the map draws: all when there are at most `limit`, else a seeded
+    sample of `limit`. Rows of the clusters flagged in `first` (per cluster: the sparse
+    ones, the picked ones) take up to half: every one of them when they fit, else each
+    such cluster up to one common cap, so the smallest are always drawn in full; the rest
+    is a uniform sample of the other rows."""
+    n = len(labels)
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    priority = first[labels]
+    sizes = np.bincount(labels[priority], minlength=len(first))
+    cap = _cap(sizes[sizes > 0], limit // 2)
+    shuffled = rng.permutation(np.flatnonzero(priority))
+    by_cluster = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(sizes)])[labels[by_cluster]]
+    taken = by_cluster[np.arange(len(by_cluster)) - starts < cap]
+    others = np.flatnonzero(~priority)
+    rest = rng.choice(others, min(len(others), limit - len(taken)), replace=False)
+    return np.sort(np.concatenate([taken, rest]))
+
+
+def _cap(sizes: np.ndarray, budget: int) -> int:
+    """The largest cap q with sum(min(size, q)) <= budget (all of the largest when they fit)."""
+    s = np.sort(sizes)
+    if s.sum() <= budget:
+        return int(s[-1]) if len(s) else 0
+    before = np.concatenate([[0], np.cumsum(s)[:-1]])  # rows of the clusters below each
+    over = np.flatnonzero(before + s * (len(s) - np.arange(len(s))) > budget)[0]
+    return int((budget - before[over]) // (len(s) - over))
+
+
 def map_figure(
     coords: np.ndarray,
     *,
@@ -42,30 +81,45 @@ def map_figure(
     colour_kind: str,
     labels: np.ndarray,
     sparse: np.ndarray,
-    hover: Sequence[str],
+    texts: Sequence[str],
     highlight: set[int] | None = None,
     title: str = "",
+    limit: int | None = None,
 ) -> go.Figure:
-    """A WebGL scatter of the layout.
+    """A WebGL scatter of the layout (`coords`, N x 2).
 
-    `colour` is a value per point: numbers when `colour_kind` is "continuous" (density),
+    At most `limit` (default MAP_POINTS) points are drawn (`drawn_rows`: above it, a sample in which the sparse
+    and the highlighted clusters come first), over a grey density layer of all N points (a
+    2-D histogram), so the browser's work does not grow with N; a box or lasso selects from
+    all N points by its shape (`selected_rows`).
+    `colour` is a value per row: numbers when `colour_kind` is "continuous" (density),
     else categories (cluster ids, sparse/dense, a field's values), one trace per category.
-    Over 20 categories: coloured by "cluster", every sparse cluster keeps its own trace and
-    colour and the dense ones share one grey trace; any other colouring keeps the 19 largest
-    and puts the rest in "other". `labels` are cluster ids and `sparse` flags per cluster:
-    points of sparse clusters get a dark ring (a separate, unselectable layer) and sparse
-    clusters a red starred label at their centre. `highlight` dims every cluster but these.
-    Each point's customdata is [dataset row, cluster]. Category names and `colour_kind` come
-    from the data: they are HTML-escaped (plotly renders HTML in legends and hovers).
+    Over 20 categories: coloured by "cluster", every sparse cluster keeps its own colour
+    (and up to 40 of them their own trace and legend entry; more share one trace) and the
+    dense ones share one grey trace; any other colouring keeps the 19 largest and puts the
+    rest in "other". `labels` are cluster ids and `sparse` flags per cluster: points of
+    sparse clusters get a dark ring (a separate, unselectable layer) and sparse clusters a
+    red starred label at their centre. `highlight` dims every cluster but these. `texts`
+    (a row's prompt) give the hover excerpts. Each point's customdata is [dataset row,
+    cluster]. Category names and `colour_kind` come from the data: they are HTML-escaped
+    (plotly renders HTML in legends and hovers).
     """
     n = len(coords)
-    xy = np.round(coords.astype(np.float64), 3)  # 3 decimals: a third of the JSON, same picture
+    picked = np.zeros(len(sparse), dtype=bool)
+    if highlight:
+        picked[[c for c in highlight if 0 <= c < len(sparse)]] = True
+    rows = drawn_rows(labels, sparse | picked, limit or MAP_POINTS)
+    xy = np.round(coords[rows].astype(np.float64), 3)  # 3 decimals: a third of the JSON
+    drawn_labels = labels[rows]
+    colour = np.asarray(colour)
+    drawn_colour = colour[rows]
     # object dtype: plotly would send an int array as a typed array, whose per-point slice
     # comes back from the browser as an object {"0": row, "1": cluster}, not a list
-    customdata = np.column_stack([np.arange(n), labels]).astype(object)
-    text = np.asarray(hover, dtype=object)
-    opacity = 0.8 if not highlight else np.where(np.isin(labels, list(highlight)), 0.95, 0.12)
-    size = 6 if n < 5_000 else 4 if n < 50_000 else 3
+    customdata = np.column_stack([rows, drawn_labels]).astype(object)
+    length = 80 if len(rows) <= 20_000 else 30
+    text = np.array([excerpt(texts[r], length) for r in rows], dtype=object)
+    opacity = 0.8 if not highlight else np.where(picked[drawn_labels], 0.95, 0.12)
+    size = 6 if len(rows) < 5_000 else 4 if len(rows) < 50_000 else 3
     template = "%{text}<extra>row %{customdata[0]} · cluster %{customdata[1]}</extra>"
 
     def points(mask: np.ndarray | slice, **marker) -> dict[str, Any]:
@@ -80,15 +134,17 @@ def map_figure(
             marker=dict(size=size, opacity=alpha, **marker),
         )
 
-    traces = []
+    traces = [_density_layer(coords)] if len(rows) < n else []
     if colour_kind == "continuous":
         traces.append(
             go.Scattergl(
                 name="samples",
                 **points(
                     slice(None),
-                    color=colour,
+                    color=drawn_colour,
                     colorscale="Viridis",
+                    cmin=float(colour.min()),
+                    cmax=float(colour.max()),
                     showscale=True,
                     colorbar=dict(title="density", thickness=12),
                 ),
@@ -96,12 +152,20 @@ def map_figure(
         )
     elif colour_kind == "cluster" and len(np.unique(colour)) > MAX_CATEGORIES:
         thin = np.flatnonzero(sparse)
-        thin = thin[np.isin(thin, colour)]
-        for c, shade in zip(thin, palette(len(thin)), strict=True):
-            traces.append(go.Scattergl(name=f"{c}★", **points(colour == c, color=shade)))
-        dense = ~sparse[colour]
+        thin = thin[np.isin(thin, drawn_colour)]
+        shades = np.array(palette(len(thin)), dtype=object)
+        if len(thin) <= _SPARSE_TRACES:
+            for c, shade in zip(thin, shades, strict=True):
+                traces.append(go.Scattergl(name=f"{c}★", **points(drawn_colour == c, color=shade)))
+        elif len(thin):  # one trace, each sparse cluster still in its own colour
+            mask = sparse[drawn_colour]
+            shade_of = dict(zip(thin.tolist(), shades, strict=True))
+            per_point = [shade_of[c] for c in drawn_colour[mask].tolist()]
+            name = f"sparse clusters ({len(thin)})★"
+            traces.append(go.Scattergl(name=name, **points(mask, color=per_point)))
+        dense = ~sparse[drawn_colour]
         if dense.any():
-            name = f"dense clusters ({len(np.unique(colour[dense]))})"
+            name = f"dense clusters ({int(np.sum(~sparse[np.unique(colour)]))})"
             traces.append(go.Scattergl(name=name, **points(dense, color=DENSE_COLOUR)))
     else:
         values = colour.astype(str)
@@ -109,17 +173,16 @@ def map_figure(
         if len(categories) > MAX_CATEGORIES:
             categories = categories[np.argsort(-counts, kind="stable")][: MAX_CATEGORIES - 1]
         shown = sorted(categories, key=_natural)
-        masks = [(html.escape(c), values == c) for c in shown]
+        drawn_values = values[rows]
+        masks = [(html.escape(c), drawn_values == c) for c in shown]
         rest = ~np.isin(values, categories)
         if rest.any():
-            masks.append(("other", rest))
+            masks.append(("other", rest[rows]))
         for (name, mask), shade in zip(masks, palette(len(masks)), strict=True):
             named = {"sparse": SPARSE_COLOUR, "dense": DENSE_COLOUR}.get(name, shade)
             traces.append(go.Scattergl(name=name, **points(mask, color=named)))
-    ring = sparse[labels] & (np.isin(labels, list(highlight)) if highlight else True)
-    if (
-        ring.any()
-    ):  # rings on the points of sparse clusters; no customdata, so never selected as data
+    ring = sparse[drawn_labels] & (picked[drawn_labels] if highlight else True)
+    if ring.any():  # rings on the points of sparse clusters; no customdata: never selected
         traces.append(
             go.Scattergl(
                 x=xy[ring, 0],
@@ -136,13 +199,16 @@ def map_figure(
                 ),
             )
         )
-    if len(sparse) <= 400:
-        centres = np.array(
-            [
-                coords[labels == c].mean(0) if np.any(labels == c) else [np.nan, np.nan]
-                for c in range(len(sparse))
-            ]
-        )
+    named = np.arange(len(sparse)) if len(sparse) <= 400 else np.flatnonzero(sparse)
+    if len(named) <= 400:  # labels at the clusters' centres (the sparse ones, when many)
+        counts = np.bincount(labels, minlength=len(sparse))[named]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centres = np.column_stack(
+                [
+                    np.bincount(labels, weights=coords[:, i], minlength=len(sparse))[named] / counts
+                    for i in (0, 1)
+                ]
+            )
         traces.append(
             go.Scatter(
                 x=centres[:, 0],
@@ -151,8 +217,10 @@ def map_figure(
                 hoverinfo="skip",
                 showlegend=False,
                 name="clusters",
-                text=[f"<b>{c}★</b>" if sparse[c] else str(c) for c in range(len(sparse))],
-                textfont=dict(color=[SPARSE_COLOUR if s else "#333" for s in sparse], size=11),
+                text=[f"<b>{c}★</b>" if sparse[c] else str(c) for c in named],
+                textfont=dict(
+                    color=[SPARSE_COLOUR if sparse[c] else "#333" for c in named], size=11
+                ),
             )
         )
     figure = go.Figure(traces)
@@ -170,6 +238,29 @@ def map_figure(
         plot_bgcolor="white",
     )
     return figure
+
+
+def _density_layer(coords: np.ndarray) -> go.Heatmap:
+    """Grey shading of how many points fall in each cell (log scale; empty cells clear):
+    where all the points are, under a sample of them. Square cells on the map's extent."""
+    x, y = coords[:, 0].astype(np.float64), coords[:, 1].astype(np.float64)
+    width, height = max(np.ptp(x), 1e-9), max(np.ptp(y), 1e-9)
+    across = (
+        (_DENSITY_BINS, max(1, round(_DENSITY_BINS * height / width)))
+        if width >= height
+        else (max(1, round(_DENSITY_BINS * width / height)), _DENSITY_BINS)
+    )
+    counts, xs, ys = np.histogram2d(x, y, bins=across)
+    shade = np.where(counts > 0, np.log1p(counts), np.nan).T  # rows are y
+    return go.Heatmap(
+        x=np.round((xs[:-1] + xs[1:]) / 2, 4),
+        y=np.round((ys[:-1] + ys[1:]) / 2, 4),
+        z=np.round(shade, 2),
+        colorscale=[[0, "#eef1f5"], [1, "#8a96a6"]],
+        showscale=False,
+        hoverinfo="skip",
+        name="density of all points",
+    )
 
 
 def cluster_sizes(by_cluster: dict[str, int]) -> go.Figure:
@@ -190,11 +281,20 @@ def _natural(value: str) -> tuple[int, Any]:
     return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
 
 
-def selected_rows(selection: dict[str, Any] | None) -> list[int]:
-    """Dataset rows of the points in a Streamlit plotly selection (click, box or lasso),
-    read from each point's customdata; label traces without customdata are ignored."""
+def selected_rows(selection: dict[str, Any] | None, coords: np.ndarray | None = None) -> list[int]:
+    """Dataset rows of a Streamlit plotly selection. A box or lasso, given the layout's
+    `coords` (N x 2, every row, drawn or not), selects every row inside its shape
+    (core.geometry, exact over all N: a sampled view selects from all points); clicked
+    points (or, without `coords`, the points the browser reports) by each point's
+    customdata; label traces without customdata are ignored."""
     if not selection:
         return []
+    shapes = (
+        [(s.get("x") or [], s.get("y") or []) for s in selection.get("box", []) if s],
+        [(s.get("x") or [], s.get("y") or []) for s in selection.get("lasso", []) if s],
+    )
+    if coords is not None and any(shapes):
+        return rows_inside(coords, *shapes).tolist()
     rows = set()
     for point in selection.get("points", []):
         data = point.get("customdata")

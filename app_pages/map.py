@@ -65,9 +65,11 @@ def layout() -> maps.Layout | None:
     )
 
 
-@st.cache_data(show_spinner="Reading the samples...", max_entries=8)
+@st.cache_resource(show_spinner="Reading the samples...", max_entries=2)
 def samples(info: DatasetInfo) -> dict[str, list[str]]:
-    """The records' ids, prompts, responses and sources, once per dataset contents."""
+    """The records' ids, prompts, responses and sources, once per dataset contents (a
+    resource: every rerun shares the lists, where a data cache would copy a million rows
+    each time). Read only."""
     return read_columns(info.path, ["id", "prompt", "response", "source"])
 
 
@@ -111,15 +113,13 @@ def figure_for(
     where = maps.layout_for(fs)
     flags = np.array(sparse, dtype=bool)
     colour, colour_kind = colours(info, fs, labels, flags, where, colour_by)
-    prompts = samples(info)["prompt"]
-    hover = [charts.excerpt(p, 80 if len(prompts) <= 20_000 else 30) for p in prompts]
     return charts.map_figure(
         where.coords,
         colour=colour,
         colour_kind=colour_kind,
         labels=labels,
         sparse=flags,
-        hover=hover,
+        texts=samples(info)["prompt"],
         highlight=set(highlight) or None,
     )
 
@@ -144,7 +144,14 @@ def explore() -> None:
         selection_mode=("points", "box", "lasso"),
         width="stretch",
     )
-    from_map = charts.selected_rows(event.selection if event else None)
+    if info.rows > charts.MAP_POINTS:
+        st.caption(
+            f"{charts.MAP_POINTS:,} of the {info.rows:,} samples are drawn (the sparse and the "
+            "picked clusters first) over the grey density of all; a lasso or box selects every "
+            "sample inside it."
+        )
+    from_map = charts.selected_rows(event.selection if event else None, placed.coords)
+    in_selection = np.bincount(labels[from_map], minlength=len(described))
 
     st.subheader("Clusters")
     table = pd.DataFrame(
@@ -154,7 +161,7 @@ def explore() -> None:
                 "size": c["size"],
                 "sparse": c["sparse"],
                 "G-Vendi": round(c["g_vendi"], 2),
-                "selected": int(np.sum(labels[from_map] == c["id"])) if from_map else 0,
+                "selected": int(in_selection[c["id"]]),
                 "keywords": ", ".join(c["keywords"]),
                 "nearest the centre": " | ".join(p[:60] for p in c["example_prompts"]),
             }

@@ -63,6 +63,21 @@ class App:
         proxy = ProxySpec(feature_settings.pop("proxy"))
         return find_features(ws, dataset, proxy=proxy, config=FeatureConfig(**feature_settings))
 
+    def select_on_chart(self, index: int, selection: dict) -> App:
+        """What the browser sends when a box or lasso is drawn on (or points are clicked in)
+        the `index`-th plotly chart: its selection state ({"points", "box", "lasso"}, as
+        Streamlit reports them), with every other widget as it is; then the rerun.
+        (AppTest cannot drive a chart, so the widget state is written as the browser would.)"""
+        chart = self.at.get("plotly_chart")[index]
+        states = self.at._tree.get_widget_states()
+        state = states.widgets.add()
+        state.id = chart.proto.id
+        empty = {"points": [], "point_indices": [], "box": [], "lasso": []}
+        state.string_value = json.dumps({"selection": empty | selection})
+        self.at._run(states)
+        self.check()
+        return self
+
 
 def open_page(workspace: Path, page: str, **feature_settings) -> App:
     """The app on `page`, with the sidebar's feature settings (proxy, dim, ...) stored in the

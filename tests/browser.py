@@ -33,8 +33,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(workspace: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free port with this workspace; yields its URL once healthy."""
+def running_app(
+    workspace: Path, script: str | Path = "app.py", args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """`streamlit run app.py` (or another `script`, given `args`) on a free port with this
+    workspace; yields its URL once healthy."""
     port = free_port()
     env = {**os.environ, "PRISM_WORKSPACE": str(workspace), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
@@ -43,11 +46,12 @@ def running_app(workspace: Path) -> Iterator[str]:
             "-m",
             "streamlit",
             "run",
-            "app.py",
+            str(script),
             "--server.port",
             str(port),
             "--server.headless",
             "true",
+            *(("--", *args) if args else ()),
         ],
         cwd=REPO,
         env=env,

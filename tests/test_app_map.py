@@ -150,3 +150,51 @@ def test_a_replaced_dataset_is_drawn_anew(tmp_path):
     app.run()
     spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
     assert sorted(t["name"] for t in spec["data"] if "customdata" in t) == ["L0", "L1"]
+
+
+def test_a_lasso_on_a_sampled_map_selects_every_row_inside_it(tmp_path, monkeypatch):
+    """Above charts.MAP_POINTS the map draws a sample over a density layer; a lasso drawn on
+    it (the polygon the browser reports) selects the exact rows inside it among ALL points,
+    drawn or not, and a box likewise; the saved selection holds those rows."""
+    import charts
+    from core.geometry import inside_box, inside_polygon
+    from core.maps import layout_for
+
+    monkeypatch.setattr(charts, "MAP_POINTS", 100)
+    app = map_page(tmp_path)
+    drawn = plotted_rows(app)
+    assert len(drawn) == len(set(drawn)) == 100
+    spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["type"] == "heatmap"  # the density of all 360 under the sample
+    assert any("100 of the 360 samples are drawn" in c for c in app.texts("caption"))
+
+    fs = app.use_features(proxy="tiny-random", dim=64)
+    coords = layout_for(fs).coords
+    (x0, y0), (x1, y1) = coords.min(0), coords.max(0)
+    cx, cy = coords.mean(0)
+    xs = [float(v) for v in (x0 - 1, x1 + 1, cx)]
+    ys = [float(v) for v in (y0 - 1, y0 - 1, cy)]  # a triangle from below up to the middle
+    inside = np.flatnonzero(inside_polygon(coords, xs, ys))
+    assert 0 < len(inside) < 360 and set(inside) - set(drawn)  # some of them not drawn
+
+    app.select_on_chart(0, {"lasso": [{"xref": "x", "yref": "y", "x": xs, "y": ys}]})
+    assert f"{len(inside):,} points selected on the map" in [m.value for m in app.at.markdown]
+    browser = next(d.value for d in app.at.dataframe if "prompt" in d.value.columns)
+    assert browser["row"].tolist() == inside.tolist()
+    table = cluster_table(app).set_index("cluster")
+    labels = clusters_for(fs, k=13, seed=0).labels
+    assert (
+        table["selected"].sort_index().tolist()
+        == np.bincount(labels[inside], minlength=13).tolist()
+    )
+    app.at.text_input(key="selection_name").set_value("lassoed")
+    app.run()
+    app.button("Save selection").click()
+    app.run()
+    assert Workspace(tmp_path / "ws").selection("demo", "lassoed")["rows"] == inside.tolist()
+
+    box = {"x": [float(cx), float(x1)], "y": [float(cy), float(y1)]}
+    app.select_on_chart(0, {"box": [{"xref": "x", "yref": "y", **box}]})
+    expected = np.flatnonzero(inside_box(coords, box["x"], box["y"]))
+    browser = next(d.value for d in app.at.dataframe if "prompt" in d.value.columns)
+    assert browser["row"].tolist() == expected.tolist()

@@ -135,7 +135,7 @@ def test_selection_payload_of_a_multi_trace_figure_maps_to_rows():
         colour_kind="topic",
         labels=labels,
         sparse=np.array([True, False, False, True, False]),
-        hover=["x"] * 300,
+        texts=["x"] * 300,
     )
     data_traces = [t for t in figure.data if t.customdata is not None]
     assert len(data_traces) == 3  # one per colour; the sparse rings and the labels carry none
@@ -328,7 +328,7 @@ def test_every_sparse_cluster_has_its_own_trace_beyond_the_palette():
         colour_kind="cluster",
         labels=labels,
         sparse=sparse,
-        hover=["x"] * len(labels),
+        texts=["x"] * len(labels),
     )
     data = [t for t in figure.data if t.customdata is not None]
     names = [t.name for t in data]
@@ -356,7 +356,7 @@ def test_legend_names_from_the_data_are_text():
         colour_kind="<i>field</i>",
         labels=labels,
         sparse=np.array([True, False, False, False]),
-        hover=[charts.excerpt(link)] * 40,
+        texts=[link] * 40,
     )
     names = [t.name for t in figure.data if t.customdata is not None]
     assert not any("<" in n for n in names), names
