@@ -37,7 +37,9 @@ def excerpt(text: str, length: int = 80) -> str:
     return html.escape(flat[:length] + ("…" if len(flat) > length else ""))
 
 
-MAP_POINTS = 25_000  # points drawn at most: above, a sample over the density of all (bench/map_render.py)
+MAP_POINTS = (
+    25_000  # points drawn at most: above, a sample over the density of all (bench/map_render.py)
+)
 _DENSITY_BINS = 256  # cells across the density layer's wider side
 _SPARSE_TRACES = 40  # sparse clusters with a trace (and legend entry) each; beyond, one trace
 
