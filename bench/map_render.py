@@ -401,10 +401,10 @@ def main(argv: list[str] | None = None) -> None:
 
             harness = folder / "harness.py"
             harness.write_text(HARNESS.format(repo=str(REPO)))
-            with running_app(folder / "ws", harness, (str(folder),)) as url:
+            with running_app(folder / "ws", harness, (str(folder),)) as served:
                 for row in table:
                     row |= in_browser(
-                        url,
+                        served.url,
                         row["rows"],
                         row["candidate"],
                         int(args.browser_gib * 2**30),

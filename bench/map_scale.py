@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -89,26 +88,17 @@ def browser_round_trip(workspace: Path) -> tuple[float, float]:
     """(seconds until the map is drawn, seconds from lasso release to the selection shown)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import launch, running_app
+    from tests.browser import draw_lasso, launch, running_app
 
-    with running_app(workspace) as url, sync_playwright() as p:
+    with running_app(workspace) as served, sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{url}/map")
+        page.goto(f"{served.url}/map")
         started = time.perf_counter()
         page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=300_000)
         page.get_by_text("Nothing selected yet.").wait_for(timeout=300_000)
         loaded = time.perf_counter() - started
-        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        r = min(box["width"], box["height"]) / 5
-        page.mouse.move(cx + r, cy)
-        page.mouse.down()
-        for i in range(1, 33):
-            a = 2 * math.pi * i / 32
-            page.mouse.move(cx + r * math.cos(a), cy + r * math.sin(a))
-        released = time.perf_counter()
-        page.mouse.up()
+        released = draw_lasso(page, share=1 / 5, vertices=32)
         page.get_by_text("points selected on the map").wait_for(timeout=60_000)
         round_trip = time.perf_counter() - released
         browser.close()

@@ -2,19 +2,20 @@
 and its peak memory, against the targets of issue 13.
 
 1. `build_workspace` makes the workspace: a dataset of ROWS word problems (JSONL written
-   as it goes, then `python -m core import`) and ROWS x DIM synthetic features, generated
-   and attached chunk by chunk (`attach_features`), so this process never holds them:
-   uneven clusters on the sphere (a Dirichlet spread of sizes, some of a few rows), with
-   near-duplicates (cosine about 0.99) and exact copies planted;
+   as it goes, then `python -m core import`) and ROWS x DIM synthetic features, written
+   chunk by chunk to a .safetensors file as `embed --out` writes one (`write_features`),
+   then attached with `python -m core features-import`: uneven clusters on the sphere (a
+   Dirichlet spread of sizes, some of a few rows), with near-duplicates (cosine about
+   0.99) and exact copies planted;
 2. each verb runs as `python -m core VERB` in a process of its own; the table gives its
    wall time and that process's peak resident memory (ru_maxrss);
 3. in this process, streamed: the recall of the near-duplicate search (candidate pairs
    within k-means cells) against all pairs, for a sample of rows (those in planted pairs
    and random ones); and what storing the features as float16 would cost: G-Vendi and
-   cosines of float16 against float32.
-
-The page timings at this size belong to the pages' benchmark: `build_workspace` is the
-hook that makes the same workspace for it.
+   cosines of float16 against float32;
+4. every page of the app on that workspace in headless Chromium (`page_times`): its
+   first render and its render once cached, a lasso's round trip on the Map, and the app
+   server's peak memory.
 
     python bench/scale_1m.py [--rows 1000000] [--dim 1024] [--tmp DIR] [--keep] [--quick]
 """
@@ -37,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import REPO, parse_args
+from tests.browser import CHROMIUM
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -140,56 +142,53 @@ def problems(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def attach_features(
-    ws: Workspace, dataset: str, chunks: Iterator[np.ndarray], rows: int, dim: int
-) -> None:
-    """Store `chunks` (rows x dim in all, dataset order) as the dataset's tiny-random
-    feature set of `dim` dims, through the feature store's own writer. (To become
-    `features-import` once it is in main.)"""
+def write_features(ws: Workspace, target: Path, rows: int, dim: int, *, seed: int = 0) -> None:
+    """Write the synthetic features (see `sphere_chunks`) of the dataset `big` to `target`
+    as this tool's `embed --out` on a cluster would: a .safetensors file whose header
+    names the data and the settings (tiny-random proxy, `dim` dims), so that
+    `features-import` makes it the feature set synthesis can use. Streamed: memory holds
+    one chunk."""
     from core.config import FeatureConfig, ProxySpec
     from core.encoders import encoder_for
-    from core.features import FeatureSet, _register, feature_key
+    from core.features import recorded_settings
+    from core.vectorfiles import write_vectors
 
-    info = ws.dataset(dataset)
     encoder = encoder_for(ProxySpec("tiny-random"), FeatureConfig(dim=dim))
-    key = feature_key(info, encoder)
-    fs = FeatureSet(key, info.path.parent / "features" / key, rows, dim, CHUNK, encoder)
-    fs.folder.mkdir(parents=True)
-    for index, chunk in enumerate(chunks):
-        fs.write_chunk(index, chunk)
-    fs.complete = True
-    fs.facts = {"warning": "synthetic features for the benchmark"}
-    fs.save_manifest()
-    _register(ws, info, fs)
+    recorded = recorded_settings(
+        ws.dataset(NAME), encoder, dim=dim, facts={"warning": "synthetic features (benchmark)"}
+    )
+    write_vectors(target, sphere_chunks(rows, dim, seed=seed), rows, dim, recorded)
 
 
 def build_workspace(
     folder: Path, rows: int = 1_000_000, dim: int = 1024, *, seed: int = 0
-) -> tuple[Workspace, dict[str, float]]:
-    """A workspace in `folder` whose dataset `big` has `rows` problems and a tiny-random
-    feature set of `rows` x `dim` synthetic features (see `sphere_chunks`), made active
-    with those feature settings; and the seconds each part took (and the import's peak
-    memory, "import peak MiB"). Memory stays bounded: the records and the features are
-    written as they are made."""
+) -> tuple[Workspace, dict[str, tuple[float, float]]]:
+    """A workspace in `folder` whose dataset `big` has `rows` problems and, attached by
+    `features-import`, `rows` x `dim` synthetic features (see `sphere_chunks`), active
+    with those feature settings; and (seconds, peak RSS in MiB or nan) of each part.
+    Memory stays bounded: the records and the features are written as they are made."""
     from core.workspace import Workspace
 
     folder.mkdir(parents=True, exist_ok=True)
-    seconds = {}
+    parts = {}
     t = time.perf_counter()
     data = problems(folder / "big.jsonl", rows, seed)
-    seconds["write the JSONL"] = time.perf_counter() - t
+    parts["write the JSONL"] = (time.perf_counter() - t, float("nan"))
     ws_root = folder / "ws"
-    seconds["import"], seconds["import peak MiB"] = run_verb(
-        ["import", str(data), "--name", NAME], ws_root
-    )
+    parts["import the JSONL (import)"] = run_verb(["import", str(data), "--name", NAME], ws_root)
     data.unlink()
     ws = Workspace(ws_root)
+    vectors = folder / "features.safetensors"
     t = time.perf_counter()
-    attach_features(ws, NAME, sphere_chunks(rows, dim, seed=seed), rows, dim)
-    seconds["features attached"] = time.perf_counter() - t
+    write_features(ws, vectors, rows, dim, seed=seed)
+    parts["write the features file (as embed --out)"] = (time.perf_counter() - t, float("nan"))
+    parts["attach it (features-import)"] = run_verb(
+        ["features-import", NAME, str(vectors)], ws_root
+    )
+    vectors.unlink()
     ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": dim}))
     ws.set_meta("active_dataset", NAME)
-    return ws, seconds
+    return ws, parts
 
 
 def run_verb(args: list[str], workspace: Path) -> tuple[float, float]:
@@ -304,9 +303,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"{args.rows:,} rows x {args.dim} features in {folder}", flush=True)
         ws, built = build_workspace(folder, args.rows, args.dim)
-        for label, seconds in built.items():
-            if not label.endswith("MiB"):
-                table.append((label, seconds, built.get(f"{label} peak MiB", float("nan")), ""))
+        table += [(label, seconds, peak, "") for label, (seconds, peak) in built.items()]
+        step(
+            "estimate before computing (embed --estimate)",
+            ["embed", NAME, *features, "--estimate"],
+            None,
+        )
         step("G-Vendi (score)", ["score", NAME, *features, "--json"], 2 * minutes)
         step(
             "groups by a field (score --by topic)",
@@ -378,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
             2 * minutes,
         )
         synthesis_step(step, features)
+        pages = page_times(ws.root) if Path(CHROMIUM).exists() else None
         found, there = duplicate_recall(ws, groups, 0.98, args.queries, args.dim)
         fidelity = float16_fidelity(ws, args.dim)
     finally:
@@ -401,6 +404,19 @@ def main(argv: list[str] | None = None) -> None:
             else f"{peak:.0f} MiB"
         )
         print(f"| {label} | {_seconds(seconds)} | {memory} | {target} |")
+    if pages is None:
+        print(f"\npages: not measured ({CHROMIUM} is not installed)")
+    else:
+        print("\n| page | first render | cached render | target |")
+        print("| --- | ---: | ---: | --- |")
+        for name, seconds in pages["first"].items():
+            print(
+                f"| {name} | {_seconds(seconds)} | {pages['cached'][name]:.2f} s | <= 2 s cached |"
+            )
+        print(
+            f"Map: a lasso over all {args.rows:,} points, {pages['lasso']:.2f} s from release to "
+            f"the rows shown; the app server's peak RSS {pages['server MiB'] / 1024:.2f} GiB"
+        )
     print(
         f"\nnear-duplicate search ({search}): recall {found / max(there, 1):.4f} against all "
         f"pairs ({found:,} of {there:,} pairs above 0.98 of {args.queries:,} sampled rows)"
@@ -436,6 +452,44 @@ def synthesis_step(step, features: list[str]) -> None:
             ],
             2 * 60.0,
         )
+
+
+def page_times(workspace: Path) -> dict[str, Any]:
+    """The app on `workspace` in headless Chromium, each page opened from the sidebar:
+    "first" (seconds to its first render, which computes what is not cached yet) and
+    "cached" (the faster of two later renders: issue 13's <= 2 s) by page; "lasso" (seconds
+    from a lasso's release on the Map page to its exact selection shown); "server MiB" (the
+    app server's peak resident memory)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import PAGES, draw_lasso, idle, launch, open_page, running_app
+
+    with running_app(workspace) as served, sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(3_600_000)  # a first render at 1M computes for minutes
+        started = time.perf_counter()
+        page.goto(served.url)
+        page.get_by_text(PAGES["Data"], exact=True).first.wait_for()
+        idle(page)
+        first = {"Data": time.perf_counter() - started}
+        first |= {name: open_page(page, name) for name in PAGES if name != "Data"}
+        cached = {name: min(open_page(page, name) for _ in range(2)) for name in PAGES}
+        open_page(page, "Map")
+        released = draw_lasso(page)
+        page.get_by_text("points selected on the map").first.wait_for()
+        lasso = time.perf_counter() - released
+        browser.close()
+        peak = _peak_mib(served.pid)
+    return {"first": first, "cached": cached, "lasso": lasso, "server MiB": peak}
+
+
+def _peak_mib(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a running process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def resolve(k: float, rows: int) -> int:

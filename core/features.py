@@ -731,17 +731,27 @@ def write_features_file(info: DatasetInfo, fs: FeatureSet, target: Path) -> list
 
     if not fs.complete:
         raise UserError("these features are not complete yet; compute them first")
-    recorded = {
-        "key": fs.key,
+    facts = {k: fs.facts[k] for k in ("warning",) if k in fs.facts}
+    recorded = recorded_settings(info, fs.encoder, dim=fs.dim, facts=facts)
+    return write_vectors(target, fs.arrays(), fs.rows, fs.dim, recorded)
+
+
+def recorded_settings(
+    info: DatasetInfo, encoder: Encoder, *, dim: int, facts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a file of the dataset's `dim`-wide features under `encoder` carries (the
+    metadata of core/vectorfiles.py) so that importing it makes the feature set that
+    computing it gives."""
+    return {
+        "key": feature_key(info, encoder),
         "data": info.fingerprint,
         "dataset": info.name,
-        "rows": fs.rows,
-        "dim": fs.dim,
-        "proxy": fs.encoder.proxy.name,
-        "revision": fs.encoder.proxy.revision,
-        "identity": fs.encoder.identity(),
-        "config": asdict(fs.config),
+        "rows": info.rows,
+        "dim": dim,
+        "proxy": encoder.proxy.name,
+        "revision": encoder.proxy.revision,
+        "identity": encoder.identity(),
+        "config": asdict(encoder.config),
         "version": FEATURES_VERSION,
-        "facts": {k: fs.facts[k] for k in ("warning",) if k in fs.facts},
+        "facts": facts or {},
     }
-    return write_vectors(target, fs.arrays(), fs.rows, fs.dim, recorded)

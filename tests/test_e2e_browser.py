@@ -13,11 +13,9 @@ README's come from there) or the test's temporary folder.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,7 +24,8 @@ import pytest
 from core import curation, synthesis
 from core.demo import demo_rows
 from core.workspace import Workspace
-from tests.browser import CHROMIUM, launch, running_app
+from tests.browser import CHROMIUM, PAGES, draw_lasso, launch, open_page, running_app
+from tests.browser import idle as browser_idle
 from tests.fake_llm import FakeLLM
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -44,14 +43,6 @@ XSS = [
         "answer": "6 \\boxed{6}",
     },
 ]
-PAGES = {
-    "Data": "Datasets in this workspace",
-    "Features": "Feature sets of this dataset",
-    "Diversity": "By group",
-    "Map": "Clusters",
-    "Synthesize": "3. Run",
-    "Export": "Write it out",
-}
 BUDGET_SECONDS = 2.0
 
 
@@ -84,8 +75,8 @@ class Watcher:
 @pytest.fixture
 def app(tmp_path):
     """The app on a free port with an empty workspace; yields (url, workspace folder)."""
-    with running_app(tmp_path / "ws") as url:
-        yield url, tmp_path / "ws"
+    with running_app(tmp_path / "ws") as served:
+        yield served.url, tmp_path / "ws"
 
 
 def test_the_whole_path(app, tmp_path):
@@ -111,16 +102,10 @@ def test_the_whole_path(app, tmp_path):
             return page.get_by_text(value, **kw).filter(visible=True).first
 
         def go(name: str) -> float:
-            """Open a page from the sidebar; seconds until its marker is shown and it is idle."""
-            started = time.perf_counter()
-            page.get_by_role("link", name=name, exact=True).click()
-            text(PAGES[name], exact=True).wait_for()
-            idle()
-            return time.perf_counter() - started
+            return open_page(page, name)
 
         def idle() -> None:
-            page.wait_for_timeout(200)
-            page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+            browser_idle(page)
 
         def shot(name: str, at: str | None = None) -> None:
             if at:  # the page scrolls inside the app, so bring the part worth seeing into view
@@ -185,18 +170,7 @@ def test_the_whole_path(app, tmp_path):
         text("samples in cluster(s)").wait_for()
         idle()
         shot("4-map", at="Colour by")  # the picked cluster highlighted
-        area = plot.bounding_box()
-        cx, cy, r = (
-            area["x"] + area["width"] / 2,
-            area["y"] + area["height"] / 2,
-            min(area["width"], area["height"]) / 3,
-        )
-        page.mouse.move(cx + r, cy)
-        page.mouse.down()
-        for i in range(1, 41):
-            a = 2 * math.pi * i / 40
-            page.mouse.move(cx + r * math.cos(a), cy + r * math.sin(a))
-        page.mouse.up()
+        draw_lasso(page)
         text("points selected on the map").wait_for()
         idle()
         page.get_by_role("textbox", name="Save the selection as").fill("lassoed")
