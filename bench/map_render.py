@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -270,7 +269,7 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
     """Load, lasso round trip, zoom and pan, JS heap, browser peak RSS for one candidate."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import launch
+    from tests.browser import draw_lasso, launch
 
     result: dict[str, object] = {}
     step = "start"
@@ -301,21 +300,14 @@ def in_browser(url: str, rows: int, mode: str, limit_bytes: int, timeout_s: floa
             result["load_s"] = time.perf_counter() - started
 
             step = "lasso"
-            box = plot.bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            r = min(box["width"], box["height"]) / 5
-            page.mouse.move(cx + r, cy)
-            page.mouse.down()
-            for i in range(1, 33):
-                a = 2 * math.pi * i / 32
-                page.mouse.move(cx + r * math.cos(a), cy + r * math.sin(a))
-            released = time.perf_counter()
-            page.mouse.up()
+            released = draw_lasso(page, share=1 / 5, vertices=32)
             page.get_by_text("points selected on the map").wait_for()
             idle_frame(page)
             result["lasso_s"] = time.perf_counter() - released
 
             step = "zoom and pan"
+            box = plot.bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
             for name, key in (("Zoom in", "zoom_s"), ("Pan", None)):
                 page.mouse.move(cx, cy)  # the modebar shows while the mouse is over the plot
                 button = page.locator(f'.modebar-btn[data-title="{name}"]').first

@@ -33,6 +33,7 @@ SCRIPTS = {
         False,
         r"new each / pool, time per request: \d+\.\d\dx one at a time, \d+\.\d\dx 8 at once",
     ),
+    "map_render": (False, r"\| sampled \| 3,000 \| \d+\.\d\d s \| \d+\.\d\d s, \d+\.\d MB \|"),
     "map_scale": (False, r"spherical k-means, k = 100: \d+\.\d s, \d+ iterations"),
     "mix_vs_single": (True, r"\| mix-of-five \| \d+\.\d\d \| \d+\.\d\d \|"),
     "scale_1m": (
