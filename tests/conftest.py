@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,26 +39,47 @@ def workspace_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cli(workspace_dir: Path):
-    """Run `python -m core ARGS` in a subprocess against the test's workspace."""
+    """Run `python -m core ARGS` in a subprocess against the test's workspace; with
+    `terminal`, its stderr is a terminal (a pseudo-terminal read here)."""
 
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> CliResult:
+    def run(
+        *args: str, env: dict[str, str] | None = None, cwd: Path = REPO, terminal: bool = False
+    ) -> CliResult:
         full_env = {
             **os.environ,
             "PRISM_WORKSPACE": str(workspace_dir),
             "HF_HUB_OFFLINE": "1",
             **(env or {}),
         }
+        command = [sys.executable, "-m", "core", *args]
+        if terminal:
+            return _on_a_terminal(command, full_env, cwd)
         p = subprocess.run(
-            [sys.executable, "-m", "core", *args],
-            capture_output=True,
-            text=True,
-            env=full_env,
-            cwd=cwd,
-            timeout=300,
+            command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
         )
         return CliResult(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+def _on_a_terminal(command: list[str], env: dict[str, str], cwd: Path) -> CliResult:
+    """Run `command` with its stderr on a pseudo-terminal, read until the command ends."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the command has ended
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(leader)
+    out = proc.stdout.read()
+    code = proc.wait(timeout=300)
+    return CliResult(code, out.decode(), err.decode(errors="replace"))
 
 
 def assert_user_error(result: CliResult, *needles: str) -> str:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import sys
 
 from core.demo import DEMO_FILE
 from tests.conftest import REPO, assert_user_error, write_jsonl
@@ -93,32 +89,13 @@ def test_demo_verb(cli, tmp_path):
     assert out.read_bytes() == DEMO_FILE.read_bytes()  # the data file, as it is
 
 
-def test_progress_bar_on_a_terminal(tmp_path, workspace_dir):
+def test_progress_bar_on_a_terminal(cli, tmp_path):
     """A large import shows a tqdm bar on stderr when stderr is a terminal; stdout stays clean."""
     path = big_jsonl(tmp_path / "big.jsonl", 300_000)
-    leader, follower = pty.openpty()
-    env = {**os.environ, "PRISM_WORKSPACE": str(workspace_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "import", str(path), "--name", "big", "--json"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=follower,
-    )
-    os.close(follower)
-    err = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
-    out = proc.stdout.read()
-    assert proc.wait() == 0
-    assert json.loads(out)["rows"] == 300_000
-    assert b"importing big:" in err and b"%|" in err
+    r = cli("import", str(path), "--name", "big", "--json", terminal=True)
+    assert r.code == 0, r.err
+    assert r.json["rows"] == 300_000
+    assert "importing big:" in r.err and "%|" in r.err
 
 
 def test_demo_out_a_folder_or_in_a_missing_folder(cli, tmp_path):

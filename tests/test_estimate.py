@@ -4,10 +4,6 @@ terminal before any computation) and what it says about GPU work."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -19,7 +15,7 @@ from core.estimate import Estimate, TokenCounts, duration, estimate_features
 from core.features import feature_sets
 from core.proxy import load_proxy
 from core.workspace import Workspace
-from tests.conftest import REPO, assert_user_error, write_jsonl
+from tests.conftest import assert_user_error, write_jsonl
 
 TINY = ProxySpec("tiny-random")
 CONFIG = FeatureConfig(dim=64, max_length=128)
@@ -150,32 +146,16 @@ def test_embed_estimate_on_the_command_line(cli, ws):
     )
 
 
-def test_a_computation_on_a_terminal_says_its_estimate_first(tmp_path):
-    ws = Workspace(tmp_path / "ws")
+def test_a_computation_on_a_terminal_says_its_estimate_first(cli, workspace_dir, tmp_path):
+    ws = Workspace(workspace_dir)
     rows = [{"question": r["question"], "answer": r["answer"]} for r in demo_rows(30)]
     ws.import_dataset(write_jsonl(tmp_path / "d.jsonl", rows), name="d")
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "embed", "d", "--proxy", "tiny-random", "--dim", "32"],
-        cwd=REPO,
-        env={**os.environ, "PRISM_WORKSPACE": str(ws.root), "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.PIPE,
-        stderr=follower,
+    r = cli("embed", "d", "--proxy", "tiny-random", "--dim", "32", terminal=True)
+    assert r.code == 0, r.err
+    assert r.out.startswith("30 x 32 factorized features")
+    assert (
+        "estimate: about " in r.err and "for 30 samples" in r.err and "tokens per sample" in r.err
     )
-    os.close(follower)
-    err = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
-    out = proc.stdout.read()
-    assert proc.wait() == 0, err
-    assert out.startswith(b"30 x 32 factorized features")
-    assert b"estimate: about " in err and b"for 30 samples" in err and b"tokens per sample" in err
 
 
 def test_the_calibration_batches_grow_to_the_token_budget(ws):
