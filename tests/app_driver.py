@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import FeatureConfig, ProxySpec
 from core.features import FeatureSet, find_features
 from core.workspace import Workspace
-from tests.conftest import REPO
+from tests.conftest import HANG_SECONDS, REPO
 
 
 def visible(markdown: str) -> str:
@@ -27,7 +27,7 @@ class App:
     def __init__(self, workspace: Path, page: str | None = None):
         self.workspace = workspace
         os.environ["PRISM_WORKSPACE"] = str(workspace)
-        self.at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        self.at = AppTest.from_file(str(REPO / "app.py"), default_timeout=HANG_SECONDS)
         self.at.run()
         if page:
             self.at.switch_page(page).run()

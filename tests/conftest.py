@@ -18,6 +18,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
+HANG_SECONDS = 600  # how long a step may take before a test calls it hung: never a speed check
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -55,7 +56,7 @@ def cli(workspace_dir: Path):
         if terminal:
             return _on_a_terminal(command, full_env, cwd)
         p = subprocess.run(
-            command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
+            command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=HANG_SECONDS
         )
         return CliResult(p.returncode, p.stdout, p.stderr)
 
@@ -78,7 +79,7 @@ def _on_a_terminal(command: list[str], env: dict[str, str], cwd: Path) -> CliRes
         err += chunk
     os.close(leader)
     out = proc.stdout.read()
-    code = proc.wait(timeout=300)
+    code = proc.wait(timeout=HANG_SECONDS)
     return CliResult(code, out.decode(), err.decode(errors="replace"))
 
 

@@ -13,6 +13,7 @@ from core.config import FeatureConfig, FeatureRequest, ProxySpec
 from core.features import feature_sets, find_features
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
+from tests.conftest import HANG_SECONDS
 
 
 def features_page(workspace) -> App:
@@ -66,7 +67,7 @@ def test_sidebar_settings_are_saved_in_the_workspace(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("PRISM_WORKSPACE", str(tmp_path / "ws"))
-    at = AppTest.from_function(_sidebar_only, default_timeout=60).run()
+    at = AppTest.from_function(_sidebar_only, default_timeout=HANG_SECONDS).run()
     assert at.sidebar.selectbox(key="sb_proxy").value == "Qwen/Qwen2.5-0.5B-Instruct"
     at.sidebar.selectbox(key="sb_proxy").set_value("tiny-random")
     at.sidebar.radio(key="sb_method").set_value("exact")
@@ -74,7 +75,7 @@ def test_sidebar_settings_are_saved_in_the_workspace(tmp_path, monkeypatch):
     saved = json.loads(Workspace(tmp_path / "ws").get_meta("feature_settings"))
     assert saved["proxy"] == "tiny-random" and saved["method"] == "exact"
     again = AppTest.from_function(
-        _sidebar_only, default_timeout=60
+        _sidebar_only, default_timeout=HANG_SECONDS
     ).run()  # a new session, as after a refresh
     assert again.sidebar.selectbox(key="sb_proxy").value == "tiny-random"
     assert again.sidebar.radio(key="sb_method").value == "exact"
@@ -138,7 +139,7 @@ def test_vectors_attached_from_a_path_become_the_active_features(tmp_path, monke
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("PRISM_WORKSPACE", str(tmp_path / "ws"))
-    side = AppTest.from_function(_sidebar_only, default_timeout=60).run()
+    side = AppTest.from_function(_sidebar_only, default_timeout=HANG_SECONDS).run()
     picked = side.sidebar.selectbox(key="sb_proxy")
     assert picked.value == proxy.name and "Imported: x.npy (16 dims)" in picked.options
     assert not side.sidebar.radio  # the method is the file's

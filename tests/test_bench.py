@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = {"__init__", "measure", "synthetic"}  # bench/ modules that are not benchmarks
 # script: (needs ../shared/data, a line of figures it prints at its quick size)
@@ -98,7 +100,7 @@ def test_help_and_import_load_nothing_heavy(script):
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_SECONDS,
     )
     assert helped.returncode == 0, helped.stderr[-3000:]
     assert "--quick" in helped.stdout and "usage:" in helped.stdout
@@ -110,7 +112,7 @@ def test_help_and_import_load_nothing_heavy(script):
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_SECONDS,
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert imported.stdout == ""  # importing runs nothing
@@ -129,7 +131,7 @@ def test_quick_run_prints_its_figures(script, tmp_path, request):
         env=_env(TMPDIR=str(tmp_path)),
         capture_output=True,
         text=True,
-        timeout=600,  # only catches a hang: a quick run takes seconds
+        timeout=HANG_SECONDS,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(figures, done.stdout), done.stdout

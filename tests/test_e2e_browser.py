@@ -26,6 +26,7 @@ from core.demo import demo_rows
 from core.workspace import Workspace
 from tests.browser import CHROMIUM, PAGES, draw_lasso, launch, open_page, running_app
 from tests.browser import idle as browser_idle
+from tests.conftest import HANG_SECONDS
 from tests.fake_llm import FakeLLM
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -95,7 +96,7 @@ def test_the_whole_path(app, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(HANG_SECONDS * 1000)
 
         def text(value: str, **kw):
             # visible only: the data grid keeps hidden copies of cell text for screen readers

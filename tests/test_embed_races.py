@@ -15,7 +15,7 @@ import pytest
 from core.config import ProxySpec
 from core.features import compute_features, feature_sets, find_features
 from core.workspace import Workspace
-from tests.conftest import REPO, CliResult, assert_user_error
+from tests.conftest import HANG_SECONDS, REPO, CliResult, assert_user_error
 from tests.test_features import demo_file
 
 TINY = ProxySpec("tiny-random")
@@ -51,7 +51,7 @@ def embedding(tmp_path):
 
 
 def result(proc: subprocess.Popen) -> CliResult:
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG_SECONDS)
     return CliResult(proc.returncode, out, err)
 
 

@@ -31,7 +31,7 @@ from core.llm import LLMSettings
 from core.maps import clusters_for
 from core.vendi import g_vendi, unit_rows
 from core.workspace import Workspace
-from tests.conftest import REPO, CliResult, assert_user_error, write_jsonl
+from tests.conftest import HANG_SECONDS, REPO, CliResult, assert_user_error, write_jsonl
 from tests.fake_llm import FakeLLM
 from tests.test_features import demo_file
 
@@ -507,7 +507,7 @@ def test_a_large_file_is_read_in_blocks(tmp_path):
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=HANG_SECONDS,
         )
         assert done.returncode == 0, done.stderr
         peaks.append(json.loads(done.stdout))
