@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG_SECONDS
+from tests.conftest import HANG_SECONDS, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 HELPERS = {"__init__", "measure", "synthetic"}  # bench/ modules that are not benchmarks
 # script: (needs ../shared/data, a line of figures it prints at its quick size)
 SCRIPTS = {
