@@ -6,8 +6,9 @@ the table, points by a real lasso drag, a saved selection -> synthesis -> review
 rejected item accepted by editing the grid) -> export,
 downloaded and read back. Dataset text with <script> and <img onerror> must show as text
 and never run. A refresh keeps the state. Each page's render time once cached is measured
-and printed (budget: 2 s). A screenshot of every page goes to $PRISM_SCREENSHOTS (the
-README's come from there) or the test's temporary folder.
+and printed, never asserted (a test does not depend on the machine's speed; the 2 s
+budget is checked by bench/scale_1m.py at a million rows). A screenshot of every page goes
+to $PRISM_SCREENSHOTS (the README's come from there) or the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ XSS = [
         "answer": "6 \\boxed{6}",
     },
 ]
-BUDGET_SECONDS = 2.0
 
 
 class Watcher:
@@ -271,5 +271,3 @@ def test_the_whole_path(app, tmp_path):
         "\npage render times once cached (s): "
         + ", ".join(f"{k} {v:.2f}" for k, v in timings.items())
     )
-    slow = {k: v for k, v in timings.items() if v > BUDGET_SECONDS}
-    assert not slow, f"over the {BUDGET_SECONDS} s budget: {slow}"

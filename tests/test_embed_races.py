@@ -39,10 +39,10 @@ def embedding(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_SECONDS
     while not list(ws.root.glob("datasets/*/features/*/chunk-00000.npy")):
         assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "no chunk within 120 s"
+        assert time.time() < deadline, f"no chunk within {HANG_SECONDS} s"
         time.sleep(0.05)
     yield ws, data, proc
     if proc.poll() is None:

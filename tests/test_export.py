@@ -22,7 +22,7 @@ from core.features import compute_features
 from core.llm import LLMSettings
 from core.records import Mapping, iter_records
 from core.workspace import Workspace
-from tests.conftest import REPO, assert_user_error, write_jsonl
+from tests.conftest import HANG_SECONDS, REPO, assert_user_error, write_jsonl
 from tests.fake_llm import FakeLLM
 from tests.test_synthesis import CONFIG, TINY, seeded  # noqa: F401 - the seeded workspace fixture
 from tests.test_workspace import big_jsonl
@@ -158,7 +158,7 @@ def test_a_killed_export_leaves_no_partial_file(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + HANG_SECONDS
     while time.time() < deadline:
         parts = list(target.parent.glob(".big.jsonl.*.part"))
         if parts and parts[0].stat().st_size > 1_000_000:

@@ -29,7 +29,7 @@ from core.features import (
 )
 from core.proxy import load_proxy, tiny_random
 from core.workspace import Workspace
-from tests.conftest import REPO, assert_user_error, write_jsonl
+from tests.conftest import HANG_SECONDS, REPO, assert_user_error, write_jsonl
 
 TINY = ProxySpec("tiny-random")
 
@@ -276,7 +276,7 @@ def test_sigkill_midway_then_resume_gives_identical_features(tmp_path):
         stderr=subprocess.PIPE,
     )
     manifests = tmp_path / "killed" / "datasets"
-    deadline, listed = time.time() + 120, 0
+    deadline, listed = time.time() + HANG_SECONDS, 0
     while time.time() < deadline and listed < 5:
         for m in manifests.glob("*/features/*/manifest.json"):
             with contextlib.suppress(ValueError, OSError):  # caught mid-rename

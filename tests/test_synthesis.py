@@ -25,7 +25,7 @@ from core.llm import LLMSettings
 from core.maps import clusters_for
 from core.regions import default_k, sparse_clusters
 from core.workspace import Workspace
-from tests.conftest import REPO, assert_user_error
+from tests.conftest import HANG_SECONDS, REPO, assert_user_error
 from tests.fake_llm import FakeLLM
 
 TINY = ProxySpec("tiny-random")
@@ -228,7 +228,7 @@ def test_sigkill_then_resume_sends_no_finished_request_twice(ws):
         proc = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        deadline = time.time() + 120
+        deadline = time.time() + HANG_SECONDS
         while time.time() < deadline and len(llm.requests) < 8:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

@@ -15,7 +15,7 @@ import pytest
 from core.errors import UserError
 from core.records import iter_records
 from core.workspace import Workspace, resolve_root
-from tests.conftest import REPO, write_jsonl
+from tests.conftest import HANG_SECONDS, REPO, write_jsonl
 
 ROWS = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(20)]
 
@@ -89,7 +89,7 @@ def test_import_killed_midway_leaves_nothing(tmp_path, workspace_dir):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + HANG_SECONDS
     staged = []
     while time.time() < deadline and not staged:  # wait until records are being written
         staged = [
