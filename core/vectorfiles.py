@@ -429,10 +429,7 @@ def _open_safetensors(path: Path, column: str | None, id_column: str | None) -> 
             length = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(length))
         metadata = header.pop("__metadata__", None) or {}
-        tensors = {
-            name: (str(t["dtype"]), tuple(int(n) for n in t["shape"]), tuple(t["data_offsets"]))
-            for name, t in header.items()
-        }
+        tensors = {name: _tensor_entry(t) for name, t in header.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a readable safetensors file (its header: {e})") from None
     base = 8 + length
@@ -519,6 +516,20 @@ def _open_safetensors(path: Path, column: str | None, id_column: str | None) -> 
 
 
 # --- writing ------------------------------------------------------------------------------------
+
+
+def _tensor_entry(entry: dict[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, int]]:
+    """(dtype, shape, (begin, end)) of a safetensors header entry; ValueError unless the
+    shape is whole numbers of at least 0 and the offsets two with 0 <= begin <= end."""
+    shape = tuple(entry["shape"])
+    offsets = tuple(entry["data_offsets"])
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"shape {list(shape)}")
+    if len(offsets) != 2 or not all(type(n) is int for n in offsets):
+        raise ValueError(f"data_offsets {list(offsets)}")
+    if not 0 <= offsets[0] <= offsets[1]:
+        raise ValueError(f"data_offsets {list(offsets)}")
+    return str(entry["dtype"]), shape, offsets
 
 
 def npy_header(rows: int, dim: int) -> bytes:

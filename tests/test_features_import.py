@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,18 @@ def _floats(n: int) -> callable:
     return lambda _ids: pa.array([list(map(float, range(8)))] * n, type=pa.list_(pa.float32()))
 
 
+def _safetensors_header(entry: dict) -> Callable[[Path, list[str]], Path]:
+    """A .safetensors file whose one tensor "v" has this header `entry`, and 384 bytes."""
+
+    def make(path: Path, _ids: list[str]) -> Path:
+        header = json.dumps({"v": entry}).encode()
+        path = path.with_suffix(".safetensors")
+        path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(ROWS * 8 * 4))
+        return path
+
+    return make
+
+
 BAD_FILES = {
     "wrong row count": (_npy(GOOD[:11]), (), "11 rows, but dataset 'd' has 12"),
     "NaN": (_npy(_with(5, np.nan)), (), "row 5 holds NaN"),
@@ -385,6 +398,20 @@ BAD_FILES = {
         (),
         "does not fit in the file",
     ),
+    **{
+        f"a safetensors header with {what}": (
+            _safetensors_header({"dtype": "F32", "shape": [ROWS, 8], **entry}),
+            (),
+            f"not a readable safetensors file (its header: {says}",
+        )
+        for what, entry, says in (
+            ("three offsets", {"data_offsets": [0, 16, 5]}, "data_offsets [0, 16, 5]"),
+            ("text offsets", {"data_offsets": ["0", 384]}, "data_offsets ['0', 384]"),
+            ("negative offsets", {"data_offsets": [-8, 376]}, "data_offsets [-8, 376]"),
+            ("a negative shape", {"shape": [-12, 8], "data_offsets": [0, 384]}, "shape [-12, 8]"),
+            ("no offsets", {}, "'data_offsets'"),
+        )
+    },
 }
 
 
