@@ -397,6 +397,7 @@ def cmd_features(args: argparse.Namespace) -> Result:
 
 
 def _q(text: str) -> float:
+    """An argparse type for --q: a Vendi order, a number of at least 0 or inf."""
     try:
         q = float(text)
     except ValueError:
@@ -408,9 +409,14 @@ def _q(text: str) -> float:
 
 def cmd_score(args: argparse.Namespace) -> Result:
     from core import diversity
+    from core.features import find_features
 
     ws = _workspace(args)
     proxy, config, runtime = feature_request(args)
+    if args.by not in (None, "cluster", "source") and not find_features(
+        ws, args.name, proxy=proxy, config=config
+    ):
+        diversity.group_labels(ws, args.name, args.by)  # a bad field fails before hours of work
     features_for(args, ws, args.name)  # computed first when missing, its estimate said
     with progress_bar(f"scoring {args.name}") as bar:
         data = diversity.score(
@@ -419,7 +425,7 @@ def cmd_score(args: argparse.Namespace) -> Result:
             proxy=proxy,
             config=config,
             runtime=runtime,
-            q=_q(args.q),
+            q=args.q,
             by=args.by,
             k=args.k,
             replicates=args.bootstrap,
@@ -485,7 +491,7 @@ def cmd_compare(args: argparse.Namespace) -> Result:
             runtime=runtime,
             equal=args.equal_size,
             repeats=args.repeats,
-            q=_q(args.q),
+            q=args.q,
             on_progress=bar,
         )
     width = max(len(n) for n in args.names)
@@ -931,7 +937,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="dataset name")
     p.add_argument(
-        "--q", default="1", help="Vendi order besides q = 1: a number or inf (default: %(default)s)"
+        "--q",
+        type=_q,
+        default="1",
+        help="Vendi order besides q = 1: a number or inf (default: %(default)s)",
     )
     p.add_argument("--by", metavar="FIELD|cluster|source", help="also score each group of rows")
     p.add_argument(
@@ -972,7 +981,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="subsample draws with --equal-size (default: %(default)s)",
     )
-    p.add_argument("--q", default="1", help="Vendi order (default: %(default)s)")
+    p.add_argument("--q", type=_q, default="1", help="Vendi order (default: %(default)s)")
     p = verb(
         "map", cmd_map, "clusters of a dataset in gradient space, the sparse ones marked", features
     )

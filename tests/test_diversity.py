@@ -10,7 +10,7 @@ import pytest
 from core import diversity
 from core.config import FeatureConfig, ProxySpec
 from core.errors import UserError
-from core.features import compute_features
+from core.features import compute_features, feature_sets
 from core.vendi import g_vendi
 from core.workspace import Workspace
 from tests.conftest import assert_user_error, write_jsonl
@@ -118,7 +118,7 @@ def test_baselines(ws):
     assert missing["distinct_n"] == result["distinct_n"]  # the rest still comes back
 
 
-def test_score_and_compare_cli(cli, tmp_path):
+def test_score_and_compare_cli(cli, tmp_path, workspace_dir):
     assert cli("import", str(demo_file(tmp_path / "a.jsonl", 40)), "--name", "a").code == 0
     assert cli("import", str(demo_file(tmp_path / "b.jsonl", 20)), "--name", "b").code == 0
     r = cli(
@@ -143,11 +143,15 @@ def test_score_and_compare_cli(cli, tmp_path):
     assert r.json["interval"]["low"] < r.json["g_vendi"] < r.json["interval"]["high"]
     assert len(r.json["groups"]) == 3 and len(r.json["redundant"]) == 4
     # compare: test_compare_cli_with_and_without_equal_size
+    # bad options are refused before features are computed (hours, on a large dataset)
+    before = [s["key"] for s in feature_sets(Workspace(workspace_dir), "a")]
     assert_user_error(cli("score", "a", "--proxy", "tiny-random", "--q", "x"), "--q")
+    assert_user_error(cli("compare", "a", "b", "--proxy", "tiny-random", "--q", "-1"), "--q")
     assert_user_error(
-        cli("score", "a", "--proxy", "tiny-random", "--dim", "64", "--by", "nope"),
+        cli("score", "a", "--proxy", "tiny-random", "--dim", "48", "--by", "nope"),
         "no field 'nope'",
     )
+    assert [s["key"] for s in feature_sets(Workspace(workspace_dir), "a")] == before
     assert_user_error(
         cli("compare", "a", "zzz", "--proxy", "tiny-random"), "no dataset named 'zzz'"
     )
