@@ -631,17 +631,21 @@ class _NotCached(Exception):
     """The result is not in the cache yet (never seen by a page)."""
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_resource(show_spinner=False, max_entries=256)
 def _results(
     key: tuple,  # noqa: ARG001 - the cache key: Streamlit hashes it, a store never reads it
     _value: Any = None,
     _store: bool = False,
 ) -> Any:
-    """Streamlit's data cache used as a store: gives the result kept for `key`; on a miss
-    raises _NotCached (an exception caches nothing), unless `_store`, when `_value` is kept
-    (`_value` is not hashed: `key` names it)."""
+    """Streamlit's resource cache used as a store: gives the result kept for `key` (the
+    same object to every rerun and session: a data cache would copy a million labels on
+    each); on a miss raises _NotCached (an exception caches nothing), unless `_store`,
+    when `_value` is kept (`_value` is not hashed: `key` names it). An array kept is made
+    read-only, so no page can change what the others see."""
     if not _store:
         raise _NotCached
+    if isinstance(_value, np.ndarray):
+        _value.flags.writeable = False
     return _value
 
 
@@ -657,7 +661,7 @@ def computed(
 ) -> Any:
     """The result of `compute(on_progress)` for `key`, which names everything the result
     depends on (workspace, dataset contents, settings): computed once, kept in Streamlit's
-    data cache and given to every session. Only a computation shows anything: `label` with a
+    resource cache and given to every session. Only a computation shows anything: `label` with a
     progress bar and a Cancel button (`progress`; `cancel` says what a cancel keeps). A
     cancelled computation does not start again by itself: a button labelled `again` stands
     in its place until clicked, or until the page's own button asks for it (`asked`). A

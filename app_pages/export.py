@@ -10,7 +10,6 @@ from core import curation, diversity
 from core.export import export_curated
 from core.progress import no_progress
 from core.regions import default_k
-from core.workspace import DatasetInfo
 
 page = ui.feature_page(
     "Export",
@@ -22,15 +21,10 @@ ws, info, fs = page.ws, page.info, page.features
 labels = ui.clusters(page, default_k(info.rows)) if fs else None  # the map's, by default
 
 
-@st.cache_data(show_spinner="Reading the answers...", max_entries=8)
-def answer_formats(info: DatasetInfo) -> list[str]:
-    """The format of each seed row's final answer, read once per dataset contents."""
-    return curation.answer_formats(info.path)
-
-
 # --- the summary -------------------------------------------------------------------------------
 st.subheader("The curated set")
-summary = curation.summary(ws, info.name, clusters=labels, seed_formats=answer_formats(info))
+with st.spinner("Counting the curated set..."):  # the first time, its answers are read
+    summary = curation.summary(ws, info.name, clusters=labels)
 cols = st.columns(4)
 cols[0].metric("Samples", f"{summary['rows']:,}")
 cols[1].metric("Seed kept", f"{summary['by_source'].get('seed', 0):,}")
@@ -111,8 +105,7 @@ if groups is not None:
         st.caption("No near-duplicates.")
     else:
         if st.button(f"Resolve all {len(groups)} groups: keep the first row of each"):
-            for group in groups:
-                curation.resolve_group(ws, info.name, group)
+            curation.resolve_groups(ws, info.name, groups)
             st.session_state.pop("dup_groups")
             st.rerun()
         for group in groups[:50]:

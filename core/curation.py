@@ -19,12 +19,11 @@ import hashlib
 import json
 import math
 import re
-import threading
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 from core.config import Runtime
 from core.errors import UserError
 from core.features import FeatureSet
+from core.files import Memo, file_version
 from core.progress import ProgressFn, no_progress, parts
 from core.prompts import normalise_text
 from core.records import Record, iter_records, read_columns
@@ -53,30 +53,8 @@ ANSWER_FORMATS = (  # how a response states its final answer, checked in this or
 )
 FORMAT_NAMES = (*(name for name, _ in ANSWER_FORMATS), "another form")
 
-T = TypeVar("T")
-
-
-class _Memo:
-    """The last few values computed, by key (shared by a server's threads)."""
-
-    def __init__(self, size: int = 16):
-        self.size, self.values, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key: Hashable, make: Callable[[], T]) -> T:
-        with self.lock:
-            if key in self.values:
-                self.values.move_to_end(key)
-                return self.values[key]
-        value = make()
-        with self.lock:
-            self.values[key] = value
-            while len(self.values) > self.size:
-                self.values.popitem(last=False)
-        return value
-
-
-_REMOVALS = _Memo()
-_FORMATS = _Memo()
+_REMOVALS = Memo()
+_FORMATS = Memo()
 
 
 def removed(ws: Workspace, dataset: str) -> dict[int, str]:
@@ -351,13 +329,12 @@ def resolve_group(
     keep = group["keep"] if keep is None else keep
     if keep not in group["rows"]:
         raise UserError(f"row {keep} is not in this group (rows {group['rows']})")
-    others = [r for r in group["rows"] if r != keep]
-    return remove_rows(ws, dataset, others, f"{group['kind']} duplicate of row {keep}")
+    return resolve_groups(ws, dataset, [{**group, "keep": keep}])
 
 
 def resolve_groups(ws: Workspace, dataset: str, groups: list[dict[str, Any]]) -> int:
-    """Keep the first row of each group and remove the others, in one transaction;
-    returns how many rows were removed."""
+    """Keep the row `keep` of each group (its first, as `duplicate_groups` gives them) and
+    remove the others, in one transaction; returns how many rows were removed."""
     info = ws.dataset(dataset)
     removed_rows = 0
     with ws.catalogue.transaction() as catalogue:
@@ -495,7 +472,6 @@ def answer_formats(path: Path) -> np.ndarray:
     """The format of each record's final answer (answer_format) as an index into
     FORMAT_NAMES (uint8), in row order, for the records' Parquet file at `path`: what the
     summary counts of the seed rows. Read once per version of the file, then kept."""
-    st = path.stat()
 
     def read() -> np.ndarray:
         batches = pq.ParquetFile(path).iter_batches(columns=["response"])
@@ -504,7 +480,7 @@ def answer_formats(path: Path) -> np.ndarray:
         ]
         return np.asarray(codes, dtype=np.uint8)
 
-    return _FORMATS.get((str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns), read)
+    return _FORMATS.get(file_version(path), read)
 
 
 def summary(
@@ -513,13 +489,12 @@ def summary(
     *,
     include: tuple[str, ...] = SOURCES,
     clusters: np.ndarray | None = None,
-    seed_formats: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Sizes of the curated set by source and by cluster, the removals by reason, and notes
-    (answers in different formats by source). `seed_formats`: the dataset's answer_formats
-    (kept per records file when not given). The seed rows are counted from the removals
-    (`removals`: kept per change of them) and arrays, never read; the synthetic samples
-    are read each time."""
+    (answers in different formats by source). The seed rows are counted from the removals
+    (`removals`: kept per change of them) and their answers' formats (`answer_formats`:
+    read once per records file), never read again; the synthetic samples are read each
+    time."""
     include = check_include(include)
     info = ws.dataset(dataset)
     gone = removals(ws, dataset)
@@ -529,8 +504,7 @@ def summary(
     if "seed" in include:
         if info.rows > len(gone.rows):
             by_source["seed"] = info.rows - len(gone.rows)
-        codes = answer_formats(info.path) if seed_formats is None else seed_formats
-        kept = _kept_counts(codes, gone.rows, len(FORMAT_NAMES))
+        kept = _kept_counts(answer_formats(info.path), gone.rows, len(FORMAT_NAMES))
         formats["seed"].update({FORMAT_NAMES[f]: int(kept[f]) for f in np.flatnonzero(kept)})
         if clusters is not None:
             sizes = _kept_counts(clusters, gone.rows, int(clusters.max(initial=-1)) + 1)

@@ -15,9 +15,12 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from core.errors import UserError
 
@@ -151,3 +154,34 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+T = TypeVar("T")
+
+
+def file_version(path: Path) -> tuple[str, int, int, int]:
+    """What tells one version of a file from another: its resolved path, inode, size and
+    modification time (ns). Every write here renames a new file into place (a new inode),
+    so a rewritten file never keeps its version. OSError when it is missing."""
+    st = path.stat()
+    return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class Memo:
+    """The last `size` values computed, by key (shared by a server's threads): for what is
+    read from a file once per `file_version`."""
+
+    def __init__(self, size: int = 16):
+        self.size, self.values, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self.lock:
+            if key in self.values:
+                self.values.move_to_end(key)
+                return self.values[key]
+        value = make()
+        with self.lock:
+            self.values[key] = value
+            while len(self.values) > self.size:
+                self.values.popitem(last=False)
+        return value

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.features import FeatureSet
-from core.files import atomic_target
+from core.files import Memo, atomic_target, file_version
 from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
 from core.progress import ProgressFn, no_progress
 from core.records import read_columns
@@ -39,6 +39,7 @@ CLUSTERS_VERSION = 2  # 2: beyond regions.fit_rows_for(k) rows, fitted on a samp
 DESCRIBED_VERSION = 1
 KEYWORD_ROWS = 200_000  # keywords come from at most about this many prompts ...
 KEYWORD_MIN_ROWS = 50  # ... and at least this many of each cluster (all of a smaller one)
+_LOADED = Memo(size=8)  # artefacts read, by file version: a page rerun reads none again
 
 
 def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> Path:
@@ -56,11 +57,23 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an artefact, read once per version of its file (`_LOADED`; read-only,
+    as every caller shares them); None when it is missing or damaged (computed again)."""
+
+    def read() -> dict[str, np.ndarray] | None:
+        try:
+            with np.load(path) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError):
+            return None
+        for array in arrays.values():
+            array.flags.writeable = False
+        return arrays
+
     try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None  # missing or damaged: computed again
+        return _LOADED.get(file_version(path), read)
+    except OSError:
+        return None
 
 
 def clusters_for(
