@@ -109,6 +109,19 @@ def test_bootstrap_interval():
     assert (wide.high - wide.low) > (ci.high - ci.low)  # fewer rows, wider interval
 
 
+def test_the_block_bootstrap_has_the_spread_of_resampling_rows(monkeypatch):
+    x = rng.standard_normal((3000, 16)) + 0.2
+    x[:1000] += rng.standard_normal(16)  # a dense part: the rows are not alike
+    point = g_vendi(x)
+    rows = bootstrap(x, replicates=200, seed=2)
+    monkeypatch.setattr(vendi_module, "EXACT_BOOTSTRAP_ROWS", 100)  # beyond: blocks
+    blocks = bootstrap(x, replicates=200, seed=2)
+    assert rows.blocks is None and blocks.blocks == 256
+    assert blocks.low < point < blocks.high
+    ratio = (blocks.high - blocks.low) / (rows.high - rows.low)
+    assert 0.75 < ratio < 1.33, ratio  # 1.03 measured: the same spread to first order
+
+
 def test_per_group_equals_separate_scores():
     x = rng.standard_normal((150, 20))
     labels = np.array(["a"] * 100 + ["b"] * 30 + ["c"] * 20)
