@@ -457,7 +457,7 @@ class Catalogue:
         """A dataset's feature sets, newest first."""
         with self._connection(write=False) as db:
             rows = db.execute(
-                "SELECT * FROM feature_sets WHERE dataset_id = ? ORDER BY updated_at DESC",
+                "SELECT * FROM feature_sets WHERE dataset_id = ? ORDER BY updated_at DESC, rowid DESC",
                 (dataset_id,),
             ).fetchall()
         return [_read(FeatureSetRow, "feature_sets", r) for r in rows]
@@ -574,9 +574,10 @@ class Catalogue:
         return _read(RunRow, "runs", row) if row else None
 
     def runs(self, dataset_id: str | None = None) -> list[RunRow]:
-        """Runs, newest first (of one dataset, or all)."""
+        """Runs, newest first (of one dataset, or all); runs made in the same second in the
+        order they were made (rowid: their ids end in random letters)."""
         where, args = (" WHERE runs.dataset_id = ?", (dataset_id,)) if dataset_id else ("", ())
-        order = " ORDER BY runs.created_at DESC, runs.id DESC"
+        order = " ORDER BY runs.created_at DESC, runs.rowid DESC"
         with self._connection(write=False) as db:
             rows = db.execute(_RUN_SELECT + where + order, args).fetchall()
         return [_read(RunRow, "runs", r) for r in rows]

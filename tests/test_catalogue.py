@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core import catalogue as catalogue_module
 from core import synthesis
 from core.catalogue import (
     CURATOR_REJECTED,
@@ -119,6 +120,18 @@ def test_feature_sets_selections_and_removed_rows(catalogue):
     catalogue.delete_dataset("d1")  # everything of the dataset goes with it
     assert catalogue.feature_sets("d1") == [] and catalogue.selections("d1") == []
     assert catalogue.removed_rows("d1") == {} and catalogue.runs() == []
+
+
+def test_runs_made_in_one_second_are_listed_newest_first(catalogue, monkeypatch):
+    monkeypatch.setattr(catalogue_module, "now", lambda: "2026-01-01T00:00:00")
+    catalogue.add_dataset(dataset())
+    for run_id in ("20260101-000000-ffffff", "20260101-000000-000000", "20260101-000000-7a7a7a"):
+        catalogue.add_run(run_id, "d1", {})
+    assert [r.id for r in catalogue.runs("d1")] == [
+        "20260101-000000-7a7a7a",
+        "20260101-000000-000000",
+        "20260101-000000-ffffff",
+    ]
 
 
 def test_runs_items_and_counts_derived_with_overrides(catalogue):
