@@ -1,5 +1,7 @@
 """Map: the dataset in gradient space, clusters with the sparse ones marked, selection."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -132,6 +134,18 @@ data = samples(info)
 sparse = tuple(c["sparse"] for c in described)
 
 
+def map_selection(selection: dict | None) -> list[int]:
+    """The dataset rows of the map's selection (charts.selected_rows, over every point),
+    worked out once per selection drawn: a rerun of the fragment (a click in the table or
+    the sample browser) does not test a million points again."""
+    drawn = (fs.key, json.dumps(selection, sort_keys=True, default=str))
+    kept = st.session_state.get("map_selection")
+    if kept is None or kept[0] != drawn:
+        kept = (drawn, charts.selected_rows(selection, placed.coords))
+        st.session_state["map_selection"] = kept
+    return kept[1]
+
+
 @st.fragment
 def explore() -> None:
     """The map, the cluster table and the sample browser: a selection reruns only this."""
@@ -150,7 +164,7 @@ def explore() -> None:
             "picked clusters first) over the grey density of all; a lasso or box selects every "
             "sample inside it."
         )
-    from_map = charts.selected_rows(event.selection if event else None, placed.coords)
+    from_map = map_selection(event.selection if event else None)
     in_selection = np.bincount(labels[from_map], minlength=len(described))
 
     st.subheader("Clusters")
