@@ -41,6 +41,7 @@ MAP_POINTS = (
     25_000  # points drawn at most: above, a sample over the density of all (bench/map_render.py)
 )
 _DENSITY_BINS = 256  # cells across the density layer's wider side
+_CLEAR_RINGS = 2_000  # up to this many sparse points drawn, their rings at full strength
 _SPARSE_TRACES = 40  # sparse clusters with a trace (and legend entry) each; beyond, one trace
 
 
@@ -197,7 +198,8 @@ def map_figure(
                     symbol="circle-open",
                     color="#111111",
                     line=dict(width=1),
-                    opacity=0.7,
+                    # thousands of rings would hide the colours under them: lighter
+                    opacity=0.7 * min(1.0, (_CLEAR_RINGS / ring.sum()) ** 0.5),
                 ),
             )
         )
