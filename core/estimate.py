@@ -25,6 +25,7 @@ from core.encoders import TOKEN_BUDGET, Loaded, Samples, encoder_for
 from core.errors import UserError
 from core.progress import ProgressFn, no_progress
 from core.proxy import resolve_device
+from core.rows import sample
 from core.workspace import DatasetInfo, Workspace
 
 SAMPLE_ROWS = 10_000  # rows counted exactly; more are sampled
@@ -198,7 +199,7 @@ def _sample(info: DatasetInfo, sample_rows: int) -> Samples:
     columns = ["prompt", "response", "messages"]
     wanted = None
     if info.rows > sample_rows:
-        wanted = np.sort(np.random.default_rng(0).choice(info.rows, sample_rows, replace=False))
+        wanted = sample(info.rows, sample_rows, seed=0)
     kept: dict[str, list] = {c: [] for c in columns}
     first = 0
     for batch in pq.ParquetFile(info.path).iter_batches(batch_size=65536, columns=columns):

@@ -53,7 +53,7 @@ from core.errors import UserError
 from core.files import atomic_target, atomic_write, scratch_folder
 from core.progress import ProgressFn, no_progress
 from core.settings import check_bounds
-from core.vectorfiles import VectorFile, npy_header
+from core.vectorfiles import VectorFile, npy_header, npy_layout
 from core.workspace import DatasetInfo, Workspace
 
 if TYPE_CHECKING:
@@ -175,23 +175,11 @@ class FeatureSet:
                 f"feature chunk {self.chunk_path(index)} is missing or damaged; compute the features again"
             )
         with f:
-            f.seek(0)
-            version = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(f)
+            shape, fortran, dtype, offset = npy_layout(f)
             if not np.prod(shape):
                 return np.empty(shape, dtype=dtype)
             mapped = np.memmap(
-                f,
-                dtype=dtype,
-                mode="r",
-                shape=shape,
-                order="F" if fortran else "C",
-                offset=f.tell(),
+                f, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset
             )
         return mapped.view(np.ndarray)  # a plain array on the mapping (which it keeps open)
 

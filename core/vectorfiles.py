@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -230,18 +230,25 @@ def _dtype_problem(path: Path, dtype: str, what: str = "array") -> UserError:
 # --- .npy -------------------------------------------------------------------------------------
 
 
-def _open_npy(path: Path) -> VectorFile:
+def npy_layout(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, Fortran order, dtype, offset of the data) of the .npy file open in `f`, read
+    from its header (numpy.save's format 1.0 or 2.0); ValueError for anything else."""
     fmt = np.lib.format
+    f.seek(0)
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"version {version} (use numpy.save's 1.0 or 2.0)")
+    return shape, fortran, dtype, f.tell()
+
+
+def _open_npy(path: Path) -> VectorFile:
     try:
         with open(path, "rb") as f:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"version {version} (use numpy.save's 1.0 or 2.0)")
-            offset = f.tell()
+            shape, fortran, dtype, offset = npy_layout(f)
     except ValueError as e:
         raise UserError(f"{path}: not a readable .npy file ({e})") from None
     if dtype.names or dtype.kind != "f":
