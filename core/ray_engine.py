@@ -97,13 +97,14 @@ def _first_line(text: str) -> str:
 
 
 def _explained(e: BaseException) -> UserError:
-    """A failure on the cluster as one UserError: a UserError raised by a worker as it is,
-    anything else by its last line."""
+    """A failure on the cluster as one UserError: a UserError raised by a worker as it is
+    (Ray's wrapper of it, also a UserError, says the traceback), anything else by its last
+    line."""
     seen: set[int] = set()
     cause: BaseException | None = e
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, UserError):
+        if isinstance(cause, UserError) and not isinstance(cause, ray.exceptions.RayError):
             return UserError(f"on the Ray cluster: {cause}")
         cause = getattr(cause, "cause", None) or cause.__cause__
     return UserError(f"the Ray cluster failed: {type(e).__name__}: {_first_line(str(e))[:300]}")

@@ -273,12 +273,15 @@ def test_missing_gpus_are_one_clean_error(cluster, cli, data):
 
 def test_a_proxy_the_workers_cannot_load_is_one_clean_error(cluster, cli, data, tmp_path):
     assert cli("import", str(data), "--name", "d").code == 0
-    missing = tmp_path / "no-such-model"
+    broken = tmp_path / "broken-model"  # its files hash (its identity) but do not load
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "qwen2"}')
+    (broken / "model.safetensors").write_bytes(b"not a model")
     r = cli(
-        "embed", "d", "--proxy", str(missing), "--engine", "ray", "--address",
+        "embed", "d", "--proxy", str(broken), "--engine", "ray", "--address",
         cluster["address"],
     )  # fmt: skip
-    assert_user_error(r, "on the Ray cluster: proxy", "no-such-model")
+    assert_user_error(r, "on the Ray cluster: proxy", "broken-model")
 
 
 def test_engine_flags_are_range_checked(cli):
