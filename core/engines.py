@@ -73,7 +73,15 @@ def open_engine(encoder: Encoder, runtime: Runtime) -> Iterator[Engine]:
     if runtime.engine == "local":
         yield LocalEngine(encoder, runtime)
     elif runtime.engine == "ray":
-        from core.ray_engine import RayEngine
+        try:
+            from core.ray_engine import RayEngine
+        except ImportError as e:
+            if e.name != "ray" and not (e.name or "").startswith("ray."):
+                raise
+            raise UserError(
+                "the ray engine needs Ray, which is not installed here: "
+                "pip install -r requirements-ray.txt"
+            ) from None
 
         yield RayEngine(encoder, runtime)
     else:

@@ -292,6 +292,9 @@ def test_engine_flags_are_range_checked(cli):
         (["--engine", "spark"], "--engine"),
     ):
         assert_user_error(cli("embed", "d", *flags), needle)
+    for verb in ("score", "map", "compare", "synthesize"):  # the verbs that compute features
+        shown = cli(verb, "--help").out
+        assert all(f in shown for f in ("--engine", "--address", "--workers", "--gpus-per-worker"))
 
 
 def test_a_bad_engine_in_core_is_a_user_error(tmp_path, data):
