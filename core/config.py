@@ -82,7 +82,8 @@ class Runtime:
     address: str | None = setting(
         None,
         help="the Ray cluster for --engine ray: host:port of its head (ray start --head), "
-        "ray://host:port, or auto; default: $RAY_ADDRESS, else a cluster started here",
+        "ray://host:port, or auto (one started on this machine); default: $RAY_ADDRESS, "
+        "else a cluster of this machine's CPUs and GPUs started for the run",
     )
     workers: int = setting(1, help="Ray actors computing features (--engine ray)", low=1, high=4096)
     gpus_per_worker: float = setting(

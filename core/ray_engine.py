@@ -132,10 +132,12 @@ def _reachable(address: str) -> None:
 
 
 def connect(runtime: Runtime) -> None:
-    """Connect this process to the runtime's Ray cluster (once; again when the address
-    changes). The workers get the driver's `core` package and offline settings."""
+    """Connect this process to the runtime's Ray cluster: its address, else $RAY_ADDRESS,
+    else a Ray already started in this process, else a new one on this machine (`auto`
+    finds a cluster started here with `ray start`). Once: again only when the address
+    changes. The workers get the driver's `core` package and offline settings."""
     address = runtime.address or os.environ.get("RAY_ADDRESS") or None
-    if ray.is_initialized() and _connected == [address]:
+    if ray.is_initialized() and (_connected == [address] or (address is None and not _connected)):
         return
     if address:
         _reachable(address)
@@ -147,11 +149,10 @@ def connect(runtime: Runtime) -> None:
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
     try:
         ray.init(
-            address=address,
+            address=address or "local",
             runtime_env={"py_modules": [str(Path(core.__file__).parent)], "env_vars": env},
             log_to_driver=False,
             logging_level=logging.ERROR,
-            configure_logging=True,
             include_dashboard=False if not address else None,
         )
     except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError...
