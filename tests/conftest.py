@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pty
+import shutil
 import signal
 import socket
 import subprocess
@@ -200,3 +201,4 @@ def ray_cluster() -> Iterator[dict]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             time.sleep(2)
+        shutil.rmtree(folder, ignore_errors=True)
