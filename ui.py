@@ -384,11 +384,17 @@ class FeaturePage:
 
 
 def feature_page(
-    title: str, caption: str, *, need_features: bool = True, estimate: bool = False
+    title: str,
+    caption: str,
+    *,
+    need_features: bool = True,
+    estimate: bool = False,
+    engine: bool = False,
 ) -> FeaturePage:
     """The head of a page on the active dataset: title, caption, the feature settings line,
     and its features, or a Compute button (the page stops there when they are needed),
-    with, when `estimate`, how long computing them will take."""
+    with, when `estimate`, how long computing them will take, and with `engine`, where they
+    are computed (`engine_choice`)."""
     ws = workspace()
     st.title(title)
     st.caption(caption)
@@ -398,7 +404,7 @@ def feature_page(
         st.stop()
     proxy, config, runtime = feature_request(ws)
     feature_summary(info, proxy, config, runtime)
-    fs = features_or_button(ws, info, estimate=estimate)
+    fs = features_or_button(ws, info, estimate=estimate, engine=engine)
     if fs is None and need_features:
         st.stop()
     return FeaturePage(ws, info, proxy, config, runtime, fs)
@@ -441,11 +447,12 @@ def feature_summary(
 
 
 def features_or_button(
-    ws: Workspace, info: DatasetInfo, *, estimate: bool = False
+    ws: Workspace, info: DatasetInfo, *, estimate: bool = False, engine: bool = False
 ) -> FeatureSet | None:
     """The active dataset's features for the sidebar's settings; when they are missing, a
-    "Compute features" button with progress and a Cancel (finished chunks are kept), and
-    with `estimate`, how long the computation will take here (`show_estimate`)."""
+    "Compute features" button with progress and a Cancel (finished chunks are kept), with
+    `engine`, where to compute them (`engine_choice`), and with `estimate`, how long the
+    computation will take on this machine (`show_estimate`)."""
     proxy, config, runtime = feature_request(ws)
     ready = attempt(lambda: find_features(ws, info.name, proxy=proxy, config=config))
     if ready:
@@ -456,7 +463,9 @@ def features_or_button(
             "the Features page, or choose a proxy in the sidebar."
         )
         return None
-    if estimate:
+    if engine:
+        runtime = engine_choice(ws)
+    if estimate and runtime.engine == "local":
         show_estimate(ws, info, FeatureRequest(proxy, config, runtime))
     if st.button("Compute features", type="primary", icon=":material/play_arrow:"):
         keeps = "The finished chunks are kept: computing again resumes from them."
@@ -469,6 +478,64 @@ def features_or_button(
         if done:
             st.rerun()
     return None
+
+
+_ENGINES = {"local": "This machine", "ray": "A Ray cluster"}
+
+
+def engine_choice(ws: Workspace) -> Runtime:
+    """Where features are computed: this machine, or a Ray cluster at an address with its
+    workers and GPUs per worker (core/ray_engine.py). Saved with the feature settings in
+    the workspace, like the sidebar's; returns the runtime chosen."""
+    request = feature_request(ws)
+    runtime = request.runtime
+    st.session_state.update(
+        eng_kind=runtime.engine,
+        eng_address=runtime.address or "",
+        eng_workers=runtime.workers,
+        eng_gpus=runtime.gpus_per_worker,
+    )
+
+    def save() -> None:
+        get = st.session_state.get
+        chosen = replace(
+            runtime,
+            engine=get("eng_kind") or "local",
+            address=(get("eng_address") or "").strip() or None,
+            workers=int(get("eng_workers")),
+            gpus_per_worker=float(get("eng_gpus")),
+        )
+        ws.set_meta(SETTINGS_KEY, json.dumps(request._replace(runtime=chosen).to_saved()))
+
+    kind = setting_choice(
+        st.radio,
+        "Compute on",
+        Runtime,
+        "engine",
+        key="eng_kind",
+        on_change=save,
+        format_func=_ENGINES.get,
+        horizontal=True,
+    )
+    if kind == "ray":
+        address, workers, gpus = st.columns([2, 1, 1])
+        address.text_input(
+            "Cluster address",
+            key="eng_address",
+            on_change=save,
+            placeholder="host:6379",
+            help=tooltip(Runtime, "address"),
+        )
+        setting_input(workers, "Workers", Runtime, "workers", key="eng_workers", on_change=save)
+        setting_input(
+            gpus, "GPUs per worker", Runtime, "gpus_per_worker", key="eng_gpus", on_change=save
+        )
+        st.caption(
+            "The cluster's workers load the proxy and send the features back here, where they "
+            "are stored: no shared disk is needed. Each worker needs this project's Python "
+            "packages and the proxy (its hub cache, or the same local folder)."
+        )
+    return feature_request(ws).runtime
 
 
 def show_estimate(ws: Workspace, info: DatasetInfo, request: FeatureRequest) -> None:

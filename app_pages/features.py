@@ -14,6 +14,7 @@ page = ui.feature_page(
     "few hundred numbers: the space where diversity is measured and thin regions are found.",
     need_features=False,
     estimate=True,
+    engine=True,
 )
 ws, info, config, ready = page.ws, page.info, page.config, page.features
 if ready:

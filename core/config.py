@@ -22,6 +22,7 @@ FILE = "file"  # vectors imported from a file (features-import); their proxy is 
 FILE_PREFIX = "file:"  # how such an identity starts: file:<hash of the file's contents>
 DEVICES = ("auto", "cpu", "cuda")  # the usual devices (cuda:N works too)
 VERIFIERS = ("math", "label")  # how the solutions of a synthetic problem agree
+ENGINES = ("local", "ray")  # where feature chunks are computed
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to compute: the device, batch limits and the rows per stored chunk."""
+    """How to compute: the device, batch limits, the rows per stored chunk, and the engine
+    (this process, or a Ray cluster's actors) with its resources."""
 
     device: str = setting(
         "auto", help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda"
@@ -71,6 +73,25 @@ class Runtime:
         None, help="at most this many padded tokens per batch", low=8
     )
     chunk_rows: int = setting(256, help="rows per stored chunk", low=1, high=1_000_000)
+    # where the chunks are computed (core/engines.py): here, or by a Ray cluster's actors
+    engine: str = setting(
+        "local",
+        choices=ENGINES,
+        help="local: in this process; ray: by an actor pool on a Ray cluster (see --address)",
+    )
+    address: str | None = setting(
+        None,
+        help="the Ray cluster for --engine ray: host:port of its head (ray start --head), "
+        "ray://host:port, or auto (one started on this machine); default: $RAY_ADDRESS, "
+        "else a cluster of this machine's CPUs and GPUs started for the run",
+    )
+    workers: int = setting(1, help="Ray actors computing features (--engine ray)", low=1, high=4096)
+    gpus_per_worker: float = setting(
+        0.0, help="GPUs each Ray actor holds (--engine ray; 0: it computes on CPUs)", low=0, high=64
+    )
+    cpus_per_worker: float = setting(
+        1.0, help="CPUs each Ray actor holds (--engine ray)", low=0, high=1024
+    )
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from core.catalogue import FeatureSetRow, now
 from core.config import FEATURES_VERSION, FILE, FILE_PREFIX, FeatureConfig, ProxySpec, Runtime
 from core.encoders import Encoder, Samples, encoder_for
+from core.engines import open_engine
 from core.errors import UserError
 from core.files import atomic_target, atomic_write, scratch_folder
 from core.progress import ProgressFn, no_progress
@@ -410,35 +411,36 @@ def _compute(
     if _changed(ws, info):  # mkdir would make its folder again
         raise _DatasetChanged
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive(folder):
-        loaded = encoder.open(runtime)
-        fs = _open_set(folder, key, info, encoder, runtime.chunk_rows, loaded.dim)
+    with _exclusive(folder), open_engine(encoder, runtime) as engine:
+        fs = _open_set(folder, key, info, encoder, runtime.chunk_rows, engine.dim)
         todo = [i for i in range(fs.n_chunks) if not fs.chunk_is_valid(i)]
         done = sum(fs.chunks[i]["rows"] for i in range(fs.n_chunks) if i not in todo)
-        if on_estimate and todo:
+        if on_estimate and todo and engine.loaded is not None:
             from core.estimate import measure
 
             proxy, config = encoder.proxy, encoder.config
-            on_estimate(measure(loaded, info, proxy, config, runtime, rows_left=fs.rows - done))
+            on_estimate(
+                measure(engine.loaded, info, proxy, config, runtime, rows_left=fs.rows - done)
+            )
         _register(ws, info, fs)
         on_progress(done, fs.rows)
         started, computed = time.perf_counter(), 0
-        for index, chunk in _chunks(info.path, fs.chunk_rows):
-            if index not in todo:
-                continue
-            values, truncated = loaded.encode(
-                chunk, lambda n, start=done: on_progress(start + n, fs.rows)
-            )
+        wanted = set(todo)
+        chunks = (c for c in _chunks(info.path, fs.chunk_rows) if c[0] in wanted)
+        progress = [done]  # rows stored so far, for the progress within a chunk
+        for index, values, truncated in engine.encode_chunks(
+            chunks, lambda n: on_progress(progress[0] + n, fs.rows)
+        ):
             if _changed(ws, info):  # deleted or replaced: stop at once
                 raise _DatasetChanged
             fs.write_chunk(index, values, truncated=truncated)
             computed += len(values)
-            done += len(values)
-            on_progress(done, fs.rows)
+            progress[0] += len(values)
+            on_progress(progress[0], fs.rows)
         seconds = time.perf_counter() - started
         fs.complete = True
         fs.facts = {
-            **loaded.facts(),
+            **engine.facts(),
             "truncated": sum(c.get("truncated", 0) for c in fs.chunks.values()),
             "computed_rows": computed,
             "seconds": round(seconds, 2),

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +114,91 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the repository")
     return SHARED_DATA
+
+
+# --- a local Ray cluster (tests/test_ray_engine.py, the Features page's engine) ----------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_under(folder: str) -> list[int]:
+    """Pids of this user's processes whose command line names `folder` (the nodes' Ray
+    processes: each is started with the cluster's temporary folder in its arguments)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat().st_uid == os.getuid() and folder in (entry / "cmdline").read_text():
+                pids.append(int(entry.name))
+    return pids
+
+
+def children(parents: list[int]) -> list[int]:
+    """Pids of the processes whose parent is one of `parents`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit():
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid in parents:
+                    out.append(int(entry.name))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict]:
+    """A head and a second node on this machine (1 CPU each), in a short temporary folder
+    (a Unix socket path is at most 107 bytes); its processes are ended at the end, by pid
+    (never `ray stop`, which would stop any other cluster of this machine too). Skips when
+    Ray is not installed."""
+    ray = pytest.importorskip("ray")
+    folder = tempfile.mkdtemp(prefix="prism-ray-", dir="/tmp" if Path("/tmp").is_dir() else None)
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = [
+        "--num-cpus=1",
+        "--num-gpus=0",
+        "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={free_port()}",
+    ]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    try:
+        for extra in (
+            ["--head", f"--port={port}", f"--temp-dir={folder}", "--include-dashboard=false"],
+            [f"--address={address}"],
+        ):
+            started = subprocess.run(
+                [ray_cli, "start", *extra, *common],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=HANG_SECONDS,
+            )
+            assert started.returncode == 0, started.stdout + started.stderr
+        deadline = time.time() + HANG_SECONDS
+        nodes = 0
+        while nodes < 2 and time.time() < deadline:  # both raylets registered
+            status = subprocess.run(
+                [ray_cli, "status", f"--address={address}"], capture_output=True, text=True, env=env
+            )
+            nodes = status.stdout.count("node_")
+            time.sleep(0.5)
+        assert nodes >= 2, status.stdout + status.stderr
+        yield {"address": address, "folder": folder}
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = processes_under(folder)
+            pids += children(pids)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(2)
+        shutil.rmtree(folder, ignore_errors=True)

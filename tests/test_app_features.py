@@ -189,3 +189,60 @@ def test_synthesis_says_imported_vectors_need_their_proxy(tmp_path):
     app.at.text_input(key="syn_model").set_value("m")
     app.run()
     assert app.button("Start a run").disabled
+
+
+def _saved_runtime(workspace):
+    saved = json.loads(Workspace(workspace).get_meta("feature_settings"))
+    return FeatureRequest.from_saved(saved).runtime
+
+
+def test_the_engine_choice_is_saved_and_a_bad_address_is_one_error(tmp_path):
+    from tests.conftest import free_port
+
+    app = features_page(tmp_path / "ws")
+    assert any(
+        "Computing the features takes" in w for w in app.texts("info") + app.texts("warning")
+    )
+    app.at.radio(key="eng_kind").set_value("ray")
+    app.run()
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    app.at.text_input(key="eng_address").set_value(address)
+    app.at.number_input(key="eng_workers").set_value(2)
+    app.run()
+    runtime = _saved_runtime(tmp_path / "ws")
+    assert (runtime.engine, runtime.address, runtime.workers) == ("ray", address, 2)
+    # the estimate is this machine's: not shown for a cluster
+    assert not any("Computing the features takes" in w for w in app.texts("info"))
+    app.button("Compute features").click()
+    app.run()
+    assert any(f"no Ray cluster answers at {address}" in e for e in app.errors())
+    app.at.radio(key="eng_kind").set_value("local")  # back to this machine
+    app.run()
+    assert _saved_runtime(tmp_path / "ws").engine == "local"
+
+
+def test_computed_on_a_ray_cluster_from_the_page(tmp_path, ray_cluster):
+    settings = {"proxy": "tiny-random", "dim": 64, "chunk_rows": 90}
+    app = open_page(
+        tmp_path / "ws", "app_pages/features.py", engine="ray", address=ray_cluster["address"],
+        workers=2, **settings,
+    )  # fmt: skip
+    assert app.at.radio(key="eng_kind").value == "ray"
+    assert app.at.text_input(key="eng_address").value == ray_cluster["address"]
+    app.button("Compute features").click()
+    app.run()
+    assert "Features ready: 360 x 64" in app.at.success[0].value, app.errors()
+    ws = Workspace(tmp_path / "ws")
+    fs = find_features(ws, "demo", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=64))
+    assert fs.facts["engine"] == "ray" and fs.facts["workers"] == 2
+    from core.config import Runtime
+    from core.demo import ensure_demo
+    from core.features import compute_features
+
+    local = Workspace(tmp_path / "local")
+    ensure_demo(local)  # the same rows, computed here
+    expected = compute_features(
+        local, "demo", proxy=ProxySpec("tiny-random"), config=FeatureConfig(dim=64),
+        runtime=Runtime(chunk_rows=90),
+    ).matrix()  # fmt: skip
+    np.testing.assert_allclose(fs.matrix(), expected, atol=1e-6, rtol=0)

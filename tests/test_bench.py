@@ -38,6 +38,10 @@ SCRIPTS = {
     "map_render": (False, r"\| sampled \| 3,000 \| \d+\.\d\d s \| \d+\.\d\d s, \d+\.\d MB \|"),
     "map_scale": (False, r"spherical k-means, k = 100: \d+\.\d s, \d+ iterations"),
     "mix_vs_single": (True, r"\| mix-of-five \| \d+\.\d\d \| \d+\.\d\d \|"),
+    "ray_scaling": (
+        False,
+        r"ray 1 worker / local: \d+\.\d\dx the time; 2-worker scaling efficiency: \d+\.\d\d",
+    ),
     "scale_1m": (
         False,
         r"\| G-Vendi \(score\) \| \d+\.\d s \| \d+ MiB \| <= 2 min \|(.|\n)*"
@@ -60,6 +64,7 @@ HEAVY = {
     "vendi_score",
     "playwright",
     "streamlit",
+    "ray",
 }
 
 
