@@ -90,6 +90,26 @@ def _on_a_terminal(command: list[str], env: dict[str, str], cwd: Path) -> CliRes
     return CliResult(code, out.decode(), err.decode(errors="replace"))
 
 
+def kill_after_chunks(
+    command: list[str], workspace: Path, chunks: int, *, env: dict[str, str] | None = None
+) -> int:
+    """Start `command` (a feature computation into `workspace`), SIGKILL it once a feature
+    manifest there lists `chunks` chunks (or it ends, or HANG_SECONDS pass); returns how
+    many chunks the manifest listed when it was killed."""
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    listed, deadline = 0, time.time() + HANG_SECONDS
+    while time.time() < deadline and listed < chunks and proc.poll() is None:
+        for m in workspace.glob("datasets/*/features/*/manifest.json"):
+            with contextlib.suppress(ValueError, OSError):  # caught mid-rename
+                listed = len(json.loads(m.read_text())["chunks"])
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return listed
+
+
 def assert_user_error(result: CliResult, *needles: str) -> str:
     """Exit 2, exactly one stderr line starting 'error:' that contains each needle, no traceback."""
     assert result.code == 2, (result.code, result.err)

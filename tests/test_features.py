@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ from core.features import (
 )
 from core.proxy import load_proxy, tiny_random
 from core.workspace import Workspace
-from tests.conftest import HANG_SECONDS, REPO, assert_user_error, write_jsonl
+from tests.conftest import REPO, assert_user_error, kill_after_chunks, write_jsonl
 
 TINY = ProxySpec("tiny-random")
 
@@ -268,22 +266,8 @@ def test_sigkill_midway_then_resume_gives_identical_features(tmp_path):
         "8",
         "--json",
     ]
-    proc = subprocess.Popen(
-        [*embed, "--workspace", str(tmp_path / "killed")],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    manifests = tmp_path / "killed" / "datasets"
-    deadline, listed = time.time() + HANG_SECONDS, 0
-    while time.time() < deadline and listed < 5:
-        for m in manifests.glob("*/features/*/manifest.json"):
-            with contextlib.suppress(ValueError, OSError):  # caught mid-rename
-                listed = len(json.loads(m.read_text())["chunks"])
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = tmp_path / "killed"
+    listed = kill_after_chunks([*embed, "--workspace", str(killed)], killed, 5, env=env)
     assert 5 <= listed < 45, "the kill did not land midway"
     for name in ("killed", "whole"):  # the killed run resumes; the other runs uninterrupted
         done = subprocess.run(

@@ -6,13 +6,11 @@ the other; bad addresses and missing GPUs are one clean error."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from tests.conftest import (  # noqa: E402
     assert_user_error,
     children,
     free_port,
+    kill_after_chunks,
     processes_under,
 )
 from tests.test_features import demo_file  # noqa: E402
@@ -153,15 +152,7 @@ def test_the_driver_killed_mid_run_resumes(ray_cluster, data, local, tmp_path):
         str(ws_dir),
         "--json",
     ]
-    proc = subprocess.Popen(embed, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    listed, deadline = 0, time.time() + HANG_SECONDS
-    while time.time() < deadline and listed < 2 and proc.poll() is None:
-        for m in ws_dir.glob("datasets/*/features/*/manifest.json"):
-            with contextlib.suppress(ValueError, OSError):  # caught mid-rename
-                listed = len(json.loads(m.read_text())["chunks"])
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    listed = kill_after_chunks(embed, ws_dir, 2)
     assert 2 <= listed < 10, "the kill did not land midway"
     done = subprocess.run(embed, cwd=REPO, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert done.returncode == 0, done.stderr
