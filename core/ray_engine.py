@@ -21,13 +21,16 @@ is one UserError.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
+import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -131,6 +134,37 @@ def _reachable(address: str) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _stderr_to(file: BinaryIO) -> Iterator[None]:
+    """Send what this process writes to stderr (C++ code included: file descriptor 2) to
+    `file` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _connect_error(address: str | None, error: Exception, logged: str) -> UserError:
+    """Why ray.init failed, from the exception chain and what Ray logged meanwhile."""
+    where = address or "this machine"
+    chain, cause = [], error
+    while cause is not None and len(chain) < 10:
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if "InvalidAuthToken" in logged or any("InvalidAuthToken" in text for text in chain):
+        return UserError(
+            f"the Ray cluster at {where} asks for its authentication token, and this process "
+            "has none: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH to the cluster's token "
+            "file (as on its nodes), then try again"
+        )
+    return UserError(f"cannot connect to the Ray cluster at {where}: {_first_line(chain[0])[:300]}")
+
+
 def connect(runtime: Runtime) -> None:
     """Connect this process to the runtime's Ray cluster: its address, else $RAY_ADDRESS,
     else a Ray already started in this process, else a new one on this machine (`auto`
@@ -147,19 +181,21 @@ def connect(runtime: Runtime) -> None:
     import core
 
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
-    try:
-        ray.init(
-            address=address or "local",
-            runtime_env={"py_modules": [str(Path(core.__file__).parent)], "env_vars": env},
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            include_dashboard=False if not address else None,
-        )
-    except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError...
-        raise UserError(
-            f"cannot connect to the Ray cluster at {address or 'this machine'}: "
-            f"{_first_line(str(e))[:300]}"
-        ) from None
+    with tempfile.TemporaryFile() as held:
+        try:
+            with _stderr_to(held):  # Ray's core logs each failed try to reach the cluster
+                ray.init(
+                    address=address or "local",
+                    runtime_env={"py_modules": [str(Path(core.__file__).parent)], "env_vars": env},
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    include_dashboard=False if not address else None,
+                )
+        except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            held.seek(0)
+            raise _connect_error(address, e, held.read().decode(errors="replace")) from None
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors="replace"))
     _connected.append(address)
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # failures are raised, as UserErrors

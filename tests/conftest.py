@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import pty
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +25,16 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+# Every Ray cluster of the test session, and every process that connects to one, uses this
+# session's own token: Ray 2.59 and later turn token authentication on for a new cluster
+# whenever a token exists, and write one into the home folder otherwise (earlier versions
+# ignore both settings).
+RAY_TOKEN = Path(tempfile.mkdtemp(prefix="prism-ray-token-")) / "auth_token"
+RAY_TOKEN.write_text(secrets.token_hex(32))
+atexit.register(shutil.rmtree, RAY_TOKEN.parent, ignore_errors=True)
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(RAY_TOKEN)
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_SECONDS = 600  # how long a step may take before a test calls it hung: never a speed check

@@ -171,6 +171,21 @@ def test_an_unreachable_address_is_one_clean_error(cli, data):
     assert_user_error(r, "no Ray cluster answers at 127.0.0.1:", "ray start --head")
 
 
+def test_a_cluster_asking_for_a_token_this_process_lacks_is_one_clean_error(ray_cluster, cli, data):
+    if tuple(int(part) for part in ray.__version__.split(".")[:2]) < (2, 59):
+        pytest.skip("Ray before 2.59 has no token authentication")
+    assert cli("import", str(data), "--name", "d").code == 0
+    r = cli(
+        "embed", "d", "--proxy", "tiny-random", "--engine", "ray", "--address",
+        ray_cluster["address"], env={"RAY_AUTH_MODE": "disabled"},
+    )  # fmt: skip
+    assert_user_error(
+        r,
+        f"the Ray cluster at {ray_cluster['address']} asks for its authentication token",
+        "RAY_AUTH_MODE=token",
+    )
+
+
 def test_missing_gpus_are_one_clean_error(ray_cluster, cli, data):
     assert cli("import", str(data), "--name", "d").code == 0
     r = cli(
