@@ -214,11 +214,22 @@ def test_the_whole_path(app, tmp_path):
             i for i in range(shown) if cell(2, i) == "rejected" and cell(6, i).startswith("landed")
         )
         item = cell(0, row)
-        box = grid.bounding_box()
-        page.mouse.click(box["x"] + 20, box["y"] + 35 * (row + 1) + 17)  # the row's item cell
-        page.keyboard.press("ArrowRight")  # to its decision cell
-        page.keyboard.press("Enter")  # opens the choice
-        page.get_by_role("option", name="accepted", exact=True).click()
+        accepted = page.get_by_role("option", name="accepted", exact=True)
+        for attempt in range(3):  # a click can land while the grid is still being drawn
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 20, box["y"] + 35 + 17)  # an item cell in view
+            for key in ["ArrowUp"] * shown + ["ArrowDown"] * row:  # to the row (the grid
+                page.keyboard.press(key)  # scrolls with the keyboard: rows below its height)
+            page.keyboard.press("ArrowRight")  # to the row's decision cell
+            page.keyboard.press("Enter")  # opens the choice
+            try:
+                accepted.wait_for(timeout=60_000)
+                break
+            except playwright.TimeoutError:
+                page.screenshot(path=str(shots / f"6-no-choice-{attempt}.png"))
+                page.keyboard.press("Escape")
+                idle()
+        accepted.click()
         text(f"{before + 1} samples of this run go to the curated set").wait_for()
         idle()
         run_id = synthesis.list_runs(Workspace(ws_root), "e2e")[0]["id"]
