@@ -229,13 +229,17 @@ def feature_request(args: argparse.Namespace):
     return FeatureRequest.from_flags(args)
 
 
-def features_for(args: argparse.Namespace, ws, name: str):
-    """The dataset's features for the verb's options: cached, or computed with a progress
-    bar; on a terminal, how long the computation will take is said first (stderr)."""
+def features_for(args: argparse.Namespace, ws, name: str, space: str = "gradient"):
+    """The dataset's features for the verb's options (or, for the map's `space` "sentence",
+    its sentence embeddings: maps.space_request): cached, or computed with a progress bar;
+    on a terminal, how long the computation will take is said first (stderr)."""
     from core.features import compute_features
+    from core.maps import space_request
 
     proxy, config, runtime = feature_request(args)
-    with progress_bar(f"features of {name}", unit="sample", unit_scale=False) as bar:
+    proxy, config = space_request(space, proxy, config)
+    what = "features" if space == "gradient" else f"{space} embeddings"
+    with progress_bar(f"{what} of {name}", unit="sample", unit_scale=False) as bar:
         return compute_features(
             ws,
             name,
@@ -518,11 +522,12 @@ def cmd_map(args: argparse.Namespace) -> Result:
     from core import maps
 
     ws = _workspace(args)
-    fs = features_for(args, ws, args.name)
+    fs = features_for(args, ws, args.name, args.space)
     clustering = maps.clusters_for(fs, k=args.k, seed=args.seed)
     clusters = maps.describe(ws, args.name, fs, clustering, sparse_below=args.sparse_below)
     data = {
         "dataset": args.name,
+        "space": args.space,
         "rows": fs.rows,
         "k": clustering.k,
         "sparse_below": args.sparse_below,
@@ -534,8 +539,8 @@ def cmd_map(args: argparse.Namespace) -> Result:
     }
     n_sparse = sum(c["sparse"] for c in clusters)
     lines = [
-        f"{args.name}: {clustering.k} clusters of {fs.rows:,} rows; {n_sparse} sparse "
-        f"(smaller than the {args.sparse_below:g}th percentile of sizes)"
+        f"{args.name}: {clustering.k} clusters of {fs.rows:,} rows in {args.space} space; "
+        f"{n_sparse} sparse (smaller than the {args.sparse_below:g}th percentile of sizes)"
     ]
     for c in sorted(clusters, key=lambda c: c["size"]):
         flag = "sparse" if c["sparse"] else "      "
@@ -547,7 +552,51 @@ def cmd_map(args: argparse.Namespace) -> Result:
             layout = maps.layout_for(fs, on_progress=bar)
         data["layout"] = {"rows": len(layout.coords), "cached": layout.cached}
         lines.append("2-D layout " + ("from the cache" if layout.cached else "computed and cached"))
+    if args.disagreement:
+        found, said = _disagreement(args, ws, fs, clustering, clusters)
+        data["disagreement"] = found
+        lines += said
     return data, lines
+
+
+DISAGREEMENT_LINES = 10  # clusters the text output lists (--json: all of them)
+
+
+def _disagreement(args: argparse.Namespace, ws, fs, clustering, clusters) -> Result:
+    """map --disagreement: the clusters of both spaces ranked by how much the other space
+    disagrees (core/disagreement.py), the other space's features and clusters computed
+    with the same k and seed when missing."""
+    from core import maps
+    from core.config import SPACES
+    from core.disagreement import Space, disagreement
+
+    other = next(s for s in SPACES if s != args.space)
+    other_fs = features_for(args, ws, args.name, other)
+    other_clustering = maps.clusters_for(other_fs, k=args.k, seed=args.seed)
+    words = {
+        args.space: [c["keywords"] for c in clusters],
+        other: [c["keywords"] for c in maps.describe(ws, args.name, other_fs, other_clustering)],
+    }
+    with progress_bar("disagreement", unit="step", unit_scale=False) as bar:
+        found = disagreement(
+            Space(args.space, fs, clustering.labels),
+            Space(other, other_fs, other_clustering.labels),
+            on_progress=bar,
+        )
+    for row in found["clusters"]:
+        row["keywords"] = words[row["space"]][row["cluster"]]
+    lines = [
+        "where the spaces disagree (0: as tight in the other space as its own clusters; "
+        "1: as spread as random rows):"
+    ]
+    for row in found["clusters"][:DISAGREEMENT_LINES]:
+        pieces = ", ".join(f"{p['cluster']} ({p['rows']})" for p in row["splits_into"])
+        lines.append(
+            f"  {row['score']:5.2f}  {row['space']} cluster {row['cluster']} ({row['size']} rows) "
+            f"spreads over {row['other_clusters']} {row['other_space']} clusters: {pieces}"
+            f"  [{', '.join(row['keywords'])}]"
+        )
+    return found, lines
 
 
 def _numbers(text: str | None, flag: str) -> tuple[int, ...]:
@@ -820,7 +869,7 @@ def cmd_demo(args: argparse.Namespace) -> Result:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.config import FeatureConfig, ProxySpec, Runtime, SynthesisSettings
+    from core.config import SPACES, FeatureConfig, ProxySpec, Runtime, SynthesisSettings
     from core.llm import LLMSettings
 
     common = argparse.ArgumentParser(add_help=False)
@@ -993,6 +1042,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(p, SynthesisSettings, "sparse_below", sparse_below={"metavar": "P"})
     p.add_argument("--layout", action="store_true", help="also compute (and cache) the 2-D layout")
+    p.add_argument(
+        "--space",
+        choices=SPACES,
+        default="gradient",
+        help="gradient: the features of the feature flags; sentence: the sentence embeddings "
+        "of the diversity baseline (all-MiniLM-L6-v2), whatever those flags say "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--disagreement",
+        action="store_true",
+        help="also rank the clusters of both spaces by how spread their rows are in the "
+        "other space (its features and clusters computed first when missing)",
+    )
     p = verb(
         "synthesize",
         cmd_synthesize,

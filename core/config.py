@@ -18,6 +18,7 @@ DEFAULT_PROXY = "Qwen/Qwen2.5-0.5B-Instruct"
 FEATURES_VERSION = 1  # bump when the features' numbers change for the same settings
 METHODS = ("factorized", "exact")  # the gradient feature methods
 SENTENCE = "sentence"  # the sentence-embedding baseline, stored and cached like features
+SPACES = ("gradient", SENTENCE)  # the spaces a map is drawn in (core/maps.py space_request)
 FILE = "file"  # vectors imported from a file (features-import); their proxy is their identity
 FILE_PREFIX = "file:"  # how such an identity starts: file:<hash of the file's contents>
 DEVICES = ("auto", "cpu", "cuda")  # the usual devices (cuda:N works too)

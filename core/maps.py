@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from core.config import SENTENCE, SPACES, FeatureConfig, ProxySpec
+from core.errors import UserError
 from core.features import FeatureSet
 from core.files import Memo, atomic_target, file_version
 from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
@@ -32,6 +34,7 @@ from core.regions import (
     sparse_clusters,
     spherical_kmeans,
 )
+from core.sentence import SENTENCE_MODEL
 from core.vendi import per_group
 from core.workspace import Workspace
 
@@ -40,6 +43,20 @@ DESCRIBED_VERSION = 1
 KEYWORD_ROWS = 200_000  # keywords come from at most about this many prompts ...
 KEYWORD_MIN_ROWS = 50  # ... and at least this many of each cluster (all of a smaller one)
 _LOADED = Memo(size=8)  # artefacts read, by file version: a page rerun reads none again
+
+
+def space_request(
+    space: str, proxy: ProxySpec, config: FeatureConfig
+) -> tuple[ProxySpec, FeatureConfig]:
+    """The feature settings of a map's `space` (one of SPACES): "gradient", the given proxy
+    and config; "sentence", the sentence embeddings of the diversity baseline (its model
+    SENTENCE_MODEL, the same feature set), seeded by the config's seed for their clusters
+    (the embeddings do not depend on it)."""
+    if space == "gradient":
+        return proxy, config
+    if space == SENTENCE:
+        return ProxySpec(SENTENCE_MODEL), FeatureConfig(method=SENTENCE, seed=config.seed)
+    raise UserError(f"space {space!r}: use {' or '.join(SPACES)}")
 
 
 def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> Path:
