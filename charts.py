@@ -67,6 +67,15 @@ def drawn_rows(labels: np.ndarray, first: np.ndarray, limit: int, seed: int = 0)
     return np.sort(np.concatenate([taken, rest]))
 
 
+def _with_lit(rows: np.ndarray, lit: np.ndarray, most: int, seed: int = 0) -> np.ndarray:
+    """The sorted `rows` drawn, with the `lit` rows not among them added: all of them, or a
+    seeded sample of `most`."""
+    extra = np.setdiff1d(lit, rows)
+    if len(extra) > most:
+        extra = np.random.default_rng(seed).choice(extra, most, replace=False)
+    return np.union1d(rows, extra)
+
+
 def _cap(sizes: np.ndarray, budget: int) -> int:
     """The largest cap q with sum(min(size, q)) <= budget (all of the largest when they fit)."""
     s = np.sort(sizes)
@@ -86,6 +95,7 @@ def map_figure(
     sparse: np.ndarray,
     texts: Sequence[str],
     highlight: set[int] | None = None,
+    lit_rows: np.ndarray | None = None,
     title: str = "",
     limit: int | None = None,
 ) -> go.Figure:
@@ -102,7 +112,9 @@ def map_figure(
     dense ones share one grey trace; any other colouring keeps the 19 largest and puts the
     rest in "other". `labels` are cluster ids and `sparse` flags per cluster: points of
     sparse clusters get a dark ring (a separate, unselectable layer) and sparse clusters a
-    red starred label at their centre. `highlight` dims every cluster but these. `texts`
+    red starred label at their centre. `highlight` dims every cluster but these, and
+    `lit_rows` (sorted dataset rows: a selection made on another map) every row but these,
+    which a sampled view draws first (up to a quarter of it). `texts`
     (a row's prompt) give the hover excerpts. Each point's customdata is [dataset row,
     cluster]. Category names and `colour_kind` come from the data: they are HTML-escaped
     (plotly renders HTML in legends and hovers).
@@ -112,6 +124,8 @@ def map_figure(
     if highlight:
         picked[[c for c in highlight if 0 <= c < len(sparse)]] = True
     rows = drawn_rows(labels, sparse | picked, limit or MAP_POINTS)
+    if lit_rows is not None and len(rows) < n:
+        rows = _with_lit(rows, lit_rows, (limit or MAP_POINTS) // 4)
     xy = np.round(coords[rows].astype(np.float64), 3)  # 3 decimals: a third of the JSON
     drawn_labels = labels[rows]
     colour = np.asarray(colour)
@@ -121,7 +135,11 @@ def map_figure(
     customdata = np.column_stack([rows, drawn_labels]).astype(object)
     length = 80 if len(rows) <= 20_000 else 30
     text = np.array([excerpt(texts[r], length) for r in rows], dtype=object)
-    opacity = 0.8 if not highlight else np.where(picked[drawn_labels], 0.95, 0.12)
+    dimmed = bool(highlight) or lit_rows is not None
+    lit = picked[drawn_labels] if highlight else np.zeros(len(rows), dtype=bool)
+    if lit_rows is not None:
+        lit |= np.isin(rows, lit_rows)
+    opacity = np.where(lit, 0.95, 0.12) if dimmed else 0.8
     size = 6 if len(rows) < 5_000 else 4 if len(rows) < 50_000 else 3
     template = "%{text}<extra>row %{customdata[0]} · cluster %{customdata[1]}</extra>"
 
@@ -184,7 +202,7 @@ def map_figure(
         for (name, mask), shade in zip(masks, palette(len(masks)), strict=True):
             named = {"sparse": SPARSE_COLOUR, "dense": DENSE_COLOUR}.get(name, shade)
             traces.append(go.Scattergl(name=name, **points(mask, color=named)))
-    ring = sparse[drawn_labels] & (picked[drawn_labels] if highlight else True)
+    ring = sparse[drawn_labels] & (lit if dimmed else True)
     if ring.any():  # rings on the points of sparse clusters; no customdata: never selected
         traces.append(
             go.Scattergl(

@@ -28,11 +28,14 @@ from core.config import (
     FILE,
     FILE_PREFIX,
     METHODS,
+    SPACES,
     FeatureConfig,
     FeatureRequest,
     ProxySpec,
     Runtime,
 )
+from core.disagreement import Space
+from core.disagreement import disagreement as find_disagreement
 from core.encoders import encoder_for
 from core.errors import UserError
 from core.estimate import estimate_features
@@ -447,13 +450,20 @@ def feature_summary(
 
 
 def features_or_button(
-    ws: Workspace, info: DatasetInfo, *, estimate: bool = False, engine: bool = False
+    ws: Workspace,
+    info: DatasetInfo,
+    *,
+    estimate: bool = False,
+    engine: bool = False,
+    space: str = "gradient",
 ) -> FeatureSet | None:
-    """The active dataset's features for the sidebar's settings; when they are missing, a
-    "Compute features" button with progress and a Cancel (finished chunks are kept), with
-    `engine`, where to compute them (`engine_choice`), and with `estimate`, how long the
-    computation will take on this machine (`show_estimate`)."""
+    """The active dataset's features for the sidebar's settings (or, for the map's `space`
+    "sentence", its sentence embeddings: maps.space_request); when they are missing, a
+    "Compute features" button ("Compute sentence embeddings") with progress and a Cancel
+    (finished chunks are kept), with `engine`, where to compute them (`engine_choice`), and
+    with `estimate`, how long the computation will take on this machine (`show_estimate`)."""
     proxy, config, runtime = feature_request(ws)
+    proxy, config = maps.space_request(space, proxy, config)
     ready = attempt(lambda: find_features(ws, info.name, proxy=proxy, config=config))
     if ready:
         return ready
@@ -467,9 +477,10 @@ def features_or_button(
         runtime = engine_choice(ws)
     if estimate and runtime.engine == "local":
         show_estimate(ws, info, FeatureRequest(proxy, config, runtime))
-    if st.button("Compute features", type="primary", icon=":material/play_arrow:"):
+    what = "features" if space == "gradient" else f"{space} embeddings"
+    if st.button(f"Compute {what}", type="primary", icon=":material/play_arrow:"):
         keeps = "The finished chunks are kept: computing again resumes from them."
-        with progress("Computing features", unit="samples", cancel=keeps) as bar:
+        with progress(f"Computing {what}", unit="samples", cancel=keeps) as bar:
             done = attempt(
                 lambda: compute_features(
                     ws, info.name, proxy=proxy, config=config, runtime=runtime, on_progress=bar
@@ -579,13 +590,28 @@ def meta_fields(info: DatasetInfo) -> list[str]:
     return diversity.meta_fields(info.path)
 
 
+def space_page(page: FeaturePage, space: str) -> FeaturePage | None:
+    """`page` in the map's `space` (maps.space_request): its features those of the space
+    (computed on demand: `features_or_button`); None while they are missing."""
+    proxy, config = maps.space_request(space, page.proxy, page.config)
+    fs = features_or_button(page.ws, page.info, space=space)
+    return None if fs is None else replace(page, proxy=proxy, config=config, features=fs)
+
+
+def _of_space(label: str, page: FeaturePage) -> str:
+    """A progress label, naming the space when the page's features are not gradients (two
+    spaces' computations on one page need labels, and Cancel buttons, of their own)."""
+    method = page.features.config.method
+    return label if method in METHODS or method == FILE else f"{label} ({method} embeddings)"
+
+
 def clusters(page: FeaturePage, k: int) -> np.ndarray | None:
     """The cluster of each row of the active dataset: spherical k-means with `k` clusters
     of its features, seeded by the feature settings (maps.clusters_for, stored beside the
     features), kept for every session, with progress and a Cancel. None while cancelled."""
     ws, info, fs, seed = page.ws, page.info, page.features, page.config.seed
     return computed(
-        "Clustering",
+        _of_space("Clustering", page),
         ("clusters", str(ws.root), info.name, info.fingerprint, fs.key, seed, k),
         lambda bar: maps.clusters_for(fs, k=k, seed=seed, on_progress=bar).labels,
         cancel="Nothing was stored.",
@@ -604,7 +630,7 @@ def map_clusters(
     if labels is None:
         return None
     described = computed(
-        "Describing the clusters",
+        _of_space("Describing the clusters", page),
         ("described", str(ws.root), info.name, info.fingerprint, fs.key, seed, k, sparse_below),
         lambda bar: maps.describe(
             ws,
@@ -618,6 +644,35 @@ def map_clusters(
         again="Describe the clusters again",
     )
     return None if described is None else (labels, described)
+
+
+def disagreement(
+    pages: tuple[FeaturePage, FeaturePage], labels: tuple[np.ndarray, np.ndarray], k: int
+) -> dict[str, Any] | None:
+    """Where the two spaces of the map disagree (core/disagreement.py) for the pages of the
+    spaces ("gradient", then "sentence") and their clusters (`k` of each), kept for every
+    session, with progress and a Cancel. None while cancelled."""
+    (one, two), info = pages, pages[0].info
+    spaces = [
+        Space(name, page.features, rows)
+        for name, page, rows in zip(SPACES, pages, labels, strict=True)
+    ]
+    features = (one.features.key, two.features.key)
+    return computed(
+        "Comparing the spaces",
+        (
+            "disagreement",
+            str(one.ws.root),
+            info.name,
+            info.fingerprint,
+            features,
+            one.config.seed,
+            k,
+        ),
+        lambda bar: find_disagreement(*spaces, on_progress=bar),
+        cancel="Nothing was stored.",
+        again="Compare the spaces again",
+    )
 
 
 def remembered(ws: Workspace, group: str, defaults: dict[str, Any]) -> Callable[[], None]:

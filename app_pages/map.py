@@ -1,6 +1,7 @@
 """Map: the dataset in gradient space, clusters with the sparse ones marked, selection."""
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,11 @@ colour_options = [
     *ui.meta_fields(info),
 ]
 # the controls are kept per dataset in the workspace, so a refresh or a visit elsewhere keeps them
-K, SPARSE, COLOUR = (f"map_{name}/{info.name}" for name in ("k", "sparse", "colour"))
+K, SPARSE, COLOUR, BOTH = (f"map_{name}/{info.name}" for name in ("k", "sparse", "colour", "both"))
 save = ui.remembered(
-    ws, f"map_settings/{info.name}", {K: default_k(info.rows), SPARSE: 50, COLOUR: "cluster"}
+    ws,
+    f"map_settings/{info.name}",
+    {K: default_k(info.rows), SPARSE: 50, COLOUR: "cluster", BOTH: False},
 )
 if st.session_state[COLOUR] not in colour_options:  # a field the dataset no longer has
     st.session_state[COLOUR] = "cluster"
@@ -53,17 +56,26 @@ sparse_below = cols[1].slider(
     help="50: clusters smaller than the median cluster (the paper's acceptance set).",
 )
 colour_by = cols[2].selectbox("Colour by", colour_options, key=COLOUR, on_change=save)
+both = cols[3].toggle(
+    "Beside meaning",
+    key=BOTH,
+    on_change=save,
+    help="Draw the sentence embeddings (all-MiniLM-L6-v2: what each sample says) beside the "
+    "gradient features, each with its own clusters and layout, linked: a selection in one "
+    "lights the same samples in the other. A table ranks the clusters where they disagree.",
+)
 
 
-def layout() -> maps.Layout | None:
-    """The 2-D layout and density: stored beside the features, or computed now with progress
-    and a Cancel (a cancelled layout is not started again until asked)."""
+def layout(fs: FeatureSet, of: str = "the map") -> maps.Layout | None:
+    """The 2-D layout and density of `fs` (`of` names it in the progress label): stored
+    beside the features, or computed now with progress and a Cancel (a cancelled layout is
+    not started again until asked)."""
     return maps.layout_for(fs, compute=False) or ui.computed(
-        "Laying out the map (PCA, then UMAP)",
+        f"Laying out {of} (PCA, then UMAP)",
         ("layout", root, info.name, info.fingerprint, fs.key),
         lambda bar: maps.layout_for(fs, on_progress=bar),
         cancel="No layout was stored.",
-        again="Lay out the map again",
+        again=f"Lay out {of} again",
     )
 
 
@@ -107,10 +119,13 @@ def figure_for(
     sparse: tuple[bool, ...],
     colour_by: str,
     highlight: tuple[int, ...],
+    lit_rows: np.ndarray | None = None,
+    title: str = "",
 ):
     """The map's figure, built once per setting (a selection reruns with the same figure),
     from the clustering and layout the page has stored beside the features (`k`, `seed`),
-    the clusters' sparse flags and the records of `info`."""
+    the clusters' sparse flags and the records of `info`; `highlight` (clusters),
+    `lit_rows` (rows) and `title` as charts.map_figure takes them."""
     labels = maps.clusters_for(fs, k=k, seed=seed).labels
     where = maps.layout_for(fs)
     flags = np.array(sparse, dtype=bool)
@@ -123,52 +138,41 @@ def figure_for(
         sparse=flags,
         texts=samples(info)["prompt"],
         highlight=set(highlight) or None,
+        lit_rows=lit_rows,
+        title=title,
     )
 
 
 labels, described = ui.map_clusters(page, k, float(sparse_below)) or (None, None)
-placed = layout()  # stored beside the features, where figure_for reads it
+placed = layout(fs)  # stored beside the features, where figure_for reads it
 if labels is None or placed is None:
     st.stop()
 data = samples(info)
 sparse = tuple(c["sparse"] for c in described)
 
 
-def map_selection(selection: dict | None) -> list[int]:
-    """The dataset rows of the map's selection (charts.selected_rows, over every point),
-    worked out once per selection drawn: a rerun of the fragment (a click in the table or
-    the sample browser) does not test a million points again."""
+def map_selection(
+    selection: dict | None,
+    fs: FeatureSet = fs,
+    coords: np.ndarray = placed.coords,
+    key: str = "map_selection",
+) -> list[int]:
+    """The dataset rows of a map's selection (charts.selected_rows, over every point of the
+    map of `fs` at `coords`), worked out once per selection drawn (kept under `key`): a
+    rerun of the fragment (a click in the table or the sample browser) does not test a
+    million points again."""
     drawn = (fs.key, json.dumps(selection, sort_keys=True, default=str))
-    kept = st.session_state.get("map_selection")
+    kept = st.session_state.get(key)
     if kept is None or kept[0] != drawn:
-        kept = (drawn, charts.selected_rows(selection, placed.coords))
-        st.session_state["map_selection"] = kept
+        kept = (drawn, charts.selected_rows(selection, coords))
+        st.session_state[key] = kept
     return kept[1]
 
 
-@st.fragment
-def explore() -> None:
-    """The map, the cluster table and the sample browser: a selection reruns only this."""
-    picked_clusters = st.session_state.get("map_clusters_picked", [])
-    figure = figure_for(info, fs, k, config.seed, sparse, colour_by, tuple(picked_clusters))
-    event = st.plotly_chart(
-        figure,
-        key="map_plot",
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-        width="stretch",
-    )
-    if info.rows > charts.MAP_POINTS:
-        st.caption(
-            f"{charts.MAP_POINTS:,} of the {info.rows:,} samples are drawn (the sparse and the "
-            "picked clusters first) over the grey density of all; a lasso or box selects every "
-            "sample inside it."
-        )
-    from_map = map_selection(event.selection if event else None)
-    in_selection = np.bincount(labels[from_map], minlength=len(described))
-
-    st.subheader("Clusters")
-    table = pd.DataFrame(
+def cluster_frame(described: list[dict], in_selection: np.ndarray) -> pd.DataFrame:
+    """The cluster table: a row per cluster (maps.describe) with the selected samples in
+    it counted; the sparse and the small first."""
+    return pd.DataFrame(
         [
             {
                 "cluster": c["id"],
@@ -182,28 +186,12 @@ def explore() -> None:
             for c in described
         ]
     ).sort_values(["sparse", "size"], ascending=[False, True])
-    picked = st.dataframe(
-        table,
-        key="cluster_table",
-        on_select="rerun",
-        selection_mode="multi-row",
-        hide_index=True,
-        column_config={"sparse": st.column_config.CheckboxColumn("sparse")},
-    )
-    table_rows = picked.selection.rows if picked else []
-    clusters_picked = sorted(int(table.iloc[i]["cluster"]) for i in table_rows)
-    if clusters_picked != picked_clusters:  # keep the map's highlight in step with the table
-        st.session_state["map_clusters_picked"] = clusters_picked
-        st.rerun(scope="fragment")
 
-    if from_map:
-        rows, origin = from_map, f"{len(from_map):,} points selected on the map"
-    elif clusters_picked:
-        rows = np.flatnonzero(np.isin(labels, clusters_picked)).tolist()
-        origin = f"{len(rows):,} samples in cluster(s) {', '.join(map(str, clusters_picked))}"
-    else:
-        rows, origin = [], ""
 
+def show_selection(rows: list[int], origin: str, clusters: dict[str, np.ndarray]) -> None:
+    """The selected samples (`rows`, chosen as `origin` says) with their clusters
+    (`clusters`: a column name -> the cluster of each row), one's full prompt and response,
+    and saving them as a named selection."""
     st.subheader("Selection")
     if not rows:
         st.caption("Nothing selected yet.")
@@ -215,7 +203,7 @@ def explore() -> None:
             {
                 "row": shown,
                 "id": [data["id"][r] for r in shown],
-                "cluster": labels[shown],
+                **{name: column[shown] for name, column in clusters.items()},
                 "prompt": [data["prompt"][r][:150] for r in shown],
             }
         ),
@@ -245,7 +233,266 @@ def explore() -> None:
             )
 
 
-explore()
+@st.fragment
+def explore() -> None:
+    """The map, the cluster table and the sample browser: a selection reruns only this."""
+    picked_clusters = st.session_state.get("map_clusters_picked", [])
+    figure = figure_for(info, fs, k, config.seed, sparse, colour_by, tuple(picked_clusters))
+    event = st.plotly_chart(
+        figure,
+        key="map_plot",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        width="stretch",
+    )
+    if info.rows > charts.MAP_POINTS:
+        st.caption(
+            f"{charts.MAP_POINTS:,} of the {info.rows:,} samples are drawn (the sparse and the "
+            "picked clusters first) over the grey density of all; a lasso or box selects every "
+            "sample inside it."
+        )
+    from_map = map_selection(event.selection if event else None)
+    in_selection = np.bincount(labels[from_map], minlength=len(described))
+
+    st.subheader("Clusters")
+    table = cluster_frame(described, in_selection)
+    picked = st.dataframe(
+        table,
+        key="cluster_table",
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        column_config={"sparse": st.column_config.CheckboxColumn("sparse")},
+    )
+    table_rows = picked.selection.rows if picked else []
+    clusters_picked = sorted(int(table.iloc[i]["cluster"]) for i in table_rows)
+    if clusters_picked != picked_clusters:  # keep the map's highlight in step with the table
+        st.session_state["map_clusters_picked"] = clusters_picked
+        st.rerun(scope="fragment")
+
+    if from_map:
+        rows, origin = from_map, f"{len(from_map):,} points selected on the map"
+    elif clusters_picked:
+        rows = np.flatnonzero(np.isin(labels, clusters_picked)).tolist()
+        origin = f"{len(rows):,} samples in cluster(s) {', '.join(map(str, clusters_picked))}"
+    else:
+        rows, origin = [], ""
+
+    show_selection(rows, origin, {"cluster": labels})
+
+
+# --- beside meaning: the gradient and sentence spaces side by side, linked ---------------
+
+TITLES = {"gradient": "Gradient features", "sentence": "Sentence embeddings (meaning)"}
+READS = {
+    "gradient": "close in gradient space, spread in meaning",
+    "sentence": "close in meaning, spread in gradient space",
+}
+LINKED = "map_linked"  # the selection both maps show: dataset rows, and where they came from
+
+
+@dataclass
+class SpaceMap:
+    """One space drawn on the page: its name (core.config.SPACES), features, the cluster of
+    each row, the clusters' descriptions (maps.describe) and the 2-D layout."""
+
+    name: str
+    fs: FeatureSet
+    labels: np.ndarray
+    described: list[dict]
+    coords: np.ndarray
+
+    @property
+    def sparse(self) -> tuple[bool, ...]:
+        return tuple(c["sparse"] for c in self.described)
+
+
+def sentence_space() -> tuple[ui.FeaturePage, SpaceMap] | None:
+    """The sentence space's page and map: its embeddings, clusters (the same k) and layout,
+    each computed on demand with progress and a Cancel; None while one is missing."""
+    other = ui.space_page(page, "sentence")
+    if other is None:
+        return None
+    found = ui.map_clusters(other, k, float(sparse_below))
+    where = layout(other.features, "the sentence embeddings")
+    if found is None or where is None:
+        return None
+    return other, SpaceMap("sentence", other.features, *found, where.coords)
+
+
+def picked_in(key: str) -> list[int]:
+    """The rows picked in the dataframe `key` (its widget state, read before it is drawn)."""
+    state = st.session_state.get(key)
+    return list(state["selection"]["rows"]) if state else []
+
+
+def cluster_rows(labels: np.ndarray, clusters: list[int]) -> list[int]:
+    return np.flatnonzero(np.isin(labels, clusters)).tolist()
+
+
+def selection_sources(
+    views: list[SpaceMap], ranked: pd.DataFrame
+) -> dict[str, tuple[list[int], str]]:
+    """Every place a selection can come from, as (dataset rows, what they are), read from
+    the widgets' state before they are drawn: each map's lasso, box or clicks (applied to all
+    its points: map_selection), each cluster table's picks, the disagreement table's picks."""
+    sources = {}
+    for view in views:
+        state = st.session_state.get(f"map_plot_{view.name}")
+        rows = map_selection(
+            state["selection"] if state else None,
+            view.fs,
+            view.coords,
+            f"map_selection_{view.name}",
+        )
+        sources[f"{view.name} map"] = (
+            rows,
+            f"{len(rows):,} points selected on the {view.name} map",
+        )
+        table = cluster_frame(view.described, np.zeros(len(view.described), dtype=int))
+        clusters = sorted(int(table.iloc[i]["cluster"]) for i in picked_in(f"clusters_{view.name}"))
+        rows = cluster_rows(view.labels, clusters)
+        named = ", ".join(map(str, clusters))
+        sources[f"{view.name} clusters"] = (
+            rows,
+            f"{len(rows):,} samples in {view.name} cluster(s) {named}",
+        )
+    labels = {view.name: view.labels for view in views}
+    picks = [ranked.iloc[i] for i in picked_in("disagreement_table")]
+    rows = sorted(
+        {r for p in picks for r in cluster_rows(labels[p["cluster of"]], [int(p["cluster"])])}
+    )
+    named = ", ".join(f"{p['cluster of']} {p['cluster']}" for p in picks)
+    sources["disagreement"] = (rows, f"{len(rows):,} samples in cluster(s) {named}")
+    return sources
+
+
+def linked_selection(sources: dict[str, tuple[list[int], str]], scope: tuple) -> dict:
+    """The selection both maps show: that of the source whose selection changed last (a new
+    lasso on either map, a new pick in a table); cleared when that source is cleared. Kept in
+    the session for the maps of `scope` (the data, both feature sets and k): {"source",
+    "rows" (dataset rows), "origin" (what they are)}. A source emptied while another leads
+    is ignored (a map redrawn to light another's selection drops its own)."""
+    state = st.session_state.get(LINKED)
+    if state is None or state["scope"] != scope:
+        state = {"scope": scope, "seen": {}, "source": None, "rows": [], "origin": ""}
+    for name, (rows, origin) in sources.items():
+        if state["seen"].get(name) == rows:
+            continue
+        state["seen"][name] = rows
+        if rows:
+            state.update(source=name, rows=rows, origin=origin)
+        elif state["source"] == name:
+            state.update(source=None, rows=[], origin="")
+    st.session_state[LINKED] = state
+    return state
+
+
+def disagreement_frame(found: dict, views: list[SpaceMap]) -> pd.DataFrame:
+    """The disagreement table: a row per cluster of either space, highest score first."""
+    words = {v.name: [", ".join(c["keywords"]) for c in v.described] for v in views}
+    return pd.DataFrame(
+        [
+            {
+                "score": round(r["score"], 2),
+                "cluster of": r["space"],
+                "cluster": r["cluster"],
+                "size": r["size"],
+                "reads": READS[r["space"]],
+                "spread over": f"{r['other_clusters']} {r['other_space']} clusters",
+                "largest parts": " · ".join(
+                    f"{p['cluster']}: {p['rows']}" for p in r["splits_into"]
+                ),
+                "keywords": words[r["space"]][r["cluster"]],
+            }
+            for r in found["clusters"]
+        ]
+    )
+
+
+@st.fragment
+def explore_both(views: list[SpaceMap], found: dict) -> None:
+    """Both maps side by side with their cluster tables, the disagreement table and the
+    sample browser, linked by one selection of dataset rows (`linked_selection`): a lasso,
+    box or click on one map, or a pick in a table, lights the same rows on both maps (the map
+    it was drawn on shows it as drawn). A selection reruns only this."""
+    ranked = disagreement_frame(found, views)
+    scope = (info.fingerprint, k, *(view.fs.key for view in views))
+    linked = linked_selection(selection_sources(views, ranked), scope)
+    rows, source = linked["rows"], linked["source"]
+    lit = np.array(rows, dtype=np.int64) if rows else None
+    for column, view in zip(st.columns(2), views, strict=True):
+        with column:
+            figure = figure_for(
+                info,
+                view.fs,
+                k,
+                config.seed,
+                view.sparse,
+                colour_by,
+                (),
+                None if source == f"{view.name} map" else lit,
+                TITLES[view.name],
+            )
+            st.plotly_chart(
+                figure,
+                key=f"map_plot_{view.name}",
+                on_select="rerun",
+                selection_mode=("points", "box", "lasso"),
+                width="stretch",
+            )
+    if info.rows > charts.MAP_POINTS:
+        st.caption(
+            f"{charts.MAP_POINTS:,} of the {info.rows:,} samples are drawn on each map over "
+            "the grey density of all; a lasso or box selects every sample inside it."
+        )
+    for column, view in zip(st.columns(2), views, strict=True):
+        with column:
+            st.subheader(f"{TITLES[view.name]}: clusters")
+            in_selection = np.bincount(view.labels[rows], minlength=len(view.described))
+            st.dataframe(
+                cluster_frame(view.described, in_selection),
+                key=f"clusters_{view.name}",
+                on_select="rerun",
+                selection_mode="multi-row",
+                hide_index=True,
+                height=280,
+                column_config={"sparse": st.column_config.CheckboxColumn("sparse")},
+            )
+    st.subheader("Where the spaces disagree")
+    st.caption(
+        "Score: how spread a cluster's samples are in the other space, from 0 (as tight as "
+        "that space's own clusters: the spaces agree) to 1 (as spread as samples drawn at "
+        "random). High scores first; pick rows to light their samples on both maps."
+    )
+    st.dataframe(
+        ranked,
+        key="disagreement_table",
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        height=280,
+    )
+    show_selection(rows, linked["origin"], {f"{v.name} cluster": v.labels for v in views})
+
+
+def both_spaces() -> bool:
+    """The two spaces side by side (`explore_both`), once the sentence space's map and the
+    disagreement table are ready; False while not (their buttons and progress shown)."""
+    found = sentence_space()
+    if found is None:
+        return False
+    other, sentence = found
+    gradient = SpaceMap("gradient", fs, labels, described, placed.coords)
+    table = ui.disagreement((page, other), (labels, sentence.labels), k)
+    if table is None:
+        return False
+    explore_both([gradient, sentence], table)
+    return True
+
+
+if not (both and both_spaces()):
+    explore()
 
 saved = ws.selections(info.name)
 if saved:
