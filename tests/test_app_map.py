@@ -198,3 +198,95 @@ def test_a_lasso_on_a_sampled_map_selects_every_row_inside_it(tmp_path, monkeypa
     expected = np.flatnonzero(inside_box(coords, box["x"], box["y"]))
     browser = next(d.value for d in app.at.dataframe if "prompt" in d.value.columns)
     assert browser["row"].tolist() == expected.tolist()
+
+
+def lit_rows(app: App, index: int) -> set[int]:
+    """The rows drawn at full strength on the `index`-th map (the rest dimmed)."""
+    import base64
+
+    spec = json.loads(app.at.get("plotly_chart")[index].proto.spec)
+    lit = set()
+    for trace in spec["data"]:
+        opacity = trace.get("marker", {}).get("opacity")
+        if isinstance(opacity, dict):  # a typed array, as plotly sends numpy arrays
+            opacity = np.frombuffer(base64.b64decode(opacity["bdata"]), opacity["dtype"])
+        for i, point in enumerate(trace.get("customdata", [])):
+            if (opacity if np.isscalar(opacity) else opacity[i]) == 0.95:
+                lit.add(int(point[0]))
+    return lit
+
+
+def test_gradient_beside_meaning(tmp_path):
+    """Beside meaning: the sentence embeddings computed on demand, both maps drawn with their
+    own clusters, a lasso on one lights the same rows on the other, a click on the other
+    lights its rows back, and the disagreement table ranks both spaces' clusters as
+    core/disagreement.py does."""
+    from core.config import SENTENCE, FeatureConfig, ProxySpec
+    from core.disagreement import Space, disagreement
+    from core.features import find_features
+    from core.geometry import inside_polygon
+    from core.maps import layout_for
+    from core.sentence import SENTENCE_MODEL
+
+    app = map_page(tmp_path)
+    app.at.toggle(key="map_both/demo").set_value(True)
+    app.run()
+    app.button("Compute sentence embeddings").click()
+    app.run()
+    assert not app.errors()
+    charts_drawn = app.at.get("plotly_chart")
+    assert len(charts_drawn) == 2
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts_drawn]
+    assert titles == ["Gradient features", "Sentence embeddings (meaning)"]
+    ws = Workspace(tmp_path / "ws")
+    gradient = app.use_features(proxy="tiny-random", dim=64)
+    sentence = find_features(
+        ws, "demo", proxy=ProxySpec(SENTENCE_MODEL), config=FeatureConfig(method=SENTENCE)
+    )
+    shown = {}
+    for index, fs in enumerate((gradient, sentence)):
+        rows = {}
+        for trace in json.loads(charts_drawn[index].proto.spec)["data"]:
+            rows |= {int(row): int(c) for row, c in trace.get("customdata", [])}
+        shown[index] = rows
+        assert [rows[r] for r in range(360)] == clusters_for(fs, k=13, seed=0).labels.tolist()
+    assert lit_rows(app, 0) == lit_rows(app, 1) == set()  # nothing selected: nothing dimmed
+
+    # a lasso on the gradient map: the same rows lit on the sentence map, and listed
+    coords = layout_for(gradient).coords
+    (x0, y0), (x1, _) = coords.min(0), coords.max(0)
+    cx, cy = coords.mean(0)
+    xs = [float(v) for v in (x0 - 1, x1 + 1, cx)]
+    ys = [float(v) for v in (y0 - 1, y0 - 1, cy)]
+    inside = np.flatnonzero(inside_polygon(coords, xs, ys))
+    assert 0 < len(inside) < 360
+    app.select_on_chart(0, {"lasso": [{"xref": "x", "yref": "y", "x": xs, "y": ys}]})
+    assert lit_rows(app, 1) == set(inside.tolist())
+    assert f"{len(inside):,} points selected on the gradient map" in app.texts("markdown")
+    browser = next(d.value for d in app.at.dataframe if "prompt" in d.value.columns)
+    assert browser["row"].tolist() == inside.tolist()
+    sentence_labels = clusters_for(sentence, k=13, seed=0).labels
+    assert browser["sentence cluster"].tolist() == sentence_labels[inside].tolist()
+
+    # two points clicked on the sentence map: those rows lit on the gradient map
+    clicked = [int(inside[0]), int(inside[-1])]
+    points = [{"customdata": [r, int(sentence_labels[r])]} for r in clicked]
+    app.select_on_chart(1, {"points": points})
+    assert lit_rows(app, 0) == set(clicked)
+    assert "2 points selected on the sentence map" in app.texts("markdown")
+
+    table = next(d.value for d in app.at.dataframe if "cluster of" in d.value.columns)
+    expected = disagreement(
+        Space("gradient", gradient, clusters_for(gradient, k=13, seed=0).labels),
+        Space("sentence", sentence, sentence_labels),
+    )["clusters"]
+    assert len(table) == len(expected) == 26
+    assert table["score"].tolist() == [round(r["score"], 2) for r in expected]
+    assert list(zip(table["cluster of"], table["cluster"], strict=True)) == [
+        (r["space"], r["cluster"]) for r in expected
+    ]
+    assert "Where the spaces disagree" in [s.value for s in app.at.subheader]
+
+    app.at.toggle(key="map_both/demo").set_value(False)  # back to the one map
+    app.run()
+    assert len(app.at.get("plotly_chart")) == 1 and not app.errors()
