@@ -98,6 +98,7 @@ def map_figure(
     lit_rows: np.ndarray | None = None,
     title: str = "",
     limit: int | None = None,
+    half_width: bool = False,
 ) -> go.Figure:
     """A WebGL scatter of the layout (`coords`, N x 2).
 
@@ -117,7 +118,8 @@ def map_figure(
     which a sampled view draws first (up to a quarter of it). `texts`
     (a row's prompt) give the hover excerpts. Each point's customdata is [dataset row,
     cluster]. Category names and `colour_kind` come from the data: they are HTML-escaped
-    (plotly renders HTML in legends and hovers).
+    (plotly renders HTML in legends and hovers). `half_width`: for half the page's width
+    (two maps side by side), the legend goes under the map, across.
     """
     n = len(coords)
     picked = np.zeros(len(sparse), dtype=bool)
@@ -256,6 +258,7 @@ def map_figure(
         legend=dict(
             itemsizing="constant",
             title=html.escape(colour_kind) if colour_kind != "continuous" else None,
+            **(dict(orientation="h", yanchor="top", y=-0.02, x=0) if half_width else {}),
         ),
         plot_bgcolor="white",
     )

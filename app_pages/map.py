@@ -125,7 +125,8 @@ def figure_for(
     """The map's figure, built once per setting (a selection reruns with the same figure),
     from the clustering and layout the page has stored beside the features (`k`, `seed`),
     the clusters' sparse flags and the records of `info`; `highlight` (clusters),
-    `lit_rows` (rows) and `title` as charts.map_figure takes them."""
+    `lit_rows` (rows) and `title` as charts.map_figure takes them; a map with a title is
+    one of two side by side (`half_width`)."""
     labels = maps.clusters_for(fs, k=k, seed=seed).labels
     where = maps.layout_for(fs)
     flags = np.array(sparse, dtype=bool)
@@ -140,6 +141,7 @@ def figure_for(
         highlight=set(highlight) or None,
         lit_rows=lit_rows,
         title=title,
+        half_width=bool(title),
     )
 
 

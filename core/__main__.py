@@ -1032,7 +1032,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--q", type=_q, default="1", help="Vendi order (default: %(default)s)")
     p = verb(
-        "map", cmd_map, "clusters of a dataset in gradient space, the sparse ones marked", features
+        "map",
+        cmd_map,
+        "clusters of a dataset in gradient (or sentence) space, the sparse ones marked",
+        features,
     )
     p.add_argument("name", help="dataset name")
     p.add_argument(
