@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import UserError
 from core.progress import ProgressFn, no_progress
-from core.rows import RowSource, rows_of, take_unit
+from core.rows import RowSource, Subset, rows_of, take_unit
 from core.vendi import _rows_score, equal_size
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 METHODS = ("greedy", "random")
 BATCH = 256  # rows picked from one pool before A^-1 is recomputed and a new pool drawn
@@ -123,3 +127,51 @@ def random_baseline(
     source = rows_of(features)
     _check(source, size, "random")
     return equal_size({"all": source}, size=size, repeats=draws, seed=seed)["all"]
+
+
+def select_curated(
+    ws: Workspace,
+    dataset: str,
+    features: RowSource,
+    size: int,
+    *,
+    method: str = "greedy",
+    seed: int = 0,
+    draws: int = 5,
+    save: str | None = None,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """Choose `size` rows of the dataset's curated seed rows (removed rows are never chosen)
+    in the space of `features` (the dataset's feature set, one row per dataset row), score
+    them beside `draws` random subsets of the same size, and save them as the selection
+    `save` when given. Returns {rows (dataset rows, in the order chosen), size, method,
+    seed, g_vendi, random: {mean, sd, draws}, curated_rows, saved (name or None)}."""
+    from core.curation import kept_mask
+
+    mask = kept_mask(ws, dataset)
+    kept = np.flatnonzero(mask)
+    if features.rows != len(mask):
+        raise UserError(
+            f"the features have {features.rows} rows, dataset {dataset!r} another count"
+        )
+    if not len(kept):
+        raise UserError("the curated set is empty")
+    if not 1 <= size <= len(kept):
+        raise UserError(f"--size must be between 1 and {len(kept)} (the curated rows), not {size}")
+    source = Subset(features, kept)
+    chosen = select(source, size, method=method, seed=seed, on_progress=on_progress)
+    mean, sd = random_baseline(source, size, draws=draws, seed=seed)
+    rows = kept[chosen.rows]
+    if save is not None:
+        note = f"{method} selection of {size} rows, seed {seed}, G-Vendi {chosen.g_vendi:.2f}"
+        ws.save_selection(dataset, save, rows.tolist(), note=note)
+    return {
+        "rows": rows.tolist(),
+        "size": size,
+        "method": method,
+        "seed": seed,
+        "g_vendi": chosen.g_vendi,
+        "random": {"mean": mean, "sd": sd, "draws": draws},
+        "curated_rows": len(kept),
+        "saved": save,
+    }
