@@ -762,6 +762,37 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
     return data, lines
 
 
+def cmd_select(args: argparse.Namespace) -> Result:
+    from core.selection import select_curated
+
+    ws = _workspace(args)
+    ws.dataset(args.name)  # an unknown dataset fails before features are computed
+    if args.save is not None and not args.save.strip():
+        raise UserError("--save: give the selection a name")
+    fs = features_for(args, ws, args.name)
+    with progress_bar(f"selecting {args.size} rows of {args.name}", unit="row") as bar:
+        data = select_curated(
+            ws,
+            args.name,
+            fs,
+            args.size,
+            method=args.how,
+            seed=args.select_seed,
+            draws=args.draws,
+            save=args.save,
+            on_progress=bar,
+        )
+    r = data["random"]
+    lines = [
+        f"{args.how} selection of {data['size']:,} of {data['curated_rows']:,} curated rows "
+        f"of {args.name}: G-Vendi {data['g_vendi']:.2f}; random subsets of the same size "
+        f"{r['mean']:.2f} +- {r['sd']:.2f} (sd over {r['draws']} draws)"
+    ]
+    if data["saved"]:
+        lines.append(f"saved as selection {data['saved']!r}")
+    return data, lines
+
+
 def cmd_curate(args: argparse.Namespace) -> Result:
     from core import curation, diversity
 
@@ -1054,6 +1085,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace the target if it exists (else refused)"
     )
+    p = verb(
+        "select",
+        cmd_select,
+        "choose the N curated rows that maximise G-Vendi, beside random subsets of N",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--size",
+        type=_within(int, Bound(low=1), "--size"),
+        required=True,
+        metavar="N",
+        help="rows to choose",
+    )
+    p.add_argument(
+        "--how",  # --method is the feature method's flag
+        choices=("greedy", "random"),
+        default="greedy",
+        help="greedy: log-det gain in gradient space; random: a uniform draw (default: %(default)s)",
+    )
+    p.add_argument(
+        "--select-seed",  # --seed is the feature projection's flag
+        type=_within(int, Bound(low=0), "--select-seed"),
+        default=0,
+        help="seed of the random pools and draws (default: %(default)s)",
+    )
+    p.add_argument(
+        "--draws",
+        type=_within(int, Bound(low=1, high=1000), "--draws"),
+        default=5,
+        help="random subsets for the baseline (default: %(default)s)",
+    )
+    p.add_argument("--save", metavar="AS", help="save the chosen rows as this selection")
     p = verb(
         "duplicates",
         cmd_duplicates,
