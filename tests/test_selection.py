@@ -9,6 +9,7 @@ from core.errors import UserError
 from core.rows import Matrix
 from core.selection import greedy_rows, random_baseline, select
 from core.vendi import g_vendi
+from tests.conftest import assert_user_error
 
 
 def planted(seed: int = 1, d: int = 32) -> np.ndarray:
@@ -83,3 +84,23 @@ def test_a_row_source_gives_the_same_rows():
 def test_bad_input_is_a_user_error(size, method, message):
     with pytest.raises(UserError, match=message):
         select(planted(), size, method=method)
+
+
+def test_select_cli_saves_a_selection(cli, tmp_path, workspace_dir):
+    from core.workspace import Workspace
+    from tests.test_features import demo_file
+
+    assert cli("import", str(demo_file(tmp_path / "a.jsonl", 40)), "--name", "a").code == 0
+    flags = ("--proxy", "tiny-random", "--dim", "64")
+    r = cli("select", "a", "--size", "10", *flags, "--save", "diverse", "--json")
+    assert r.code == 0, r.err
+    rows = r.json["rows"]
+    assert len(set(rows)) == 10 and r.json["saved"] == "diverse"
+    assert r.json["g_vendi"] > 1 and r.json["random"]["draws"] == 5
+    saved = Workspace(workspace_dir).selection("a", "diverse")
+    assert saved["rows"] == sorted(rows)
+    again = cli("select", "a", "--size", "10", *flags, "--json").json
+    assert again["rows"] == rows  # deterministic for a seed
+    assert_user_error(cli("select", "a", "--size", "0", *flags), "--size")
+    assert_user_error(cli("select", "a", "--size", "41", *flags), "between 1 and 40")
+    assert_user_error(cli("select", "zzz", "--size", "3", *flags), "no dataset named 'zzz'")
