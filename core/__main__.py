@@ -763,34 +763,70 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
 
 
 def cmd_select(args: argparse.Namespace) -> Result:
+    from core.features import sentence_features
     from core.selection import select_curated
 
     ws = _workspace(args)
     ws.dataset(args.name)  # an unknown dataset fails before features are computed
     if args.save is not None and not args.save.strip():
         raise UserError("--save: give the selection a name")
-    fs = features_for(args, ws, args.name)
+    gradient = features_for(args, ws, args.name)
+    sentence, sentence_error = None, None
+    if args.how == "sentence" or not args.no_sentence:
+        try:
+            with progress_bar(f"sentence embeddings of {args.name}", unit="sample") as bar:
+                sentence = sentence_features(ws, args.name, on_progress=bar)
+        except UserError as e:
+            if args.how == "sentence":
+                raise
+            sentence_error = str(e)
     with progress_bar(f"selecting {args.size} rows of {args.name}", unit="row") as bar:
         data = select_curated(
             ws,
             args.name,
-            fs,
+            gradient,
             args.size,
+            sentence=sentence,
             method=args.how,
             seed=args.select_seed,
             draws=args.draws,
             save=args.save,
             on_progress=bar,
         )
-    r = data["random"]
-    lines = [
-        f"{args.how} selection of {data['size']:,} of {data['curated_rows']:,} curated rows "
-        f"of {args.name}: G-Vendi {data['g_vendi']:.2f}; random subsets of the same size "
-        f"{r['mean']:.2f} +- {r['sd']:.2f} (sd over {r['draws']} draws)"
+    data["sentence_error"] = sentence_error
+    return data, selection_lines(data, args.name)
+
+
+def selection_lines(data: dict, name: str) -> list[str]:
+    """The subsets compared by `select`, as a table: G-Vendi in each space."""
+    spaces = list(data["subsets"][0]["g_vendi"])
+    header = ["subset", *(f"{space} G-Vendi" for space in spaces)]
+    table = [
+        [
+            ("* " if s["chosen"] else "  ")
+            + s["subset"]
+            + (f" ({s['draws']} draws)" if "sd" in s else ""),
+            *(
+                f"{s['g_vendi'][space]:.2f}" + (f" +- {s['sd'][space]:.2f}" if "sd" in s else "")
+                for space in spaces
+            ),
+        ]
+        for s in data["subsets"]
     ]
+    widths = [max(len(row[k]) for row in [header, *table]) for k in range(len(header))]
+    lines = [
+        f"{data['method']} selection of {data['size']:,} of {data['curated_rows']:,} curated "
+        f"rows of {name} (* the rows chosen):"
+    ]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *table]
+    ]
+    if data.get("sentence_error"):
+        lines.append(f"sentence space unavailable: {data['sentence_error']}")
     if data["saved"]:
         lines.append(f"saved as selection {data['saved']!r}")
-    return data, lines
+    return lines
 
 
 def cmd_curate(args: argparse.Namespace) -> Result:
@@ -1101,9 +1137,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--how",  # --method is the feature method's flag
-        choices=("greedy", "random"),
+        choices=("greedy", "sentence", "random"),
         default="greedy",
-        help="greedy: log-det gain in gradient space; random: a uniform draw (default: %(default)s)",
+        help="greedy: log-det gain in gradient space; sentence: the same in sentence-embedding "
+        "space; random: a uniform draw (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-sentence",
+        action="store_true",
+        help="compare in gradient space only (no sentence embeddings computed)",
     )
     p.add_argument(
         "--select-seed",  # --seed is the feature projection's flag

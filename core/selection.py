@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import UserError
-from core.progress import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress, parts
 from core.rows import RowSource, Subset, rows_of, take_unit
-from core.vendi import _rows_score, equal_size
+from core.vendi import equal_size, rows_score
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
-METHODS = ("greedy", "random")
+METHODS = ("greedy", "random")  # in one space
+CURATED_METHODS = ("greedy", "sentence", "random")  # greedy in gradient / sentence space
 BATCH = 256  # rows picked from one pool before A^-1 is recomputed and a new pool drawn
 POOL_FACTOR_MAX = 32  # at most this many pool rows per pick
 EPSILON = 0.01  # the stochastic-greedy tolerance: pool per pick ~ (N / size) ln(1 / EPSILON)
@@ -117,7 +118,7 @@ def select(
     else:
         rows = np.random.default_rng(seed).choice(source.rows, size, replace=False)
         on_progress(size, size)
-    return Selection(rows, _rows_score(source, rows, 1.0), method, seed)
+    return Selection(rows, rows_score(source, rows, 1.0), method, seed)
 
 
 def random_baseline(
@@ -132,46 +133,94 @@ def random_baseline(
 def select_curated(
     ws: Workspace,
     dataset: str,
-    features: RowSource,
+    gradient: RowSource,
     size: int,
     *,
+    sentence: RowSource | None = None,
     method: str = "greedy",
     seed: int = 0,
     draws: int = 5,
     save: str | None = None,
     on_progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
-    """Choose `size` rows of the dataset's curated seed rows (removed rows are never chosen)
-    in the space of `features` (the dataset's feature set, one row per dataset row), score
-    them beside `draws` random subsets of the same size, and save them as the selection
-    `save` when given. Returns {rows (dataset rows, in the order chosen), size, method,
-    seed, g_vendi, random: {mean, sd, draws}, curated_rows, saved (name or None)}."""
+    """Choose `size` of the dataset's curated seed rows (removed rows are never chosen) and
+    compare subsets of that size in every space given.
+
+    `gradient`: the dataset's gradient features; `sentence`: its sentence embeddings, when
+    they are to be compared (one row per dataset row each). `method`: "greedy" (`greedy_rows` in
+    gradient space), "sentence" (the same greedy in sentence space: the DEITA/QDIT kind of
+    selection) or "random". The subsets compared: greedy in each space given, and `draws`
+    uniform random subsets, each measured in every space (G-Vendi; over sentence embeddings
+    it is the cosine-kernel Vendi score). The chosen rows are saved as the selection `save`
+    when given. Returns {rows (dataset rows, in the order chosen), size, method, seed,
+    curated_rows, saved, g_vendi (the chosen rows' G-Vendi in gradient space), subsets:
+    [{subset, chosen, g_vendi: {space: value}, sd: {space: value} and draws (random only)}]}."""
     from core.curation import kept_mask
 
+    if method not in CURATED_METHODS:
+        raise UserError(
+            f"unknown selection method {method!r} (methods: {', '.join(CURATED_METHODS)})"
+        )
+    spaces = {"gradient": gradient} | ({"sentence": sentence} if sentence is not None else {})
+    space_of = {"greedy": "gradient", "sentence": "sentence", "random": "gradient"}
+    if space_of[method] not in spaces:
+        raise UserError("the sentence selection needs the sentence embeddings")
     mask = kept_mask(ws, dataset)
     kept = np.flatnonzero(mask)
-    if features.rows != len(mask):
-        raise UserError(
-            f"the features have {features.rows} rows, dataset {dataset!r} another count"
-        )
+    for name, features in spaces.items():
+        if features.rows != len(mask):
+            raise UserError(
+                f"the {name} features have {features.rows} rows, dataset {dataset!r} {len(mask)}"
+            )
     if not len(kept):
-        raise UserError("the curated set is empty")
+        raise UserError(f"the curated set of {dataset!r} is empty")
     if not 1 <= size <= len(kept):
-        raise UserError(f"--size must be between 1 and {len(kept)} (the curated rows), not {size}")
-    source = Subset(features, kept)
-    chosen = select(source, size, method=method, seed=seed, on_progress=on_progress)
-    mean, sd = random_baseline(source, size, draws=draws, seed=seed)
-    rows = kept[chosen.rows]
+        raise UserError(
+            f"the selection size must be between 1 and {len(kept)} (the curated rows), not {size}"
+        )
+    curated = {name: Subset(features, kept) for name, features in spaces.items()}
+    steps = parts(on_progress, [1.0] * len(curated))
+    greedy = {
+        name: greedy_rows(source, size, seed=seed, on_progress=step)
+        for (name, source), step in zip(curated.items(), steps, strict=True)
+    }
+    rng = np.random.default_rng(seed)
+    random_draws = [rng.choice(len(kept), size, replace=False) for _ in range(draws)]
+
+    def scores(rows: np.ndarray) -> dict[str, float]:
+        return {name: rows_score(source, rows, 1.0) for name, source in curated.items()}
+
+    subsets: list[dict[str, Any]] = [
+        {
+            "subset": f"greedy in {name} space",
+            "chosen": space_of[method] == name and method != "random",
+            "g_vendi": scores(rows),
+        }
+        for name, rows in greedy.items()
+    ]
+    measured = [scores(rows) for rows in random_draws]
+    subsets.append(
+        {
+            "subset": "random",
+            "chosen": method == "random",
+            "g_vendi": {n: float(np.mean([m[n] for m in measured])) for n in curated},
+            "sd": {n: float(np.std([m[n] for m in measured])) for n in curated},
+            "draws": draws,
+        }
+    )
+    chosen = random_draws[0] if method == "random" else greedy[space_of[method]]
+    rows = kept[chosen]
+    g_vendi = rows_score(curated["gradient"], chosen, 1.0)
     if save is not None:
-        note = f"{method} selection of {size} rows, seed {seed}, G-Vendi {chosen.g_vendi:.2f}"
+        note = f"{method} selection of {size} rows, seed {seed}, G-Vendi {g_vendi:.2f}"
         ws.save_selection(dataset, save, rows.tolist(), note=note)
     return {
         "rows": rows.tolist(),
         "size": size,
         "method": method,
         "seed": seed,
-        "g_vendi": chosen.g_vendi,
-        "random": {"mean": mean, "sd": sd, "draws": draws},
         "curated_rows": len(kept),
         "saved": save,
+        "g_vendi": g_vendi,
+        "subsets": subsets,
     }

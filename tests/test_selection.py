@@ -86,21 +86,87 @@ def test_bad_input_is_a_user_error(size, method, message):
         select(planted(), size, method=method)
 
 
+def _workspace_with(tmp_path, rows: int):
+    from core.workspace import Workspace
+    from tests.test_features import demo_file
+
+    ws = Workspace(tmp_path / "ws")
+    ws.import_dataset(demo_file(tmp_path / "a.jsonl", rows), name="a")
+    return ws
+
+
+def test_removed_rows_are_never_chosen(tmp_path):
+    from core import curation
+    from core.rows import Matrix
+    from core.selection import select_curated
+
+    ws = _workspace_with(tmp_path, 40)
+    x = planted()[:40]
+    curation.remove_rows(ws, "a", list(range(0, 40, 2)), "test")  # every even row
+    for method in ("greedy", "random"):
+        out = select_curated(ws, "a", Matrix(x), 20, method=method)
+        assert sorted(out["rows"]) == list(range(1, 40, 2))  # all 20 curated rows, no other
+    out = select_curated(ws, "a", Matrix(x), 5, sentence=Matrix(x[:, ::-1].copy()))
+    assert all(row % 2 for row in out["rows"])
+    with pytest.raises(UserError, match="between 1 and 20 \\(the curated rows\\), not 21"):
+        select_curated(ws, "a", Matrix(x), 21)
+
+
+def test_the_subsets_are_compared_in_both_spaces(tmp_path):
+    from core.rows import Matrix
+    from core.selection import select_curated
+
+    ws = _workspace_with(tmp_path, 40)
+    rng = np.random.default_rng(0)
+    gradient = planted()[:40]  # 40 rows of the biggest planted cluster, plus two outliers
+    gradient[[3, 17]] += rng.standard_normal((2, gradient.shape[1])) * 10
+    sentence = np.eye(8)[0] + rng.standard_normal((40, 8)) * 0.1  # all close in meaning
+    sentence[[5, 9]] = np.eye(8)[[1, 2]]  # but two rows, apart in meaning only
+    out = select_curated(ws, "a", Matrix(gradient), 4, sentence=Matrix(sentence), draws=7)
+    by_name = {s["subset"]: s for s in out["subsets"]}
+    assert list(by_name) == ["greedy in gradient space", "greedy in sentence space", "random"]
+    assert [s["chosen"] for s in out["subsets"]] == [True, False, False]
+    assert {3, 17} <= set(out["rows"])
+    for s in out["subsets"]:  # every subset measured in both spaces
+        assert set(s["g_vendi"]) == {"gradient", "sentence"}
+    assert by_name["random"]["draws"] == 7 and by_name["random"]["sd"]["gradient"] > 0
+    # each greedy wins in its own space
+    g = by_name["greedy in gradient space"]["g_vendi"]
+    t = by_name["greedy in sentence space"]["g_vendi"]
+    assert g["gradient"] > t["gradient"] and t["sentence"] > g["sentence"]
+    assert out["g_vendi"] == pytest.approx(g["gradient"])
+    by_sentence = select_curated(
+        ws, "a", Matrix(gradient), 4, sentence=Matrix(sentence), method="sentence"
+    )
+    assert {5, 9} <= set(by_sentence["rows"])
+    assert by_sentence["subsets"][1]["chosen"]
+    with pytest.raises(UserError, match="needs the sentence embeddings"):
+        select_curated(ws, "a", Matrix(gradient), 4, method="sentence")
+
+
 def test_select_cli_saves_a_selection(cli, tmp_path, workspace_dir):
     from core.workspace import Workspace
     from tests.test_features import demo_file
 
     assert cli("import", str(demo_file(tmp_path / "a.jsonl", 40)), "--name", "a").code == 0
     flags = ("--proxy", "tiny-random", "--dim", "64")
-    r = cli("select", "a", "--size", "10", *flags, "--save", "diverse", "--json")
+    r = cli("select", "a", "--size", "10", *flags, "--save", "diverse", "--json", "--no-sentence")
     assert r.code == 0, r.err
     rows = r.json["rows"]
     assert len(set(rows)) == 10 and r.json["saved"] == "diverse"
-    assert r.json["g_vendi"] > 1 and r.json["random"]["draws"] == 5
+    assert r.json["g_vendi"] > 1 and r.json["subsets"][-1]["draws"] == 5
+    assert [s["subset"] for s in r.json["subsets"]] == ["greedy in gradient space", "random"]
     saved = Workspace(workspace_dir).selection("a", "diverse")
     assert saved["rows"] == sorted(rows)
     again = cli("select", "a", "--size", "10", *flags, "--json").json
-    assert again["rows"] == rows  # deterministic for a seed
+    assert again["rows"] == rows  # deterministic for a seed, whatever is compared
+    assert [s["subset"] for s in again["subsets"]] == [
+        "greedy in gradient space",
+        "greedy in sentence space",
+        "random",
+    ]  # the sentence model comes offline from its package
+    text = cli("select", "a", "--size", "10", *flags, "--how", "sentence").out
+    assert "* greedy in sentence space" in text and "sentence G-Vendi" in text
     assert_user_error(cli("select", "a", "--size", "0", *flags), "--size")
     assert_user_error(cli("select", "a", "--size", "41", *flags), "between 1 and 40")
     assert_user_error(cli("select", "zzz", "--size", "3", *flags), "no dataset named 'zzz'")
