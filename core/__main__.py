@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -825,7 +826,11 @@ def selection_lines(data: dict, name: str) -> list[str]:
     if data.get("sentence_error"):
         lines.append(f"sentence space unavailable: {data['sentence_error']}")
     if data["saved"]:
-        lines.append(f"saved as selection {data['saved']!r}")
+        lines.append(
+            f"saved as selection {data['saved']!r}; to keep only these rows: "
+            f"python -m core curate {shlex.quote(name)} --keep-selection "
+            f"{shlex.quote(data['saved'])}"
+        )
     return lines
 
 
@@ -843,12 +848,17 @@ def cmd_curate(args: argparse.Namespace) -> Result:
     selected = (
         ws.selection(args.name, args.remove_selection)["rows"] if args.remove_selection else []
     )
+    kept = ws.selection(args.name, args.keep_selection)["rows"] if args.keep_selection else None
     changed = 0
     if args.restore:
         changed -= curation.restore_rows(ws, args.name)
     if selected:
         changed += curation.remove_rows(
             ws, args.name, selected, f"selection {args.remove_selection}"
+        )
+    if kept is not None:
+        changed += curation.keep_only(
+            ws, args.name, kept, f"outside selection {args.keep_selection}"
         )
     if by_hand:
         changed += curation.remove_rows(ws, args.name, by_hand, "by hand")
@@ -1188,6 +1198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset name")
     p.add_argument(
         "--remove-selection", metavar="NAME", help="remove the rows of a saved selection"
+    )
+    p.add_argument(
+        "--keep-selection",
+        metavar="NAME",
+        help="remove every seed row outside a saved selection (e.g. one `select --save` made)",
     )
     p.add_argument("--remove-rows", metavar="ROWS", help="remove these rows (comma-separated)")
     p.add_argument(

@@ -170,3 +170,9 @@ def test_select_cli_saves_a_selection(cli, tmp_path, workspace_dir):
     assert_user_error(cli("select", "a", "--size", "0", *flags), "--size")
     assert_user_error(cli("select", "a", "--size", "41", *flags), "between 1 and 40")
     assert_user_error(cli("select", "zzz", "--size", "3", *flags), "no dataset named 'zzz'")
+    assert "curate a --keep-selection diverse" in cli("select", "a", "--size", "10", *flags,
+        "--save", "diverse", "--no-sentence").out  # fmt: skip
+    kept = cli("curate", "a", "--keep-selection", "diverse", "--json")
+    assert kept.code == 0, kept.err
+    assert kept.json["rows"] == 10 and kept.json["removed"] == 30
+    assert_user_error(cli("curate", "a", "--keep-selection", "nope"), "no selection named 'nope'")
