@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import shlex
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -764,37 +764,28 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
 
 
 def cmd_select(args: argparse.Namespace) -> Result:
-    from core.features import sentence_features
-    from core.selection import select_curated
+    from core.selection import most_diverse
 
     ws = _workspace(args)
     ws.dataset(args.name)  # an unknown dataset fails before features are computed
     if args.save is not None and not args.save.strip():
         raise UserError("--save: give the selection a name")
     gradient = features_for(args, ws, args.name)
-    sentence, sentence_error = None, None
-    if args.how == "sentence" or not args.no_sentence:
-        try:
-            with progress_bar(f"sentence embeddings of {args.name}", unit="sample") as bar:
-                sentence = sentence_features(ws, args.name, on_progress=bar)
-        except UserError as e:
-            if args.how == "sentence":
-                raise
-            sentence_error = str(e)
-    with progress_bar(f"selecting {args.size} rows of {args.name}", unit="row") as bar:
-        data = select_curated(
+    label = f"selecting {args.size} rows of {args.name}"
+    with progress_bar(label, unit="step", unit_scale=False) as bar:
+        data = most_diverse(
             ws,
             args.name,
             gradient,
             args.size,
-            sentence=sentence,
             method=args.how,
+            sentence_space=not args.no_sentence,
+            runtime=feature_request(args)[2],
             seed=args.select_seed,
             draws=args.draws,
             save=args.save,
             on_progress=bar,
         )
-    data["sentence_error"] = sentence_error
     return data, selection_lines(data, args.name)
 
 

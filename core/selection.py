@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.config import Runtime
 from core.errors import UserError
 from core.progress import ProgressFn, no_progress, parts
 from core.rows import RowSource, Subset, rows_of, take_unit
@@ -224,3 +225,48 @@ def select_curated(
         "g_vendi": g_vendi,
         "subsets": subsets,
     }
+
+
+def most_diverse(
+    ws: Workspace,
+    dataset: str,
+    gradient: RowSource,
+    size: int,
+    *,
+    method: str = "greedy",
+    sentence_space: bool = True,
+    runtime: Runtime = Runtime(),
+    seed: int = 0,
+    draws: int = 5,
+    save: str | None = None,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """`select_curated`, with the dataset's sentence embeddings computed (or read from the
+    cache) when `sentence_space` or `method` "sentence" asks for them. When they cannot be
+    had (no sentence model), a gradient-only comparison comes back with `sentence_error`
+    saying why, unless `method` is "sentence", which raises that UserError."""
+    from core.features import sentence_features
+
+    wanted = sentence_space or method == "sentence"
+    embedding, choosing = parts(on_progress, [1.0 if wanted else 0.0, 1.0])
+    sentence, sentence_error = None, None
+    if wanted:
+        try:
+            sentence = sentence_features(ws, dataset, runtime=runtime, on_progress=embedding)
+        except UserError as e:
+            if method == "sentence":
+                raise
+            sentence_error = str(e)
+    out = select_curated(
+        ws,
+        dataset,
+        gradient,
+        size,
+        sentence=sentence,
+        method=method,
+        seed=seed,
+        draws=draws,
+        save=save,
+        on_progress=choosing,
+    )
+    return out | {"sentence_error": sentence_error}
