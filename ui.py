@@ -732,6 +732,21 @@ def show_report(report: Report | dict[str, Any]) -> None:
         st.dataframe(r["duplicate_examples"], hide_index=True)
 
 
+def subsets_table(subsets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The subsets a selection compared (core.selection.select_curated), one row each:
+    chosen mark, subset, and G-Vendi in each space (mean ± sd for the random draws)."""
+    rows = []
+    for s in subsets:
+        row = {"chosen": "✓" if s["chosen"] else "", "subset": s["subset"]}
+        if "draws" in s:
+            row["subset"] += f" ({s['draws']} draws)"
+        for space, value in s["g_vendi"].items():
+            spread = f" ± {s['sd'][space]:.2f}" if "sd" in s else ""
+            row[f"G-Vendi, {space} space"] = f"{value:.2f}{spread}"
+        rows.append(row)
+    return rows
+
+
 def _transpose(stats: dict[str, dict[str, float]]) -> dict[str, list[float]]:
     keys = ("min", "median", "mean", "p95", "max")
     return {k: [round(s[k], 1) for s in stats.values()] for k in keys}

@@ -10,6 +10,7 @@ from core import curation, diversity
 from core.export import export_curated
 from core.progress import no_progress
 from core.regions import default_k
+from core.selection import most_diverse
 
 page = ui.feature_page(
     "Export",
@@ -83,6 +84,72 @@ with cols[1]:
     if st.button("Remove them", disabled=fs is None or not n):
         rows = [r["row"] for r in diversity.redundant(ws, info.name, fs, limit=int(n))]
         curation.remove_rows(ws, info.name, rows, "redundant (lowest marginal value)")
+        st.rerun()
+
+st.markdown(
+    "**Keep the N most diverse**: the seed rows that together have the highest G-Vendi, "
+    "chosen greedily in gradient space (each pick adds the most to the log-determinant of the "
+    "chosen rows' second moment), compared with random rows and with the same greedy choice "
+    "in sentence-embedding space, each measured in both spaces."
+)
+cols = st.columns([1, 2, 1], vertical_alignment="bottom")
+curated_seed = summary["by_source"].get("seed", 0)
+size = cols[0].number_input(
+    "Rows to keep",
+    1,
+    max(1, curated_seed),
+    max(1, curated_seed // 10),
+    key="exp_diverse_size",
+    disabled=fs is None or not curated_seed,
+)
+how = cols[1].radio(
+    "Chosen by",
+    ["greedy", "sentence", "random"],
+    key="exp_diverse_how",
+    horizontal=True,
+    format_func={
+        "greedy": "G-Vendi (gradient)",
+        "sentence": "sentence embeddings",
+        "random": "random",
+    }.get,
+    disabled=fs is None,
+)
+in_sentence_space = cols[2].toggle(
+    "Compare in sentence space",
+    value=True,
+    key="exp_diverse_sentence",
+    disabled=fs is None,
+    help="Computes the sentence embeddings (all-MiniLM-L6-v2) once, then reads them from the "
+    "cache.",
+)
+if st.button("Choose them", disabled=fs is None or not curated_seed):
+    name = f"most diverse {int(size)} ({how})"
+    with ui.progress("Choosing the rows...", cancel="Nothing was changed.") as bar:
+        st.session_state[f"diverse-{info.name}"] = ui.attempt(
+            lambda: most_diverse(
+                ws,
+                info.name,
+                fs,
+                int(size),
+                method=how,
+                sentence_space=in_sentence_space,
+                runtime=page.runtime,
+                save=name,
+                on_progress=bar,
+            )
+        )
+chosen = st.session_state.get(f"diverse-{info.name}")
+if chosen:
+    st.dataframe(ui.subsets_table(chosen["subsets"]), hide_index=True)
+    if chosen["sentence_error"]:
+        st.caption("Sentence space unavailable: " + ui.md(chosen["sentence_error"]))
+    st.caption(
+        f"The rows chosen (marked ✓) are saved as the selection “{ui.md(chosen['saved'])}”: "
+        "see them on the Map page, or keep only them here."
+    )
+    if st.button(f"Keep only these {chosen['size']:,} rows"):
+        curation.keep_only(ws, info.name, chosen["rows"], f"outside selection {chosen['saved']}")
+        st.session_state.pop(f"diverse-{info.name}")
         st.rerun()
 
 st.markdown(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import traceback
@@ -811,6 +812,68 @@ def cmd_duplicates(args: argparse.Namespace) -> Result:
     return data, lines
 
 
+def cmd_select(args: argparse.Namespace) -> Result:
+    from core.selection import most_diverse
+
+    ws = _workspace(args)
+    ws.dataset(args.name)  # an unknown dataset fails before features are computed
+    if args.save is not None and not args.save.strip():
+        raise UserError("--save: give the selection a name")
+    gradient = features_for(args, ws, args.name)
+    label = f"selecting {args.size} rows of {args.name}"
+    with progress_bar(label, unit="step", unit_scale=False) as bar:
+        data = most_diverse(
+            ws,
+            args.name,
+            gradient,
+            args.size,
+            method=args.how,
+            sentence_space=not args.no_sentence,
+            runtime=feature_request(args)[2],
+            seed=args.select_seed,
+            draws=args.draws,
+            save=args.save,
+            on_progress=bar,
+        )
+    return data, selection_lines(data, args.name)
+
+
+def selection_lines(data: dict, name: str) -> list[str]:
+    """The subsets compared by `select`, as a table: G-Vendi in each space."""
+    spaces = list(data["subsets"][0]["g_vendi"])
+    header = ["subset", *(f"{space} G-Vendi" for space in spaces)]
+    table = [
+        [
+            ("* " if s["chosen"] else "  ")
+            + s["subset"]
+            + (f" ({s['draws']} draws)" if "sd" in s else ""),
+            *(
+                f"{s['g_vendi'][space]:.2f}" + (f" +- {s['sd'][space]:.2f}" if "sd" in s else "")
+                for space in spaces
+            ),
+        ]
+        for s in data["subsets"]
+    ]
+    widths = [max(len(row[k]) for row in [header, *table]) for k in range(len(header))]
+    lines = [
+        f"{data['method']} selection of {data['size']:,} of {data['curated_rows']:,} curated "
+        f"rows of {name} (* the rows chosen):"
+    ]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *table]
+    ]
+    if data.get("sentence_error"):
+        lines.append(f"sentence space unavailable: {data['sentence_error']}")
+    if data["saved"]:
+        lines.append(
+            f"saved as selection {data['saved']!r}; to keep only these rows: "
+            f"python -m core curate {shlex.quote(name)} --keep-selection "
+            f"{shlex.quote(data['saved'])}"
+        )
+    return lines
+
+
 def cmd_curate(args: argparse.Namespace) -> Result:
     from core import curation, diversity
 
@@ -825,12 +888,17 @@ def cmd_curate(args: argparse.Namespace) -> Result:
     selected = (
         ws.selection(args.name, args.remove_selection)["rows"] if args.remove_selection else []
     )
+    kept = ws.selection(args.name, args.keep_selection)["rows"] if args.keep_selection else None
     changed = 0
     if args.restore:
         changed -= curation.restore_rows(ws, args.name)
     if selected:
         changed += curation.remove_rows(
             ws, args.name, selected, f"selection {args.remove_selection}"
+        )
+    if kept is not None:
+        changed += curation.keep_only(
+            ws, args.name, kept, f"outside selection {args.keep_selection}"
         )
     if by_hand:
         changed += curation.remove_rows(ws, args.name, by_hand, "by hand")
@@ -1121,6 +1189,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace the target if it exists (else refused)"
     )
     p = verb(
+        "select",
+        cmd_select,
+        "choose the N curated rows that maximise G-Vendi, beside random subsets of N",
+        features,
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument(
+        "--size",
+        type=_within(int, Bound(low=1), "--size"),
+        required=True,
+        metavar="N",
+        help="rows to choose",
+    )
+    p.add_argument(
+        "--how",  # --method is the feature method's flag
+        choices=("greedy", "sentence", "random"),
+        default="greedy",
+        help="greedy: log-det gain in gradient space; sentence: the same in sentence-embedding "
+        "space; random: a uniform draw (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-sentence",
+        action="store_true",
+        help="compare in gradient space only (no sentence embeddings computed)",
+    )
+    p.add_argument(
+        "--select-seed",  # --seed is the feature projection's flag
+        type=_within(int, Bound(low=0), "--select-seed"),
+        default=0,
+        help="seed of the random pools and draws (default: %(default)s)",
+    )
+    p.add_argument(
+        "--draws",
+        type=_within(int, Bound(low=1, high=1000), "--draws"),
+        default=5,
+        help="random subsets for the baseline (default: %(default)s)",
+    )
+    p.add_argument("--save", metavar="AS", help="save the chosen rows as this selection")
+    p = verb(
         "duplicates",
         cmd_duplicates,
         "near-duplicate groups: the same text or gradient cosine above a threshold",
@@ -1148,6 +1255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset name")
     p.add_argument(
         "--remove-selection", metavar="NAME", help="remove the rows of a saved selection"
+    )
+    p.add_argument(
+        "--keep-selection",
+        metavar="NAME",
+        help="remove every seed row outside a saved selection (e.g. one `select --save` made)",
     )
     p.add_argument("--remove-rows", metavar="ROWS", help="remove these rows (comma-separated)")
     p.add_argument(

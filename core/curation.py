@@ -99,6 +99,16 @@ def remove_rows(ws: Workspace, dataset: str, rows: list[int], reason: str) -> in
     return len(rows)
 
 
+def keep_only(ws: Workspace, dataset: str, rows: list[int], reason: str) -> int:
+    """Take every seed row of the curated set but `rows` out of it; returns how many."""
+    mask = kept_mask(ws, dataset)
+    keep = np.asarray(sorted({int(r) for r in rows}), dtype=np.int64)
+    if len(keep) and (keep[0] < 0 or keep[-1] >= len(mask)):
+        raise UserError(f"rows must be between 0 and {len(mask) - 1}")
+    mask[keep] = False
+    return remove_rows(ws, dataset, np.flatnonzero(mask).tolist(), reason)
+
+
 def restore_rows(ws: Workspace, dataset: str, rows: list[int] | None = None) -> int:
     """Put removed rows back (all of them when `rows` is None); returns how many."""
     return ws.catalogue.restore_rows(ws.dataset(dataset).id, rows)

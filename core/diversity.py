@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from core.config import SENTENCE, FeatureConfig, ProxySpec, Runtime
+from core.config import FeatureConfig, ProxySpec, Runtime
 from core.errors import UserError
-from core.features import FeatureSet, compute_features
+from core.features import FeatureSet, compute_features, sentence_features
 from core.maps import clusters_for
 from core.progress import ProgressFn, no_progress, parts
 from core.records import read_columns
@@ -236,13 +236,8 @@ def baselines(
     }
     text(1, 1)
     try:
-        fs = compute_features(
-            ws,
-            dataset,
-            proxy=ProxySpec(sentence_model),
-            config=FeatureConfig(method=SENTENCE),
-            runtime=runtime,
-            on_progress=embedded,
+        fs = sentence_features(
+            ws, dataset, model=sentence_model, runtime=runtime, on_progress=embedded
         )
         out["sentence_vendi"] = g_vendi(fs.arrays())
         out["sentence_model"] = sentence_model

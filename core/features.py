@@ -381,6 +381,30 @@ class _DatasetChanged(Exception):
     """The dataset a computation reads was deleted or replaced meanwhile."""
 
 
+def sentence_features(
+    ws: Workspace,
+    dataset: str,
+    *,
+    model: str | None = None,
+    runtime: Runtime = Runtime(),
+    on_progress: ProgressFn = no_progress,
+) -> FeatureSet:
+    """The dataset's sentence embeddings (the meaning space beside the gradient one: method
+    `sentence`, core/sentence.py; default model all-MiniLM-L6-v2), cached like features.
+    Raises UserError when the model cannot be loaded."""
+    from core.config import SENTENCE
+    from core.sentence import SENTENCE_MODEL
+
+    return compute_features(
+        ws,
+        dataset,
+        proxy=ProxySpec(model or SENTENCE_MODEL),
+        config=FeatureConfig(method=SENTENCE),
+        runtime=runtime,
+        on_progress=on_progress,
+    )
+
+
 def _changed(ws: Workspace, info: DatasetInfo) -> str | None:
     """'deleted' or 'replaced' when the catalogue no longer holds `info`; None when it does
     (renamed or not)."""

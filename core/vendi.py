@@ -154,7 +154,7 @@ def _rows_spectrum(source: RowSource, rows: np.ndarray) -> SecondMoment:
     )
 
 
-def _rows_score(source: RowSource, rows: np.ndarray, q: float) -> float:
+def rows_score(source: RowSource, rows: np.ndarray, q: float) -> float:
     """The order-q Vendi score of the rows at these indices: from the rows in memory (the
     kernel's spectrum, `kernel_eigenvalues`) up to GROUP_ROWS, streamed beyond."""
     if len(rows) <= GROUP_ROWS:
@@ -261,7 +261,7 @@ def per_group(
     for first, end in batches(starts, GATHER_ROWS, alone=GROUP_ROWS):
         lo, hi = starts[first], starts[end]
         if end - first == 1 and hi - lo > GROUP_ROWS:  # one large group
-            scores = [_rows_score(source, order[lo:hi], q)]
+            scores = [rows_score(source, order[lo:hi], q)]
         else:
             gathered = source.take(order[lo:hi])
             scores = [
@@ -370,7 +370,7 @@ def equal_size(
     for i, (name, source) in enumerate(sources.items()):
         scores = []
         for r in range(repeats):
-            scores.append(_rows_score(source, rng.choice(source.rows, size, replace=False), q))
+            scores.append(rows_score(source, rng.choice(source.rows, size, replace=False), q))
             on_progress(i * repeats + r + 1, draws)
         out[name] = (float(np.mean(scores)), float(np.std(scores)))
     return out

@@ -102,3 +102,36 @@ def test_the_sizes_by_cluster_follow_the_feature_settings(tmp_path):
         assert [int(x) for x in bars["x"]] == list(range(len(sizes)))
         assert bars["y"] == sizes.tolist()
     assert shown[0] != shown[1]  # the two feature sets cluster the demo differently
+
+
+def test_keep_the_n_most_diverse(tmp_path):
+    """Choose N rows on the page: the table compares them in both spaces, the selection is
+    saved, and keeping only them leaves exactly those seed rows in the curated set."""
+    from core.selection import select_curated
+
+    app = open_page(tmp_path / "ws", "app_pages/export.py", proxy="tiny-random", dim=64)
+    fs = app.use_features(proxy="tiny-random", dim=64)
+    app.at.number_input(key="exp_diverse_size").set_value(30)
+    app.run()
+    app.button("Choose them").click()
+    app.run()
+    assert not app.errors()
+    table = app.at.dataframe[0].value
+    assert list(table["subset"]) == [
+        "greedy in gradient space",
+        "greedy in sentence space",
+        "random (5 draws)",
+    ]
+    assert list(table["chosen"]) == ["✓", "", ""]
+    ws = Workspace(tmp_path / "ws")
+    saved = ws.selection("demo", "most diverse 30 (greedy)")["rows"]
+    expected = select_curated(ws, "demo", fs, 30)  # the same rows, deterministic for a seed
+    assert saved == sorted(expected["rows"])
+    gradient = float(table["G-Vendi, gradient space"][0])
+    assert gradient == round(expected["g_vendi"], 2)
+    assert gradient > float(table["G-Vendi, gradient space"][2].split(" ± ")[0])
+
+    app.button("Keep only these 30 rows").click()
+    app.run()
+    assert np.flatnonzero(curation.kept_mask(ws, "demo")).tolist() == saved
+    assert {m.label: m.value for m in app.at.metric}["Seed kept"] == "30"

@@ -47,6 +47,11 @@ SCRIPTS = {
         r"\| G-Vendi \(score\) \| \d+\.\d s \| \d+ MiB \| <= 2 min \|(.|\n)*"
         r"near-duplicate search \(all pairs\): recall 1\.0000 against all pairs",
     ),
+    "select_diverse": (
+        True,
+        r"greedy \(gradient\) / random, gradient space: \d+\.\d\dx(.|\n)*"
+        r"select / score \(one G-Vendi pass over all rows\): \d+\.\d\dx the time",
+    ),
     "vendi_scale": (False, r"score_dual / streamed: \d+\.\dx the time, \d+\.\dx the memory"),
 }
 # what `--help` and an import must not load (numpy and the light core modules may load)

@@ -1,0 +1,272 @@
+"""Keep the N most diverse rows: a subset chosen to maximise G-Vendi (issue 15, part 1).
+
+G-Vendi is exp(entropy) of the spectrum of S = mean of u_i u_i^T over the unit rows u_i
+(core/vendi.py). For a fixed number of unit rows the trace of their sum is fixed, so a
+flatter spectrum means both a higher entropy and a higher log det; the greedy method
+maximises the log det of A = eps I + sum_{chosen} u u^T (d x d), which is monotone
+submodular: adding u gains log(1 + u^T A^-1 u), and that gain only shrinks as A grows.
+
+It scales by stochastic greedy in rounds: each round draws a random pool of unchosen rows,
+scores them against A^-1 in one matrix product, then picks `batch` rows from the pool one at
+a time, each pick the pool's largest gain, the others' gains updated exactly after each pick
+(Sherman-Morrison: gain_x -= (x^T A^-1 u)^2 / (1 + gain_u)). A^-1 is recomputed from A at
+each round, so rounding does not build up. Memory: the pool (pool x d float32) and two
+d x d matrices, whatever N. Deterministic for a seed; a row is never chosen twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.config import Runtime
+from core.errors import UserError
+from core.progress import ProgressFn, no_progress, parts
+from core.rows import RowSource, Subset, rows_of, take_unit
+from core.vendi import equal_size, rows_score
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+METHODS = ("greedy", "random")  # in one space
+CURATED_METHODS = ("greedy", "sentence", "random")  # greedy in gradient / sentence space
+BATCH = 256  # rows picked from one pool before A^-1 is recomputed and a new pool drawn
+POOL_FACTOR_MAX = 32  # at most this many pool rows per pick
+EPSILON = 0.01  # the stochastic-greedy tolerance: pool per pick ~ (N / size) ln(1 / EPSILON)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen rows (indices into the features, in the order chosen), their G-Vendi,
+    and how they were chosen."""
+
+    rows: np.ndarray
+    g_vendi: float
+    method: str
+    seed: int
+
+
+def _check(source: RowSource, size: int, method: str) -> None:
+    if method not in METHODS:
+        raise UserError(f"unknown selection method {method!r} (methods: {', '.join(METHODS)})")
+    if not 1 <= size <= source.rows:
+        raise UserError(f"the selection size must be between 1 and {source.rows} (the rows)")
+
+
+def greedy_rows(
+    features: np.ndarray | RowSource,
+    size: int,
+    *,
+    seed: int = 0,
+    ridge: float = 1.0,
+    batch: int = BATCH,
+    on_progress: ProgressFn = no_progress,
+) -> np.ndarray:
+    """`size` distinct row indices (in the order chosen) that greedily maximise
+    log det(ridge I + sum u u^T) over the unit rows u: see the module docstring.
+    `ridge` (in units of one unit row's contribution) keeps A invertible before d rows are
+    chosen. `on_progress(rows chosen, size)` after each round."""
+    source = rows_of(features)
+    n, d = source.rows, source.dim
+    if not 1 <= size <= n:
+        raise UserError(f"the selection size must be between 1 and {n} (the rows)")
+    rng = np.random.default_rng(seed)
+    per_pick = min(POOL_FACTOR_MAX, max(1, math.ceil(n / size * math.log(1 / EPSILON))))
+    a = np.eye(d) * ridge
+    taken = np.zeros(n, dtype=bool)
+    chosen: list[int] = []
+    while len(chosen) < size:
+        picks = min(batch, size - len(chosen))
+        free = np.flatnonzero(~taken)
+        pool = free if len(free) <= picks * per_pick else rng.choice(free, picks * per_pick, False)
+        pool = np.sort(pool)
+        x = take_unit(source, pool)
+        a_inv = np.linalg.inv(a).astype(np.float32)
+        gains = np.einsum("ij,ij->i", x @ a_inv, x).astype(np.float64)
+        open_ = np.ones(len(pool), dtype=bool)
+        for _ in range(picks):
+            best = int(np.argmax(np.where(open_, gains, -np.inf)))
+            u = x[best]
+            z = a_inv @ u
+            denominator = np.float32(1.0 + gains[best])
+            gains -= (x @ z).astype(np.float64) ** 2 / float(denominator)
+            a_inv -= np.outer(z, z) / denominator
+            a += np.outer(u, u).astype(np.float64)
+            open_[best] = False
+            taken[pool[best]] = True
+            chosen.append(int(pool[best]))
+        on_progress(len(chosen), size)
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def select(
+    features: np.ndarray | RowSource,
+    size: int,
+    *,
+    method: str = "greedy",
+    seed: int = 0,
+    on_progress: ProgressFn = no_progress,
+) -> Selection:
+    """Choose `size` distinct rows by `method` ("greedy": `greedy_rows`; "random": a uniform
+    draw) and score them: G-Vendi of the chosen rows, as `core.vendi.g_vendi` gives it."""
+    source = rows_of(features)
+    _check(source, size, method)
+    if method == "greedy":
+        rows = greedy_rows(source, size, seed=seed, on_progress=on_progress)
+    else:
+        rows = np.random.default_rng(seed).choice(source.rows, size, replace=False)
+        on_progress(size, size)
+    return Selection(rows, rows_score(source, rows, 1.0), method, seed)
+
+
+def random_baseline(
+    features: np.ndarray | RowSource, size: int, *, draws: int = 5, seed: int = 0
+) -> tuple[float, float]:
+    """G-Vendi of `draws` uniform random subsets of `size` rows: (mean, standard deviation)."""
+    source = rows_of(features)
+    _check(source, size, "random")
+    return equal_size({"all": source}, size=size, repeats=draws, seed=seed)["all"]
+
+
+def select_curated(
+    ws: Workspace,
+    dataset: str,
+    gradient: RowSource,
+    size: int,
+    *,
+    sentence: RowSource | None = None,
+    method: str = "greedy",
+    seed: int = 0,
+    draws: int = 5,
+    save: str | None = None,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """Choose `size` of the dataset's curated seed rows (removed rows are never chosen) and
+    compare subsets of that size in every space given.
+
+    `gradient`: the dataset's gradient features; `sentence`: its sentence embeddings, when
+    they are to be compared (one row per dataset row each). `method`: "greedy" (`greedy_rows` in
+    gradient space), "sentence" (the same greedy in sentence space: the DEITA/QDIT kind of
+    selection) or "random". The subsets compared: greedy in each space given, and `draws`
+    uniform random subsets, each measured in every space (G-Vendi; over sentence embeddings
+    it is the cosine-kernel Vendi score). The chosen rows are saved as the selection `save`
+    when given. Returns {rows (dataset rows, in the order chosen), size, method, seed,
+    curated_rows, saved, g_vendi (the chosen rows' G-Vendi in gradient space), subsets:
+    [{subset, chosen, g_vendi: {space: value}, sd: {space: value} and draws (random only)}]}."""
+    from core.curation import kept_mask
+
+    if method not in CURATED_METHODS:
+        raise UserError(
+            f"unknown selection method {method!r} (methods: {', '.join(CURATED_METHODS)})"
+        )
+    spaces = {"gradient": gradient} | ({"sentence": sentence} if sentence is not None else {})
+    space_of = {"greedy": "gradient", "sentence": "sentence", "random": "gradient"}
+    if space_of[method] not in spaces:
+        raise UserError("the sentence selection needs the sentence embeddings")
+    mask = kept_mask(ws, dataset)
+    kept = np.flatnonzero(mask)
+    for name, features in spaces.items():
+        if features.rows != len(mask):
+            raise UserError(
+                f"the {name} features have {features.rows} rows, dataset {dataset!r} {len(mask)}"
+            )
+    if not len(kept):
+        raise UserError(f"the curated set of {dataset!r} is empty")
+    if not 1 <= size <= len(kept):
+        raise UserError(
+            f"the selection size must be between 1 and {len(kept)} (the curated rows), not {size}"
+        )
+    curated = {name: Subset(features, kept) for name, features in spaces.items()}
+    steps = parts(on_progress, [1.0] * len(curated))
+    greedy = {
+        name: greedy_rows(source, size, seed=seed, on_progress=step)
+        for (name, source), step in zip(curated.items(), steps, strict=True)
+    }
+    rng = np.random.default_rng(seed)
+    random_draws = [rng.choice(len(kept), size, replace=False) for _ in range(draws)]
+
+    def scores(rows: np.ndarray) -> dict[str, float]:
+        return {name: rows_score(source, rows, 1.0) for name, source in curated.items()}
+
+    subsets: list[dict[str, Any]] = [
+        {
+            "subset": f"greedy in {name} space",
+            "chosen": space_of[method] == name and method != "random",
+            "g_vendi": scores(rows),
+        }
+        for name, rows in greedy.items()
+    ]
+    measured = [scores(rows) for rows in random_draws]
+    subsets.append(
+        {
+            "subset": "random",
+            "chosen": method == "random",
+            "g_vendi": {n: float(np.mean([m[n] for m in measured])) for n in curated},
+            "sd": {n: float(np.std([m[n] for m in measured])) for n in curated},
+            "draws": draws,
+        }
+    )
+    chosen = random_draws[0] if method == "random" else greedy[space_of[method]]
+    rows = kept[chosen]
+    g_vendi = rows_score(curated["gradient"], chosen, 1.0)
+    if save is not None:
+        note = f"{method} selection of {size} rows, seed {seed}, G-Vendi {g_vendi:.2f}"
+        ws.save_selection(dataset, save, rows.tolist(), note=note)
+    return {
+        "rows": rows.tolist(),
+        "size": size,
+        "method": method,
+        "seed": seed,
+        "curated_rows": len(kept),
+        "saved": save,
+        "g_vendi": g_vendi,
+        "subsets": subsets,
+    }
+
+
+def most_diverse(
+    ws: Workspace,
+    dataset: str,
+    gradient: RowSource,
+    size: int,
+    *,
+    method: str = "greedy",
+    sentence_space: bool = True,
+    runtime: Runtime = Runtime(),
+    seed: int = 0,
+    draws: int = 5,
+    save: str | None = None,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """`select_curated`, with the dataset's sentence embeddings computed (or read from the
+    cache) when `sentence_space` or `method` "sentence" asks for them. When they cannot be
+    had (no sentence model), a gradient-only comparison comes back with `sentence_error`
+    saying why, unless `method` is "sentence", which raises that UserError."""
+    from core.features import sentence_features
+
+    wanted = sentence_space or method == "sentence"
+    embedding, choosing = parts(on_progress, [1.0 if wanted else 0.0, 1.0])
+    sentence, sentence_error = None, None
+    if wanted:
+        try:
+            sentence = sentence_features(ws, dataset, runtime=runtime, on_progress=embedding)
+        except UserError as e:
+            if method == "sentence":
+                raise
+            sentence_error = str(e)
+    out = select_curated(
+        ws,
+        dataset,
+        gradient,
+        size,
+        sentence=sentence,
+        method=method,
+        seed=seed,
+        draws=draws,
+        save=save,
+        on_progress=choosing,
+    )
+    return out | {"sentence_error": sentence_error}
