@@ -381,6 +381,16 @@ class _DatasetChanged(Exception):
     """The dataset a computation reads was deleted or replaced meanwhile."""
 
 
+def sentence_request(model: str | None = None, *, seed: int = 0) -> tuple[ProxySpec, FeatureConfig]:
+    """The feature settings of the sentence embeddings (the meaning space beside the gradient
+    one: method `sentence`, core/sentence.py; default model all-MiniLM-L6-v2). `seed` seeds
+    what is computed from them (clusters); the embeddings do not depend on it."""
+    from core.config import SENTENCE
+    from core.sentence import SENTENCE_MODEL
+
+    return ProxySpec(model or SENTENCE_MODEL), FeatureConfig(method=SENTENCE, seed=seed)
+
+
 def sentence_features(
     ws: Workspace,
     dataset: str,
@@ -389,19 +399,11 @@ def sentence_features(
     runtime: Runtime = Runtime(),
     on_progress: ProgressFn = no_progress,
 ) -> FeatureSet:
-    """The dataset's sentence embeddings (the meaning space beside the gradient one: method
-    `sentence`, core/sentence.py; default model all-MiniLM-L6-v2), cached like features.
-    Raises UserError when the model cannot be loaded."""
-    from core.config import SENTENCE
-    from core.sentence import SENTENCE_MODEL
-
+    """The dataset's sentence embeddings (`sentence_request`), cached like features. Raises
+    UserError when the model cannot be loaded."""
+    proxy, config = sentence_request(model)
     return compute_features(
-        ws,
-        dataset,
-        proxy=ProxySpec(model or SENTENCE_MODEL),
-        config=FeatureConfig(method=SENTENCE),
-        runtime=runtime,
-        on_progress=on_progress,
+        ws, dataset, proxy=proxy, config=config, runtime=runtime, on_progress=on_progress
     )
 
 

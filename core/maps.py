@@ -20,7 +20,7 @@ import numpy as np
 
 from core.config import SENTENCE, SPACES, FeatureConfig, ProxySpec
 from core.errors import UserError
-from core.features import FeatureSet
+from core.features import FeatureSet, sentence_request
 from core.files import Memo, atomic_target, file_version
 from core.layout import LayoutConfig, density, hdbscan_groups, umap_layout
 from core.progress import ProgressFn, no_progress
@@ -34,7 +34,6 @@ from core.regions import (
     sparse_clusters,
     spherical_kmeans,
 )
-from core.sentence import SENTENCE_MODEL
 from core.vendi import per_group
 from core.workspace import Workspace
 
@@ -49,13 +48,13 @@ def space_request(
     space: str, proxy: ProxySpec, config: FeatureConfig
 ) -> tuple[ProxySpec, FeatureConfig]:
     """The feature settings of a map's `space` (one of SPACES): "gradient", the given proxy
-    and config; "sentence", the sentence embeddings of the diversity baseline (its model
-    SENTENCE_MODEL, the same feature set), seeded by the config's seed for their clusters
-    (the embeddings do not depend on it)."""
+    and config; "sentence", the sentence embeddings of the diversity baseline (the same
+    feature set: `features.sentence_request`), seeded by the config's seed for their
+    clusters."""
     if space == "gradient":
         return proxy, config
     if space == SENTENCE:
-        return ProxySpec(SENTENCE_MODEL), FeatureConfig(method=SENTENCE, seed=config.seed)
+        return sentence_request(seed=config.seed)
     raise UserError(f"space {space!r}: use {' or '.join(SPACES)}")
 
 
