@@ -182,6 +182,23 @@ def test_the_whole_path(app, tmp_path):
         shot("5-map-selection", at="Selection")
         assert Workspace(ws_root).selection("e2e", "lassoed")["rows"]
 
+        # 6b. gradient beside meaning: the sentence space's map beside it, linked
+        page.get_by_text("Beside meaning", exact=True).click()
+        page.get_by_role("button", name="Compute sentence embeddings").click()
+        text("Where the spaces disagree", exact=True).wait_for()
+        idle()
+        disagreeing = page.locator('[data-testid="stDataFrame"]').filter(has_text="spread over")
+        disagreeing.scroll_into_view_if_needed()
+        box = disagreeing.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the top row's selection box
+        picked = re.compile(r"(\d+) samples in cluster\(s\) (gradient|sentence) \d+")
+        count = int(picked.search(text(picked).inner_text()).group(1))
+        idle()
+        assert count > 0
+        shot("5b-beside-meaning", at="Where the spaces disagree")
+        page.get_by_text("Beside meaning", exact=True).click()  # back to one map
+        idle()
+
         # 7. synthesis against the local chat-completions server, then the review table
         go("Synthesize")
         page.get_by_role("textbox", name="Base URL").fill(llm.url)
@@ -260,6 +277,23 @@ def test_the_whole_path(app, tmp_path):
         assert {r["source"] for r in exported} == {"seed", "synthetic"}
         assert exported[0]["messages"][0]["content"] == XSS[0]["question"]  # kept as the data said
         assert flipped["problem"] in {r["messages"][0]["content"] for r in exported}
+
+        # 8b. keep the 10 most diverse seed rows
+        page.get_by_role("spinbutton", name="Rows to keep").fill("10")
+        page.keyboard.press("Enter")
+        idle()
+        page.get_by_role("button", name="Choose them").click()
+        keep = page.get_by_role("button", name="Keep only these 10 rows")
+        keep.wait_for()
+        idle()
+        shot("8-export-diverse", at="Rows to keep")
+        chosen = Workspace(ws_root).selection("e2e", "most diverse 10 (greedy)")["rows"]
+        keep.click()
+        page.locator('[data-testid="stMetric"]').filter(
+            has_text=re.compile(r"Seed kept\s*10$")
+        ).wait_for()
+        idle()
+        assert curation.kept_mask(Workspace(ws_root), "e2e").nonzero()[0].tolist() == chosen
 
         # 9. nothing ran from the data, and nothing was fetched because of it
         assert page.evaluate("window.__xss") is None and dialogs == []
