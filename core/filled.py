@@ -102,8 +102,14 @@ def _placed(
     return vectors, landed, made_for
 
 
-def _seed_moment(fs: FeatureSet) -> SecondMoment:
-    return _MOMENTS.get((str(fs.folder), fs.key), lambda: spectrum(fs.arrays(), rows=fs.rows))
+def _seed_moment(fs: FeatureSet) -> tuple[SecondMoment, float]:
+    """The seed's second moment and G-Vendi, once per feature set."""
+
+    def make() -> tuple[SecondMoment, float]:
+        moment = spectrum(fs.arrays(), rows=fs.rows)
+        return moment, vendi(moment.eigen()[0])
+
+    return _MOMENTS.get((str(fs.folder), fs.key), make)
 
 
 def fill_table(
@@ -212,8 +218,7 @@ def fill_table(
 
 def _whole(fs: FeatureSet, accepted: np.ndarray, repeats: int, seed: int) -> dict[str, Any]:
     """The whole set's G-Vendi before and after, and the equal-size comparison."""
-    moment = _seed_moment(fs)
-    before = vendi(moment.eigen()[0])
+    moment, before = _seed_moment(fs)
     k = len(accepted)
     after = vendi(with_rows(moment, accepted).eigen()[0]) if k else before
     out: dict[str, Any] = {
