@@ -165,7 +165,7 @@ def test_the_equal_size_comparison_is_deterministic_for_a_seed(finished, ws):
     assert filled.fill_table(ws, run_id, repeats=0)["whole"]["equal_size"] is None
 
 
-def test_swapped_is_the_score_of_the_set_with_the_rows_swapped():
+def test_swapped_is_the_score_of_the_set_with_the_rows_swapped(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 16)).astype(np.float32)
     extra = rng.normal(size=(7, 16)).astype(np.float32)
@@ -181,6 +181,9 @@ def test_swapped_is_the_score_of_the_set_with_the_rows_swapped():
     assert score_with(x, rows, extra) == pytest.approx(
         vendi(kernel_eigenvalues(np.vstack([x[rows], extra]))), rel=1e-9
     )
+    in_memory = score_with(x, np.arange(0, 200, 3), extra)
+    monkeypatch.setattr("core.vendi.GROUP_ROWS", 10)  # a large cluster: its moment streamed
+    assert score_with(x, np.arange(0, 200, 3), extra) == pytest.approx(in_memory, rel=1e-5)
     with pytest.raises(ValueError):
         swapped(x, spectrum(x), np.empty((0, 16)))
 
