@@ -265,6 +265,41 @@ def map_figure(
     return figure
 
 
+RUN_MARKERS = {  # a run's samples over the map: marked apart from the data's points
+    "accepted": dict(symbol="star", size=14, color="#ffd400", line=dict(color="#111111", width=1)),
+    "rejected": dict(symbol="x-thin-open", size=10, color="#444444", line=dict(width=2)),
+}
+
+
+def with_run_points(figure: go.Figure, points: list[dict[str, Any]], run_id: str) -> go.Figure:
+    """A copy of a map figure with a run's samples drawn over it (core.filled.run_points:
+    x, y, decision, cluster, problem), one trace per decision with its own marker
+    (RUN_MARKERS). The traces carry no customdata: they are not dataset rows, so a click on
+    one selects nothing. Problems are HTML-escaped in the hovers."""
+    out = go.Figure(figure)
+    for decision, marker in RUN_MARKERS.items():
+        shown = [p for p in points if p["decision"] == decision]
+        if not shown:
+            continue
+        out.add_trace(
+            go.Scatter(
+                x=[round(p["x"], 3) for p in shown],
+                y=[round(p["y"], 3) for p in shown],
+                mode="markers",
+                name=f"{decision} by run {html.escape(run_id)} ({len(shown)})",
+                text=[
+                    f"{decision}"
+                    + (f" ({html.escape(p['reason_kind'])})" if p["reason_kind"] else "")
+                    + f" · cluster {p['cluster']}<br>{excerpt(p['problem'])}"
+                    for p in shown
+                ],
+                hovertemplate="%{text}<extra></extra>",
+                marker=marker,
+            )
+        )
+    return out
+
+
 def _density_layer(coords: np.ndarray) -> go.Heatmap:
     """Grey shading of how many points fall in each cell (log scale; empty cells clear):
     where all the points are, under a sample of them. Square cells on the map's extent."""

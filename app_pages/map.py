@@ -9,7 +9,7 @@ import streamlit as st
 
 import charts
 import ui
-from core import maps
+from core import filled, maps, synthesis
 from core.diversity import field_labels
 from core.features import FeatureSet
 from core.records import read_columns
@@ -171,6 +171,47 @@ def map_selection(
     return kept[1]
 
 
+@st.cache_data(show_spinner=False, max_entries=8, hash_funcs=ui.HASH_FUNCS)
+def runs_here(ws, dataset: str, fs: FeatureSet, runs: tuple[str, ...]) -> list[str]:  # noqa: ARG001 (runs: the key)
+    """The dataset's runs made with this map's features (filled.placeable_runs)."""
+    return filled.placeable_runs(ws, dataset, fs)
+
+
+@st.cache_data(show_spinner="Placing the run's samples...", max_entries=8, hash_funcs=ui.HASH_FUNCS)
+def run_points(ws, run_id: str, fs: FeatureSet, rejected: bool, decisions: tuple) -> dict:  # noqa: ARG001 (decisions: the key)
+    """filled.run_points on this map's layout, once per state of the run's decisions."""
+    return filled.run_points(ws, run_id, fs, placed.coords, rejected=rejected)
+
+
+def run_overlay(figure):
+    """The figure with the samples of a synthesis run chosen here drawn over it at their
+    place (accepted; rejected too with the toggle), or the figure itself when none is."""
+    runs = runs_here(ws, info.name, fs, tuple(r["id"] for r in synthesis.list_runs(ws, info.name)))
+    if not runs:
+        return figure
+    cols = st.columns([3, 2], vertical_alignment="bottom")
+    run_id = cols[0].selectbox(
+        "Show the samples of a synthesis run",
+        ["none", *runs],
+        key=f"map_run/{info.name}",
+        help="Runs made with these feature settings, newest first.",
+    )
+    rejected = cols[1].toggle("Its rejected samples too", key="map_run_rejected")
+    if run_id == "none":
+        return figure
+    decisions = tuple((i["item_id"], i["decision"]) for i in synthesis.review(ws, run_id))
+    shown = ui.attempt(lambda: run_points(ws, run_id, fs, rejected, decisions))
+    if not shown:
+        return figure
+    kinds = "accepted (stars)" + (" and rejected (crosses)" if rejected else "")
+    note = f" {shown['not_placed']} have no features, so no place." if shown["not_placed"] else ""
+    st.caption(
+        f"{len(shown['points'])} samples of run {run_id}, {kinds}, at the mean place of their "
+        f"15 nearest samples in gradient space.{note}"
+    )
+    return charts.with_run_points(figure, shown["points"], run_id)
+
+
 def cluster_frame(described: list[dict], in_selection: np.ndarray) -> pd.DataFrame:
     """The cluster table: a row per cluster (maps.describe) with the selected samples in
     it counted; the sparse and the small first."""
@@ -240,6 +281,7 @@ def explore() -> None:
     """The map, the cluster table and the sample browser: a selection reruns only this."""
     picked_clusters = st.session_state.get("map_clusters_picked", [])
     figure = figure_for(info, fs, k, config.seed, sparse, colour_by, tuple(picked_clusters))
+    figure = run_overlay(figure)
     event = st.plotly_chart(
         figure,
         key="map_plot",

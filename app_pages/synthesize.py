@@ -6,10 +6,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import prompts, synthesis
+from core import filled, prompts, synthesis
 from core.encoders import encoder_for
+from core.errors import UserError
 from core.llm import LLMSettings, check_connection
 from core.regions import default_k
+from core.workspace import Workspace
 
 page = ui.feature_page(
     "Synthesize",
@@ -170,6 +172,79 @@ with st.expander("Prompt templates"):
         st.rerun()
 
 
+# --- what a run filled ---------------------------------------------------------------------------------
+@st.cache_data(
+    show_spinner="Measuring what the run filled...", max_entries=16, hash_funcs=ui.HASH_FUNCS
+)
+def fill(ws: Workspace, run_id: str, decisions: tuple) -> dict:  # noqa: ARG001 (decisions: the key)
+    """filled.fill_table of a run, once per state of its items' decisions."""
+    return filled.fill_table(ws, run_id)
+
+
+def show_fill(table: dict) -> None:
+    """What a run filled (filled.fill_table): the whole set's G-Vendi before and after, at
+    equal size, and one row per cluster of the map."""
+    whole, equal = table["whole"], table["whole"]["equal_size"]
+    c = st.columns(3)
+    c[0].metric(
+        "G-Vendi of the seed",
+        f"{whole['g_vendi_before']:.2f}",
+        help=f"{whole['rows_before']:,} seed rows.",
+    )
+    c[1].metric(
+        "With the accepted samples",
+        f"{whole['g_vendi_after']:.2f}",
+        delta=f"{whole['gain']:+.2f}",
+        help=f"{whole['rows_after']:,} rows: the seed and every sample accepted so far "
+        "(overrides applied). Part of any gain comes from the larger size.",
+    )
+    if equal:
+        c[2].metric(
+            "At equal size",
+            f"{equal['mean']:.2f} ± {equal['sd']:.2f}",
+            delta=f"{equal['gain']:+.2f} beyond size",
+            help=f"{equal['rows']:,} rows: the seed with {equal['swapped']} random rows swapped "
+            f"for the {equal['swapped']} accepted samples (mean ± sd of {equal['repeats']} "
+            "draws), against the seed itself. Above zero: the accepted samples add more than "
+            "as many rows of the data would.",
+        )
+    else:
+        c[2].metric("At equal size", "-", help=f"Not measured: {whole['equal_size_note']}.")
+    frame = pd.DataFrame(
+        [
+            {
+                "cluster": "none" if r["cluster"] is None else str(r["cluster"]),
+                "sparse": r["sparse"],
+                "size before": r["size_before"],
+                "made for it": r["made_for"],
+                "accepted into it": r["accepted"],
+                "rejected": r["rejected_total"],
+                "pending": r["pending"],
+                "size after": r["size_after"],
+                "G-Vendi before": r["g_vendi_before"],
+                "G-Vendi after": r["g_vendi_after"],
+                "rejections": ", ".join(f"{k}: {v}" for k, v in r["rejected"].items()),
+            }
+            for r in table["clusters"]
+        ]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "G-Vendi before": st.column_config.NumberColumn(format="%.2f"),
+            "G-Vendi after": st.column_config.NumberColumn(format="%.2f"),
+            "rejections": st.column_config.TextColumn("rejections", width="large"),
+        },
+    )
+    counts = table["counts"]
+    st.caption(
+        f"The map's clusters (k = {table['k']}). Each of the run's {counts['items']} items is in "
+        "one row: an accepted sample where its gradients landed, any other item in the cluster it "
+        "was made for. G-Vendi after adds a cluster's accepted samples to its seed rows."
+    )
+
+
 # --- running -----------------------------------------------------------------------------------------
 def run_live(run_id: str) -> None:
     """Run (or resume) a run with live progress; a Cancel click stops it, resumable."""
@@ -180,6 +255,7 @@ def run_live(run_id: str) -> None:
     )
     bar = st.progress(0.0, text=f"Run {run_id}: starting...")
     cards = st.empty()
+    so_far = st.empty()  # what the run filled so far; the review below shows it afterwards
 
     def update(summary: dict) -> None:
         accepted = summary["accepted"]
@@ -200,10 +276,18 @@ def run_live(run_id: str) -> None:
                 "G-Vendi now",
                 f"{summary['g_vendi_after']:.2f}" if summary["g_vendi_after"] else "-",
             )
+        try:
+            table = filled.fill_table(ws, run_id)
+        except UserError:  # the run's features are gone: the run itself will say so
+            return
+        with so_far.container():
+            st.markdown("**What the run filled so far**")
+            show_fill(table)
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
     done = ui.attempt(lambda: synthesis.run_synthesis(ws, run_id, api_key=key, on_update=update))
     cancel.empty()
+    so_far.empty()
     if not done:
         return  # ui.attempt showed why (a failed run: resume it below)
     said = f"Run {run_id} {done['state']}: {done['accepted']} accepted."
@@ -305,6 +389,13 @@ if info_run["state"] in ("interrupted", "cancelled", "failed", "budget", "create
 
 items = synthesis.review(ws, chosen)
 if items:
+    st.subheader("What the run filled")
+    table = ui.attempt(
+        lambda: fill(ws, chosen, tuple((i["item_id"], i["decision"]) for i in items))
+    )
+    if table:
+        show_fill(table)
+    st.subheader("Review")
     if rejected := info_run["counts"]["rejected"]:
         st.caption("Rejections: " + ui.md(", ".join(f"{k}: {v}" for k, v in rejected.items())))
     frame = pd.DataFrame(

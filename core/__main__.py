@@ -715,9 +715,20 @@ def cmd_synthesize(args: argparse.Namespace) -> Result:
 
 
 def cmd_runs(args: argparse.Namespace) -> Result:
-    from core import synthesis
+    from core import filled, synthesis
 
-    runs = synthesis.list_runs(_workspace(args), args.name)
+    ws = _workspace(args)
+    if args.name and ws.catalogue.run(args.name) is not None:  # a run: what it filled
+        table = filled.fill_table(ws, args.name, repeats=args.repeats, seed=args.seed)
+        return table, _fill_lines(table)
+    if args.name and not ws.has_dataset(args.name):
+        datasets = ", ".join(d.name for d in ws.datasets()) or "none"
+        runs = ", ".join(r["id"] for r in synthesis.list_runs(ws)[:5]) or "none"
+        raise UserError(
+            f"no dataset or synthesis run named {args.name!r} in this workspace "
+            f"(datasets: {datasets}; recent runs: {runs})"
+        )
+    runs = synthesis.list_runs(ws, args.name)
     data = {
         "runs": [
             {
@@ -741,6 +752,45 @@ def cmd_runs(args: argparse.Namespace) -> Result:
         for r in data["runs"]
     ]
     return data, lines or ["no synthesis runs yet"]
+
+
+def _fill_lines(table: dict[str, Any]) -> list[str]:
+    """`runs RUN` as text: the run's counts, a row per map cluster, the whole set."""
+
+    def score(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    counts = table["counts"]
+    lines = [
+        f"run {table['run']} ({table['dataset']}, {table['state']}): {counts['items']} items, "
+        f"{counts['accepted']} accepted, {counts['rejected_total']} rejected, "
+        f"{counts['pending']} pending; clusters of the map (k = {table['k']})",
+        f"{'cluster':>7} {'sparse':>6} {'size':>5} {'made for':>8} {'accepted':>8} "
+        f"{'rejected':>8} {'pending':>7} {'G-Vendi before':>14} {'after':>6}  rejections",
+    ]
+    for r in table["clusters"]:
+        cluster = "none" if r["cluster"] is None else str(r["cluster"])
+        sparse = "-" if r["sparse"] is None else "yes" if r["sparse"] else "no"
+        reasons = ", ".join(f"{k}: {v}" for k, v in r["rejected"].items())
+        lines.append(
+            f"{cluster:>7} {sparse:>6} {r['size_before']:>5} {r['made_for']:>8} "
+            f"{r['accepted']:>8} {r['rejected_total']:>8} {r['pending']:>7} "
+            f"{score(r['g_vendi_before']):>14} {score(r['g_vendi_after']):>6}  {reasons}".rstrip()
+        )
+    whole = table["whole"]
+    lines.append(
+        f"whole set: G-Vendi {whole['g_vendi_before']:.2f} ({whole['rows_before']} rows) -> "
+        f"{whole['g_vendi_after']:.2f} ({whole['rows_after']} rows), {whole['gain']:+.2f}"
+    )
+    if equal := whole["equal_size"]:
+        lines.append(
+            f"equal size: {equal['rows']} rows, {equal['swapped']} random seed rows swapped for "
+            f"the accepted: {equal['mean']:.2f} (sd {equal['sd']:.2f}, {equal['repeats']} draws) "
+            f"against {equal['seed_g_vendi']:.2f} for the seed, {equal['gain']:+.2f} beyond size"
+        )
+    else:
+        lines.append(f"equal size: none ({whole['equal_size_note']})")
+    return lines
 
 
 def _map_labels(args: argparse.Namespace, ws, name: str):
@@ -1155,8 +1205,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--resume", metavar="RUN", help="continue a run; finished requests are not sent again"
     )
-    p = verb("runs", cmd_runs, "list synthesis runs with their state and counts")
-    p.add_argument("name", nargs="?", help="only the runs of this dataset")
+    p = verb(
+        "runs",
+        cmd_runs,
+        "list synthesis runs with their state and counts, or what one run filled",
+    )
+    p.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME|RUN",
+        help="a dataset: only its runs; a run id: what it filled, per cluster of the map "
+        "(size, accepted, rejected by reason, G-Vendi before and after) and in the whole set",
+    )
+    p.add_argument(
+        "--repeats",
+        type=_within(int, Bound(low=0, high=1000), "--repeats"),
+        default=5,
+        help="with a run: draws of the equal-size comparison, 0 for none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_within(int, Bound(low=0), "--seed"),
+        default=0,
+        help="with a run: the seed of those draws (default: %(default)s)",
+    )
     p = verb(
         "export",
         cmd_export,

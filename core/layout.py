@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.progress import ProgressFn, no_progress, parts
-from core.rows import RowSource, rows_of, sample, take_unit, unit_blocks
+from core.rows import RowSource, rows_of, sample, take_unit, unit_blocks, unit_rows
 
 LAYOUT_VERSION = 2  # 2: the rows beyond the fitted sample placed in batches
 TRANSFORM_BATCH = 50_000  # rows placed by one call of UMAP's transform
 GROUPS_FIT_ROWS = 50_000  # HDBSCAN runs on a sample of this many points at most
+PLACE_BLOCK = 4096  # layout rows compared with the points being placed at once
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,40 @@ def umap_layout(
         placed(b + 1, len(batches))
     placed(1, 1)
     return coords
+
+
+def place(
+    features: np.ndarray | RowSource,
+    coords: np.ndarray,
+    vectors: np.ndarray,
+    neighbours: int = LayoutConfig.neighbors,
+) -> np.ndarray:
+    """Map positions (M x 2 float32) for M new feature vectors on the layout `coords` of
+    `features` (N x 2, row for row): each at the mean position of its `neighbours` nearest
+    rows in feature space (cosine), weighted by their cosine.
+
+    This is where UMAP's own transform starts a new point (the membership-weighted mean of
+    its neighbours' positions) before its few epochs of optimisation. The fitted UMAP is not
+    kept (a layout is stored as coordinates), and fitting one again to place a few points
+    would move every point of the map; the neighbours' mean needs only the features, in one
+    streamed pass. A point whose neighbours lie in two places of the map sits between them."""
+    source = rows_of(features)
+    new = unit_rows(vectors, np.float32)
+    m = len(new)
+    if m == 0:
+        return np.empty((0, 2), dtype=np.float32)
+    k = max(1, min(neighbours, source.rows))
+    best = np.full((m, k), -np.inf, dtype=np.float32)  # the highest cosines so far ...
+    where = np.zeros((m, k), dtype=np.int64)  # ... and their rows
+    for start, block in unit_blocks(source, PLACE_BLOCK):
+        cosines = np.concatenate([best, new @ block.T], axis=1)
+        top = np.argpartition(-cosines, k - 1, axis=1)[:, :k]  # columns: k kept, then the block
+        kept = np.take_along_axis(where, np.minimum(top, k - 1), 1)
+        where = np.where(top < k, kept, start + top - k)
+        best = np.take_along_axis(cosines, top, 1)
+    weights = np.clip(best, 1e-6, None).astype(np.float64)
+    placed = np.einsum("mk,mkc->mc", weights, coords[where].astype(np.float64))
+    return (placed / weights.sum(1, keepdims=True)).astype(np.float32)
 
 
 def density(coords: np.ndarray, neighbours: int = 15) -> np.ndarray:

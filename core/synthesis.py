@@ -160,6 +160,18 @@ def synthetic_records(ws: Workspace, dataset: str) -> list[Record]:
     return out
 
 
+def run_features(ws: Workspace, run: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The unit features of a run's items that reached the acceptance stage, by item id
+    (a run_info dict; the loop keeps them per round, core/synthesis_loop.py)."""
+    folder = ws.dataset(run["dataset"]).path.parent / "runs" / run["id"]
+    stored: dict[str, np.ndarray] = {}
+    for path in sorted(folder.glob("features-r*.npz")):
+        with np.load(path, allow_pickle=False) as saved:
+            for item_id, vector in zip(saved["ids"], saved["features"], strict=True):
+                stored[str(item_id)] = vector
+    return stored
+
+
 def synthetic_features(
     ws: Workspace,
     dataset: str,
@@ -176,11 +188,8 @@ def synthetic_features(
         record = run["settings"]
         if ProxySpec(**record["proxy"]) != proxy or FeatureConfig(**record["features"]) != config:
             continue
-        folder = ws.dataset(dataset).path.parent / "runs" / run["id"]
-        for path in folder.glob("features-r*.npz"):
-            with np.load(path, allow_pickle=False) as saved:
-                for item_id, vector in zip(saved["ids"], saved["features"], strict=True):
-                    stored[f"syn-{run['id']}-{item_id}"] = vector
+        for item_id, vector in run_features(ws, run).items():
+            stored[f"syn-{run['id']}-{item_id}"] = vector
     missing = [r for r in records if r.id not in stored]
     if missing:
         encoder = encoder_for(proxy, config).open(runtime)

@@ -154,12 +154,63 @@ def _rows_spectrum(source: RowSource, rows: np.ndarray) -> SecondMoment:
     )
 
 
-def rows_score(source: RowSource, rows: np.ndarray, q: float) -> float:
+def rows_score(source: RowSource, rows: np.ndarray, q: float = 1.0) -> float:
     """The order-q Vendi score of the rows at these indices: from the rows in memory (the
     kernel's spectrum, `kernel_eigenvalues`) up to GROUP_ROWS, streamed beyond."""
     if len(rows) <= GROUP_ROWS:
         return vendi(kernel_eigenvalues(source.take(rows)), q)
     return vendi(_rows_spectrum(source, rows).eigen()[0], q)
+
+
+def score_with(
+    source: np.ndarray | RowSource, rows: np.ndarray, extra: np.ndarray, q: float = 1.0
+) -> float:
+    """The order-q Vendi score of the rows of `source` at these indices together with the
+    rows of `extra` (a matrix, d columns): in memory up to GROUP_ROWS rows in all, else the
+    indexed rows' second moment streamed and `extra` added to it."""
+    source, rows = rows_of(source), np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return vendi(kernel_eigenvalues(extra), q)
+    if len(rows) + len(extra) <= GROUP_ROWS:
+        return vendi(kernel_eigenvalues(np.vstack([source.take(np.sort(rows)), extra])), q)
+    return vendi(with_rows(_rows_spectrum(source, rows), extra).eigen()[0], q)
+
+
+def with_rows(moment: SecondMoment, extra: np.ndarray) -> SecondMoment:
+    """A copy of an unweighted second moment with the rows of `extra` added (weight 1 each)."""
+    out = SecondMoment(moment.sum.shape[0])
+    out.sum, out.weight, out.rows = moment.sum.copy(), moment.weight, moment.rows
+    out.add(extra)
+    return out
+
+
+def swapped(
+    source: np.ndarray | RowSource,
+    moment: SecondMoment,
+    extra: np.ndarray,
+    *,
+    repeats: int = 5,
+    q: float = 1.0,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The order-q Vendi score of the N rows of `source` (`moment`: their unweighted second
+    moment, `spectrum`) with k random rows taken out and the k rows of `extra` put in their
+    place, as (mean, standard deviation) over `repeats` seeded draws of the rows taken
+    out. The set keeps its N rows, so against the score of `source` itself (the same N - k
+    rows plus the k taken out) it compares the k rows of `extra` with k rows of the data at
+    an equal size. Each draw costs one gather of k rows and one d x d eigendecomposition."""
+    source = rows_of(source)
+    k, n = len(extra), source.rows
+    if not 0 < k < n:
+        raise ValueError(f"swapping {k} rows needs between 1 and {n - 1} of them")
+    added = with_rows(SecondMoment(moment.sum.shape[0]), extra).sum
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(repeats):
+        out = unit_rows(source.take(np.sort(rng.choice(n, k, replace=False))), np.float32)
+        s = (moment.sum - (out.T @ out).astype(np.float64) + added) / moment.weight
+        scores.append(vendi(np.clip(np.linalg.eigvalsh(s), 0.0, None), q))
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ Faults: ok (a normal answer), 408 / 409 / 429 / 503 (with `Retry-After: llm.retr
 choices), drop, 400 / 401 (error bodies echoing the Authorization header), 404 (unknown
 model),
 drip (the whole reply, status line first, one byte per second), silent (never answers),
-message-string, mixed-index, usage-string, tokens-abc (200 replies of the wrong shape).
+message-string, mixed-index, usage-string, tokens-abc (200 replies of the wrong shape),
+prose (a 200 reply of the right shape whose text has no problem and no answer).
 """
 
 from __future__ import annotations
@@ -212,8 +213,10 @@ class FakeLLM:
                 prompt = body["messages"][-1]["content"]
                 salt = json.dumps(body, sort_keys=True)  # the same request, the same reply
                 with fake._lock:  # a reply of the wrong shape, or dripped, is no answer
-                    fake.requests.append({**body, "_ok": fault in (None, "ok", "slow")})
-                if "[[Problem]]" in prompt:
+                    fake.requests.append({**body, "_ok": fault in (None, "ok", "slow", "prose")})
+                if fault == "prose":  # a polite reply without what was asked for
+                    texts = ["Sorry, I cannot help with that."] * n
+                elif "[[Problem]]" in prompt:
                     texts = [
                         new_problems(prompt, _wanted(prompt), f"{prompt}/{salt}/{i}")
                         for i in range(n)

@@ -7,11 +7,16 @@ import json
 
 import numpy as np
 
+import charts
+from core import synthesis
+from core.config import FeatureConfig, ProxySpec, SynthesisSettings
 from core.diversity import MISSING
+from core.llm import LLMSettings
 from core.maps import clusters_for
 from core.workspace import Workspace
 from tests.app_driver import App, open_page
 from tests.conftest import write_jsonl
+from tests.fake_llm import FakeLLM
 
 
 def map_page(tmp_path) -> App:
@@ -290,3 +295,67 @@ def test_gradient_beside_meaning(tmp_path):
     app.at.toggle(key="map_both/demo").set_value(False)  # back to the one map
     app.run()
     assert len(app.at.get("plotly_chart")) == 1 and not app.errors()
+
+
+def test_a_run_s_samples_are_drawn_at_their_place(tmp_path):
+    """A run made with the map's features: its accepted samples as stars over the map, its
+    rejected ones as crosses with the toggle; neither is a dataset row."""
+    app = map_page(tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    assert not [s for s in app.at.selectbox if s.key == "map_run/demo"]  # no run yet
+    with FakeLLM() as llm:
+        run_id = synthesis.create_run(
+            ws,
+            "demo",
+            llm=LLMSettings(base_url=llm.url, model="fake", concurrency=4),
+            settings=SynthesisSettings(target=6, rounds=1),
+            proxy=ProxySpec("tiny-random"),
+            config=FeatureConfig(dim=64),
+        )
+        synthesis.run_synthesis(ws, run_id)
+    app.run()
+    chooser = app.at.selectbox(key="map_run/demo")
+    assert chooser.options == ["none", run_id] and chooser.value == "none"
+    chooser.set_value(run_id)
+    app.run()
+    items = synthesis.review(ws, run_id)
+    accepted = sum(i["decision"] == "accepted" for i in items)
+
+    def overlay(decision: str) -> list[dict]:
+        spec = json.loads(app.at.get("plotly_chart")[0].proto.spec)
+        return [t for t in spec["data"] if t.get("name", "").startswith(f"{decision} by run")]
+
+    stars = overlay("accepted")
+    assert len(stars) == 1 and len(stars[0]["x"]) == accepted > 0
+    assert stars[0]["marker"]["symbol"] == "star" and "customdata" not in stars[0]
+    assert not overlay("rejected")
+    assert sorted(plotted_rows(app)) == list(range(360))  # the data's points as before
+    app.at.toggle(key="map_run_rejected").set_value(True)
+    app.run()
+    vectors = synthesis.run_features(ws, synthesis.run_info(ws, run_id))
+    crosses = overlay("rejected")
+    placed = sum(i["decision"] == "rejected" and i["item_id"] in vectors for i in items)
+    assert len(crosses) == 1 and len(crosses[0]["x"]) == placed > 0
+    assert any(f"samples of run {run_id}" in c for c in app.texts("caption"))
+
+
+def test_a_run_s_problems_show_as_text_in_the_hovers():
+    figure = charts.with_run_points(
+        charts.go.Figure(),
+        [
+            {
+                "item_id": "a",
+                "decision": "rejected",
+                "reason_kind": "<b>dup</b>",
+                "cluster": 2,
+                "x": 0.5,
+                "y": 1.5,
+                "problem": "<script>alert(1)</script> <img src=x onerror=alert(2)>",
+            }
+        ],
+        "run<1>",
+    )
+    trace = figure.data[0]
+    assert "<script>" not in trace.text[0] and "&lt;script&gt;" in trace.text[0]
+    assert "<b>" not in trace.text[0] and "<img" not in trace.text[0]
+    assert trace.name == "rejected by run run&lt;1&gt; (1)"

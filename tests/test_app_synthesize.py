@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-from core import synthesis
+from core import filled, synthesis
 from core.config import VERIFIERS, SynthesisSettings
 from core.llm import LLMSettings
 from core.maps import clusters_for
@@ -238,3 +239,44 @@ def test_a_cancelled_run_says_what_it_kept_and_can_be_resumed(tmp_path, monkeypa
         app.button("Resume this run").click()
         app.run()
     assert synthesis.run_info(ws, run_id)["state"] == "done"
+
+
+def test_what_the_run_filled_is_shown_while_it_runs_and_after(tmp_path, monkeypatch):
+    """The per-cluster table and the whole set's G-Vendi: drawn at each update of the run,
+    then for the reviewed run, in step with the curator's overrides."""
+    ws = Workspace(tmp_path / "ws")
+    app = synthesize_page(tmp_path)
+    real, drawn = filled.fill_table, []
+
+    def recorded(*args, **kwargs):
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(filled, "fill_table", recorded)
+    with FakeLLM() as llm:
+        use_generator(app, llm, target=6)
+        app.button("Start a run").click()
+        app.run()
+    run_id = synthesis.list_runs(ws, "demo")[0]["id"]
+    assert any(t["state"] == "running" for t in drawn)  # live, as the run went
+
+    def shown() -> pd.DataFrame:
+        return next(d.value for d in app.at.dataframe if "made for it" in d.value.columns)
+
+    table, frame = real(ws, run_id), shown()
+    items = synthesis.review(ws, run_id)
+    assert list(frame["cluster"]) == [str(r["cluster"]) for r in table["clusters"]]
+    assert (frame["accepted into it"] + frame["rejected"] + frame["pending"]).sum() == len(items)
+    assert frame["accepted into it"].sum() == table["counts"]["accepted"]
+    metrics = {m.label: m.value for m in app.at.metric}
+    whole = table["whole"]
+    assert metrics["G-Vendi of the seed"] == f"{whole['g_vendi_before']:.2f}"
+    assert metrics["With the accepted samples"] == f"{whole['g_vendi_after']:.2f}"
+    equal = whole["equal_size"]
+    assert metrics["At equal size"] == f"{equal['mean']:.2f} ± {equal['sd']:.2f}"
+
+    accepted = next(i for i in items if i["decision"] == "accepted")
+    synthesis.set_decision(ws, run_id, accepted["item_id"], "rejected")
+    app.run()
+    assert shown()["accepted into it"].sum() == table["counts"]["accepted"] - 1
+    assert "rejected by the curator: 1" in " ".join(shown()["rejections"])
