@@ -507,7 +507,8 @@ def explore_both(views: list[SpaceMap], found: dict) -> None:
     st.caption(
         "Score: how spread a cluster's samples are in the other space, from 0 (as tight as "
         "that space's own clusters: the spaces agree) to 1 (as spread as samples drawn at "
-        "random). High scores first; pick rows to light their samples on both maps."
+        "random; above 1, more spread still). High scores first; pick rows to light their "
+        "samples on both maps."
     )
     st.dataframe(
         ranked,

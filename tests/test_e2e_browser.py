@@ -2,9 +2,10 @@
 on a free 127.0.0.1 port with an empty workspace, the LLM a local chat-completions server.
 
 demo present -> upload a file -> tiny-random features -> G-Vendi -> the map: a cluster from
-the table, points by a real lasso drag, a saved selection -> synthesis -> review (a
-rejected item accepted by editing the grid) -> export,
-downloaded and read back. Dataset text with <script> and <img onerror> must show as text
+the table, points by a real lasso drag, a saved selection -> the sentence space beside it,
+a pick in the disagreement table -> synthesis -> what the run filled -> review (a rejected
+item accepted by editing the grid) -> export, downloaded and read back -> keep the 10 most
+diverse rows. Dataset text with <script> and <img onerror> must show as text
 and never run. A refresh keeps the state. Each page's render time once cached is measured
 and printed, never asserted (a test does not depend on the machine's speed; the 2 s
 budget is checked by bench/scale_1m.py at a million rows). A screenshot of every page goes
@@ -195,7 +196,7 @@ def test_the_whole_path(app, tmp_path):
         count = int(picked.search(text(picked).inner_text()).group(1))
         idle()
         assert count > 0
-        shot("5b-beside-meaning", at="Where the spaces disagree")
+        shot("5b-beside-meaning", at="Beside meaning")  # the two maps, the same rows lit
         page.get_by_text("Beside meaning", exact=True).click()  # back to one map
         idle()
 
@@ -255,6 +256,11 @@ def test_the_whole_path(app, tmp_path):
         )
         assert flipped["decision"] == "accepted" and flipped["status"] == "rejected"
         shot("6-synthesize", at="Runs")
+        # what the run filled: the whole set before and after, at equal size, per cluster
+        text("What the run filled", exact=True).wait_for()
+        after = page.locator('[data-testid="stMetric"]').filter(has_text="With the accepted")
+        assert re.search(r"\d+\.\d\d", after.inner_text())
+        shot("6b-run-filled", at="What the run filled")
 
         # 8. export, downloaded and read back
         go("Export")
