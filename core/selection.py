@@ -9,9 +9,11 @@ submodular: adding u gains log(1 + u^T A^-1 u), and that gain only shrinks as A 
 It scales by stochastic greedy in rounds: each round draws a random pool of unchosen rows,
 scores them against A^-1 in one matrix product, then picks `batch` rows from the pool one at
 a time, each pick the pool's largest gain, the others' gains updated exactly after each pick
-(Sherman-Morrison: gain_x -= (x^T A^-1 u)^2 / (1 + gain_u)). A^-1 is recomputed from A at
-each round, so rounding does not build up. Memory: the pool (pool x d float32) and two
-d x d matrices, whatever N. Deterministic for a seed; a row is never chosen twice.
+(Sherman-Morrison: gain_x -= (x^T A^-1 u)^2 / (1 + gain_u)). Within a round A^-1 is kept as
+the round's first inverse minus the picks' rank-one terms, so a pick costs one product of
+the pool with a d-vector and no d x d update; A^-1 is computed afresh from A at each round,
+so rounding does not build up. Memory: the pool (pool x d float32, twice) and two d x d
+matrices, whatever N. Deterministic for a seed; a row is never chosen twice.
 """
 
 from __future__ import annotations
@@ -84,20 +86,21 @@ def greedy_rows(
         pool = free if len(free) <= picks * per_pick else rng.choice(free, picks * per_pick, False)
         pool = np.sort(pool)
         x = take_unit(source, pool)
-        a_inv = np.linalg.inv(a).astype(np.float32)
-        gains = np.einsum("ij,ij->i", x @ a_inv, x).astype(np.float64)
+        p = x @ np.linalg.inv(a).astype(np.float32)  # row i: A0^-1 x_i (A0: A at the round's start)
+        gains = np.einsum("ij,ij->i", p, x).astype(np.float64)
+        w = np.zeros((picks, d), dtype=np.float32)  # A^-1 = A0^-1 - w[:j]^T w[:j] after j picks
         open_ = np.ones(len(pool), dtype=bool)
-        for _ in range(picks):
+        picked = []
+        for j in range(picks):
             best = int(np.argmax(np.where(open_, gains, -np.inf)))
-            u = x[best]
-            z = a_inv @ u
-            denominator = np.float32(1.0 + gains[best])
-            gains -= (x @ z).astype(np.float64) ** 2 / float(denominator)
-            a_inv -= np.outer(z, z) / denominator
-            a += np.outer(u, u).astype(np.float64)
+            z = p[best] - w[:j].T @ (w[:j] @ x[best])  # A^-1 u, in O(j d)
+            w[j] = z / np.float32(math.sqrt(1.0 + gains[best]))
+            gains -= (x @ w[j]).astype(np.float64) ** 2
             open_[best] = False
-            taken[pool[best]] = True
-            chosen.append(int(pool[best]))
+            picked.append(best)
+        taken[pool[picked]] = True
+        chosen.extend(pool[picked].tolist())
+        a += (x[picked].T @ x[picked]).astype(np.float64)
         on_progress(len(chosen), size)
     return np.asarray(chosen, dtype=np.int64)
 
