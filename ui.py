@@ -477,7 +477,7 @@ def features_or_button(
         runtime = engine_choice(ws)
     if estimate and runtime.engine == "local":
         show_estimate(ws, info, FeatureRequest(proxy, config, runtime))
-    what = "features" if space == "gradient" else f"{space} embeddings"
+    what = maps.space_noun(space)
     if st.button(f"Compute {what}", type="primary", icon=":material/play_arrow:"):
         keeps = "The finished chunks are kept: computing again resumes from them."
         with progress(f"Computing {what}", unit="samples", cancel=keeps) as bar:

@@ -122,10 +122,12 @@ in_sentence_space = cols[2].toggle(
     help="Computes the sentence embeddings (all-MiniLM-L6-v2) once, then reads them from the "
     "cache.",
 )
+# the choice is shown for the curated set it was made of: the data, the features, the removals
+diverse_key = f"diverse/{info.name}/{info.fingerprint}/{fs and fs.key}/{summary['removed']}"
 if st.button("Choose them", disabled=fs is None or not curated_seed):
     name = f"most diverse {int(size)} ({how})"
     with ui.progress("Choosing the rows...", cancel="Nothing was changed.") as bar:
-        st.session_state[f"diverse-{info.name}"] = ui.attempt(
+        st.session_state[diverse_key] = ui.attempt(
             lambda: most_diverse(
                 ws,
                 info.name,
@@ -138,8 +140,8 @@ if st.button("Choose them", disabled=fs is None or not curated_seed):
                 on_progress=bar,
             )
         )
-chosen = st.session_state.get(f"diverse-{info.name}")
-if chosen:
+chosen = st.session_state.get(diverse_key)
+if chosen and chosen["saved"] in [s["name"] for s in ws.selections(info.name)]:
     st.dataframe(ui.subsets_table(chosen["subsets"]), hide_index=True)
     if chosen["sentence_error"]:
         st.caption("Sentence space unavailable: " + ui.md(chosen["sentence_error"]))
@@ -148,8 +150,9 @@ if chosen:
         "see them on the Map page, or keep only them here."
     )
     if st.button(f"Keep only these {chosen['size']:,} rows"):
-        curation.keep_only(ws, info.name, chosen["rows"], f"outside selection {chosen['saved']}")
-        st.session_state.pop(f"diverse-{info.name}")
+        rows = ws.selection(info.name, chosen["saved"])["rows"]  # as saved, not as remembered
+        curation.keep_only(ws, info.name, rows, f"outside selection {chosen['saved']}")
+        st.session_state.pop(diverse_key)
         st.rerun()
 
 st.markdown(

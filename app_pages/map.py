@@ -302,7 +302,7 @@ def explore() -> None:
     table = cluster_frame(described, in_selection)
     picked = st.dataframe(
         table,
-        key="cluster_table",
+        key=table_key("cluster_table"),
         on_select="rerun",
         selection_mode="multi-row",
         hide_index=True,
@@ -364,10 +364,17 @@ def sentence_space() -> tuple[ui.FeaturePage, SpaceMap] | None:
     return other, SpaceMap("sentence", other.features, *found, where.coords)
 
 
-def picked_in(key: str) -> list[int]:
-    """The rows picked in the dataframe `key` (its widget state, read before it is drawn)."""
+def table_key(name: str) -> str:
+    """The widget key of a table of clusters: a dataframe's picks are kept by its key, so the
+    key names what the rows are (the data, the features, k), and new clusters start unpicked."""
+    return f"{name}/{info.fingerprint}/{fs.key}/{k}"
+
+
+def picked_in(key: str, rows: int) -> list[int]:
+    """The rows picked in the dataframe `key` of `rows` rows (its widget state, read before it
+    is drawn)."""
     state = st.session_state.get(key)
-    return list(state["selection"]["rows"]) if state else []
+    return [i for i in state["selection"]["rows"] if i < rows] if state else []
 
 
 def cluster_rows(labels: np.ndarray, clusters: list[int]) -> list[int]:
@@ -394,7 +401,8 @@ def selection_sources(
             f"{len(rows):,} points selected on the {view.name} map",
         )
         table = cluster_frame(view.described, np.zeros(len(view.described), dtype=int))
-        clusters = sorted(int(table.iloc[i]["cluster"]) for i in picked_in(f"clusters_{view.name}"))
+        picks = picked_in(table_key(f"clusters_{view.name}"), len(table))
+        clusters = sorted(int(table.iloc[i]["cluster"]) for i in picks)
         rows = cluster_rows(view.labels, clusters)
         named = ", ".join(map(str, clusters))
         sources[f"{view.name} clusters"] = (
@@ -402,7 +410,7 @@ def selection_sources(
             f"{len(rows):,} samples in {view.name} cluster(s) {named}",
         )
     labels = {view.name: view.labels for view in views}
-    picks = [ranked.iloc[i] for i in picked_in("disagreement_table")]
+    picks = [ranked.iloc[i] for i in picked_in(table_key("disagreement_table"), len(ranked))]
     rows = sorted(
         {r for p in picks for r in cluster_rows(labels[p["cluster of"]], [int(p["cluster"])])}
     )
@@ -496,7 +504,7 @@ def explore_both(views: list[SpaceMap], found: dict) -> None:
             in_selection = np.bincount(view.labels[rows], minlength=len(view.described))
             st.dataframe(
                 cluster_frame(view.described, in_selection),
-                key=f"clusters_{view.name}",
+                key=table_key(f"clusters_{view.name}"),
                 on_select="rerun",
                 selection_mode="multi-row",
                 hide_index=True,
@@ -512,7 +520,7 @@ def explore_both(views: list[SpaceMap], found: dict) -> None:
     )
     st.dataframe(
         ranked,
-        key="disagreement_table",
+        key=table_key("disagreement_table"),
         on_select="rerun",
         selection_mode="multi-row",
         hide_index=True,

@@ -235,11 +235,11 @@ def features_for(args: argparse.Namespace, ws, name: str, space: str = "gradient
     its sentence embeddings: maps.space_request): cached, or computed with a progress bar;
     on a terminal, how long the computation will take is said first (stderr)."""
     from core.features import compute_features
-    from core.maps import space_request
+    from core.maps import space_noun, space_request
 
     proxy, config, runtime = feature_request(args)
     proxy, config = space_request(space, proxy, config)
-    what = "features" if space == "gradient" else f"{space} embeddings"
+    what = space_noun(space)
     with progress_bar(f"{what} of {name}", unit="sample", unit_scale=False) as bar:
         return compute_features(
             ws,
@@ -590,6 +590,8 @@ def _disagreement(args: argparse.Namespace, ws, fs, clustering, clusters) -> Res
         "where the spaces disagree (0: as tight in the other space as its own clusters; "
         "1: as spread as random rows):"
     ]
+    if not found["clusters"]:
+        lines.append("  (no cluster has 2 or more rows: nothing to compare)")
     for row in found["clusters"][:DISAGREEMENT_LINES]:
         pieces = ", ".join(f"{p['cluster']} ({p['rows']})" for p in row["splits_into"])
         lines.append(

@@ -58,6 +58,11 @@ def space_request(
     raise UserError(f"space {space!r}: use {' or '.join(SPACES)}")
 
 
+def space_noun(space: str) -> str:
+    """What a space's vectors are called in messages: "features", "sentence embeddings"."""
+    return "features" if space == "gradient" else f"{space} embeddings"
+
+
 def _artefact(fs: FeatureSet, kind: str, params: dict[str, Any]) -> Path:
     """Where the artefact of this kind and these parameters of `fs` is kept."""
     key = hashlib.blake2b(

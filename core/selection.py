@@ -19,7 +19,6 @@ matrices, whatever N. Deterministic for a seed; a row is never chosen twice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,34 +27,15 @@ from core.config import Runtime
 from core.errors import UserError
 from core.progress import ProgressFn, no_progress, parts
 from core.rows import RowSource, Subset, rows_of, take_unit
-from core.vendi import equal_size, rows_score
+from core.vendi import rows_score
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
-METHODS = ("greedy", "random")  # in one space
 CURATED_METHODS = ("greedy", "sentence", "random")  # greedy in gradient / sentence space
 BATCH = 256  # rows picked from one pool before A^-1 is recomputed and a new pool drawn
 POOL_FACTOR_MAX = 32  # at most this many pool rows per pick
 EPSILON = 0.01  # the stochastic-greedy tolerance: pool per pick ~ (N / size) ln(1 / EPSILON)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The chosen rows (indices into the features, in the order chosen), their G-Vendi,
-    and how they were chosen."""
-
-    rows: np.ndarray
-    g_vendi: float
-    method: str
-    seed: int
-
-
-def _check(source: RowSource, size: int, method: str) -> None:
-    if method not in METHODS:
-        raise UserError(f"unknown selection method {method!r} (methods: {', '.join(METHODS)})")
-    if not 1 <= size <= source.rows:
-        raise UserError(f"the selection size must be between 1 and {source.rows} (the rows)")
 
 
 def greedy_rows(
@@ -103,35 +83,6 @@ def greedy_rows(
         a += (x[picked].T @ x[picked]).astype(np.float64)
         on_progress(len(chosen), size)
     return np.asarray(chosen, dtype=np.int64)
-
-
-def select(
-    features: np.ndarray | RowSource,
-    size: int,
-    *,
-    method: str = "greedy",
-    seed: int = 0,
-    on_progress: ProgressFn = no_progress,
-) -> Selection:
-    """Choose `size` distinct rows by `method` ("greedy": `greedy_rows`; "random": a uniform
-    draw) and score them: G-Vendi of the chosen rows, as `core.vendi.g_vendi` gives it."""
-    source = rows_of(features)
-    _check(source, size, method)
-    if method == "greedy":
-        rows = greedy_rows(source, size, seed=seed, on_progress=on_progress)
-    else:
-        rows = np.random.default_rng(seed).choice(source.rows, size, replace=False)
-        on_progress(size, size)
-    return Selection(rows, rows_score(source, rows, 1.0), method, seed)
-
-
-def random_baseline(
-    features: np.ndarray | RowSource, size: int, *, draws: int = 5, seed: int = 0
-) -> tuple[float, float]:
-    """G-Vendi of `draws` uniform random subsets of `size` rows: (mean, standard deviation)."""
-    source = rows_of(features)
-    _check(source, size, "random")
-    return equal_size({"all": source}, size=size, repeats=draws, seed=seed)["all"]
 
 
 def select_curated(
@@ -202,11 +153,13 @@ def select_curated(
         }
         for name, rows in greedy.items()
     ]
+    if method == "random":  # the first draw
+        subsets.append({"subset": "random", "chosen": True, "g_vendi": scores(random_draws[0])})
     measured = [scores(rows) for rows in random_draws]
     subsets.append(
         {
-            "subset": "random",
-            "chosen": method == "random",
+            "subset": "random subsets",
+            "chosen": False,
             "g_vendi": {n: float(np.mean([m[n] for m in measured])) for n in curated},
             "sd": {n: float(np.std([m[n] for m in measured])) for n in curated},
             "draws": draws,
@@ -217,7 +170,7 @@ def select_curated(
     g_vendi = rows_score(curated["gradient"], chosen, 1.0)
     if save is not None:
         note = f"{method} selection of {size} rows, seed {seed}, G-Vendi {g_vendi:.2f}"
-        ws.save_selection(dataset, save, rows.tolist(), note=note)
+        save = ws.save_selection(dataset, save, rows.tolist(), note=note)["name"]
     return {
         "rows": rows.tolist(),
         "size": size,

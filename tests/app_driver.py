@@ -78,6 +78,19 @@ class App:
         self.check()
         return self
 
+    def pick_in_table(self, key: str, rows: list[int]) -> App:
+        """What the browser sends when `rows` are picked in the dataframe whose widget key
+        starts with `key`, with every other widget as it is; then the rerun. (AppTest cannot
+        drive a dataframe's selection, so the widget state is written as the browser would.)"""
+        table = next(d for d in self.at.dataframe if f"-{key}" in d.proto.id)
+        states = self.at._tree.get_widget_states()
+        state = states.widgets.add()
+        state.id = table.proto.id
+        state.string_value = json.dumps({"selection": {"rows": rows, "columns": [], "cells": []}})
+        self.at._run(states)
+        self.check()
+        return self
+
 
 def open_page(workspace: Path, page: str, **feature_settings) -> App:
     """The app on `page`, with the sidebar's feature settings (proxy, dim, ...) stored in the

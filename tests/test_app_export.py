@@ -120,7 +120,7 @@ def test_keep_the_n_most_diverse(tmp_path):
     assert list(table["subset"]) == [
         "greedy in gradient space",
         "greedy in sentence space",
-        "random (5 draws)",
+        "random subsets (5 draws)",
     ]
     assert list(table["chosen"]) == ["✓", "", ""]
     ws = Workspace(tmp_path / "ws")

@@ -292,6 +292,21 @@ def test_gradient_beside_meaning(tmp_path):
     ]
     assert "Where the spaces disagree" in [s.value for s in app.at.subheader]
 
+    # a pick in the disagreement table lights that cluster's rows; new clusters start unpicked
+    app.pick_in_table("disagreement_table", [25])
+    last = expected[25]
+    rows = np.flatnonzero(
+        (clusters_for(gradient, k=13, seed=0).labels if last["space"] == "gradient"
+         else sentence_labels) == last["cluster"]
+    )  # fmt: skip
+    assert f"{len(rows)} samples in cluster(s) {last['space']} {last['cluster']}" in app.texts(
+        "markdown"
+    )
+    assert lit_rows(app, 0) == lit_rows(app, 1) == set(rows.tolist())
+    app.at.number_input(key="map_k/demo").set_value(3)  # 6 rows in the table now, not 26
+    app.run()
+    assert not app.errors() and "Nothing selected yet." in app.texts("caption")
+
     app.at.toggle(key="map_both/demo").set_value(False)  # back to the one map
     app.run()
     assert len(app.at.get("plotly_chart")) == 1 and not app.errors()

@@ -7,8 +7,8 @@ import pytest
 
 from core.errors import UserError
 from core.rows import Matrix
-from core.selection import greedy_rows, random_baseline, select
-from core.vendi import g_vendi
+from core.selection import greedy_rows
+from core.vendi import equal_size, g_vendi
 from tests.conftest import assert_user_error
 
 
@@ -24,9 +24,7 @@ def planted(seed: int = 1, d: int = 32) -> np.ndarray:
 
 def test_deterministic_for_a_seed():
     x = planted()
-    first = select(x, 60, seed=3)
-    assert np.array_equal(first.rows, select(x, 60, seed=3).rows)
-    assert first.g_vendi == select(x, 60, seed=3).g_vendi
+    assert np.array_equal(greedy_rows(x, 60, seed=3), greedy_rows(x, 60, seed=3))
     # a pool smaller than the data (stochastic greedy) is reproducible too
     big = np.random.default_rng(0).standard_normal((3000, 16))
     assert np.array_equal(greedy_rows(big, 50, seed=7), greedy_rows(big, 50, seed=7))
@@ -36,7 +34,7 @@ def test_deterministic_for_a_seed():
 @pytest.mark.parametrize("size", [1, 40, 300, 1490])
 def test_never_selects_a_row_twice(size):
     x = planted()
-    rows = select(x, size, seed=0).rows
+    rows = greedy_rows(x, size, seed=0)
     assert len(rows) == size
     assert len(np.unique(rows)) == size
     assert rows.min() >= 0 and rows.max() < len(x)
@@ -44,46 +42,44 @@ def test_never_selects_a_row_twice(size):
 
 def test_all_rows_and_duplicated_rows():
     x = planted()
-    assert sorted(select(x, len(x)).rows) == list(range(len(x)))
+    assert sorted(greedy_rows(x, len(x))) == list(range(len(x)))
     twice = np.vstack([x[:50], x[:50]])  # exact duplicates: still never a row index twice
-    rows = select(twice, 80).rows
-    assert len(np.unique(rows)) == 80
+    assert len(np.unique(greedy_rows(twice, 80))) == 80
 
 
 def test_beats_random_on_planted_clusters_of_unequal_size():
     x = planted()
-    chosen = select(x, 50, seed=0)
-    mean, sd = random_baseline(x, 50, draws=20, seed=0)
+    chosen = g_vendi(x[greedy_rows(x, 50, seed=0)])
+    mean, sd = equal_size({"all": x}, size=50, repeats=20, seed=0)["all"]
     # random draws mostly land in the two big clusters; greedy covers all eight
-    assert chosen.g_vendi > mean + 5 * sd
-    assert chosen.g_vendi > 1.8 * mean
-    assert select(x, 50, method="random", seed=0).g_vendi < chosen.g_vendi
+    assert chosen > mean + 5 * sd
+    assert chosen > 1.8 * mean
 
 
-def test_selected_g_vendi_is_g_vendi_of_those_rows():
-    x = planted()
-    for method in ("greedy", "random"):
-        chosen = select(x, 70, method=method, seed=2)
-        assert chosen.g_vendi == pytest.approx(g_vendi(x[chosen.rows]), rel=1e-9)
-        assert chosen.method == method
+def test_each_pick_is_a_greedy_pick():
+    """With the whole data as the pool, every pick has the largest log-det gain left (up to
+    rounding: ties may go either way), computed afresh in float64 from the picks before it:
+    the in-round low-rank updates are exact."""
+    x = planted(d=8)[::10]
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    a = np.eye(8)
+    rows = greedy_rows(x, 28, batch=7)  # 4 rounds, each with every row left in its pool
+    for i, row in enumerate(rows):
+        gains = np.einsum("ij,jk,ik->i", u, np.linalg.inv(a), u)
+        gains[rows[:i]] = -np.inf
+        assert gains[row] >= gains.max() - 1e-5, (i, gains[row], gains.max())
+        a += np.outer(u[row], u[row])
 
 
 def test_a_row_source_gives_the_same_rows():
     x = planted().astype(np.float32)
-    assert np.array_equal(select(Matrix(x), 100).rows, select(x, 100).rows)
+    assert np.array_equal(greedy_rows(Matrix(x), 100), greedy_rows(x, 100))
 
 
-@pytest.mark.parametrize(
-    ("size", "method", "message"),
-    [
-        (0, "greedy", "between 1 and 1490"),
-        (1491, "greedy", "between 1 and 1490"),
-        (10, "sentence", "unknown selection method 'sentence'"),
-    ],
-)
-def test_bad_input_is_a_user_error(size, method, message):
-    with pytest.raises(UserError, match=message):
-        select(planted(), size, method=method)
+@pytest.mark.parametrize("size", [0, 1491])
+def test_a_size_out_of_range_is_a_user_error(size):
+    with pytest.raises(UserError, match="between 1 and 1490"):
+        greedy_rows(planted(), size)
 
 
 def _workspace_with(tmp_path, rows: int):
@@ -124,12 +120,17 @@ def test_the_subsets_are_compared_in_both_spaces(tmp_path):
     sentence[[5, 9]] = np.eye(8)[[1, 2]]  # but two rows, apart in meaning only
     out = select_curated(ws, "a", Matrix(gradient), 4, sentence=Matrix(sentence), draws=7)
     by_name = {s["subset"]: s for s in out["subsets"]}
-    assert list(by_name) == ["greedy in gradient space", "greedy in sentence space", "random"]
+    assert list(by_name) == [
+        "greedy in gradient space",
+        "greedy in sentence space",
+        "random subsets",
+    ]
     assert [s["chosen"] for s in out["subsets"]] == [True, False, False]
     assert {3, 17} <= set(out["rows"])
     for s in out["subsets"]:  # every subset measured in both spaces
         assert set(s["g_vendi"]) == {"gradient", "sentence"}
-    assert by_name["random"]["draws"] == 7 and by_name["random"]["sd"]["gradient"] > 0
+    random = by_name["random subsets"]
+    assert random["draws"] == 7 and random["sd"]["gradient"] > 0
     # each greedy wins in its own space
     g = by_name["greedy in gradient space"]["g_vendi"]
     t = by_name["greedy in sentence space"]["g_vendi"]
@@ -155,7 +156,10 @@ def test_select_cli_saves_a_selection(cli, tmp_path, workspace_dir):
     rows = r.json["rows"]
     assert len(set(rows)) == 10 and r.json["saved"] == "diverse"
     assert r.json["g_vendi"] > 1 and r.json["subsets"][-1]["draws"] == 5
-    assert [s["subset"] for s in r.json["subsets"]] == ["greedy in gradient space", "random"]
+    assert [s["subset"] for s in r.json["subsets"]] == [
+        "greedy in gradient space",
+        "random subsets",
+    ]
     saved = Workspace(workspace_dir).selection("a", "diverse")
     assert saved["rows"] == sorted(rows)
     again = cli("select", "a", "--size", "10", *flags, "--json").json
@@ -163,7 +167,7 @@ def test_select_cli_saves_a_selection(cli, tmp_path, workspace_dir):
     assert [s["subset"] for s in again["subsets"]] == [
         "greedy in gradient space",
         "greedy in sentence space",
-        "random",
+        "random subsets",
     ]  # the sentence model comes offline from its package
     text = cli("select", "a", "--size", "10", *flags, "--how", "sentence").out
     assert "* greedy in sentence space" in text and "sentence G-Vendi" in text
@@ -176,3 +180,18 @@ def test_select_cli_saves_a_selection(cli, tmp_path, workspace_dir):
     assert kept.code == 0, kept.err
     assert kept.json["rows"] == 10 and kept.json["removed"] == 30
     assert_user_error(cli("curate", "a", "--keep-selection", "nope"), "no selection named 'nope'")
+
+
+def test_the_chosen_rows_are_scored_and_saved_under_the_name_as_stored(tmp_path):
+    from core.rows import Matrix
+    from core.selection import select_curated
+
+    ws = _workspace_with(tmp_path, 40)
+    x = planted()[:40]
+    for method in ("greedy", "random"):
+        out = select_curated(ws, "a", Matrix(x), 12, method=method, save=f"  {method} pick ")
+        assert out["g_vendi"] == pytest.approx(g_vendi(x[out["rows"]]), rel=1e-6)
+        marked = [s for s in out["subsets"] if s["chosen"]]
+        assert len(marked) == 1 and marked[0]["g_vendi"]["gradient"] == out["g_vendi"]
+        assert out["saved"] == f"{method} pick"  # as the workspace stores it
+        assert ws.selection("a", out["saved"])["rows"] == sorted(out["rows"])
