@@ -11,17 +11,21 @@ scores them against A^-1 in one matrix product, then picks `batch` rows from the
 a time, each pick the pool's largest gain, the others' gains updated exactly after each pick
 (Sherman-Morrison: gain_x -= (x^T A^-1 u)^2 / (1 + gain_u)). Within a round A^-1 is kept as
 the round's first inverse minus the picks' rank-one terms, so a pick costs one product of
-the pool with a d-vector and no d x d update; A^-1 is computed afresh from A at each round,
-so rounding does not build up. Memory: the pool (pool x d float32, twice) and two d x d
-matrices, whatever N. Deterministic for a seed; a row is never chosen twice.
+the pool with a d-vector (on one thread: a matrix-vector product gains nothing from more,
+and loses much on a busy machine) and no d x d update. Between rounds A^-1 takes the
+round's terms at once, and every REFRESH rounds it is computed afresh from A, so rounding
+does not build up. Memory: the pool (pool x d float32, twice) and three d x d matrices,
+whatever N. Deterministic for a seed; a row is never chosen twice.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from core.config import Runtime
 from core.errors import UserError
@@ -33,8 +37,9 @@ if TYPE_CHECKING:
     from core.workspace import Workspace
 
 CURATED_METHODS = ("greedy", "sentence", "random")  # greedy in gradient / sentence space
-BATCH = 256  # rows picked from one pool before A^-1 is recomputed and a new pool drawn
-POOL_FACTOR_MAX = 32  # at most this many pool rows per pick
+BATCH = 256  # rows picked from one pool before a new pool is drawn
+POOL_FACTOR_MAX = 16  # at most this many pool rows per pick (bench/select_diverse.py)
+REFRESH = 16  # rounds between two inversions of A (between them, A^-1 is updated)
 EPSILON = 0.01  # the stochastic-greedy tolerance: pool per pick ~ (N / size) ln(1 / EPSILON)
 
 
@@ -58,29 +63,36 @@ def greedy_rows(
     rng = np.random.default_rng(seed)
     per_pick = min(POOL_FACTOR_MAX, max(1, math.ceil(n / size * math.log(1 / EPSILON))))
     a = np.eye(d) * ridge
+    a_inv = np.eye(d) / ridge
     taken = np.zeros(n, dtype=bool)
     chosen: list[int] = []
-    while len(chosen) < size:
+    for round_ in itertools.count():
+        if len(chosen) >= size:
+            break
         picks = min(batch, size - len(chosen))
         free = np.flatnonzero(~taken)
         pool = free if len(free) <= picks * per_pick else rng.choice(free, picks * per_pick, False)
         pool = np.sort(pool)
         x = take_unit(source, pool)
-        p = x @ np.linalg.inv(a).astype(np.float32)  # row i: A0^-1 x_i (A0: A at the round's start)
+        if round_ % REFRESH == 0:
+            a_inv = np.linalg.inv(a)  # afresh, so that rounding does not build up
+        p = x @ a_inv.astype(np.float32)  # row i: A0^-1 x_i (A0: A at the round's start)
         gains = np.einsum("ij,ij->i", p, x).astype(np.float64)
         w = np.zeros((picks, d), dtype=np.float32)  # A^-1 = A0^-1 - w[:j]^T w[:j] after j picks
         open_ = np.ones(len(pool), dtype=bool)
         picked = []
-        for j in range(picks):
-            best = int(np.argmax(np.where(open_, gains, -np.inf)))
-            z = p[best] - w[:j].T @ (w[:j] @ x[best])  # A^-1 u, in O(j d)
-            w[j] = z / np.float32(math.sqrt(1.0 + gains[best]))
-            gains -= (x @ w[j]).astype(np.float64) ** 2
-            open_[best] = False
-            picked.append(best)
+        with threadpool_limits(1, user_api="blas"):  # vector products: threads only cost here
+            for j in range(picks):
+                best = int(np.argmax(np.where(open_, gains, -np.inf)))
+                z = p[best] - w[:j].T @ (w[:j] @ x[best])  # A^-1 u, in O(j d)
+                w[j] = z / np.float32(math.sqrt(1.0 + gains[best]))
+                gains -= (x @ w[j]).astype(np.float64) ** 2
+                open_[best] = False
+                picked.append(best)
         taken[pool[picked]] = True
         chosen.extend(pool[picked].tolist())
         a += (x[picked].T @ x[picked]).astype(np.float64)
+        a_inv -= (w.T @ w).astype(np.float64)  # the round's rank-one terms (Woodbury)
         on_progress(len(chosen), size)
     return np.asarray(chosen, dtype=np.int64)
 
