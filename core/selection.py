@@ -6,7 +6,8 @@ flatter spectrum means both a higher entropy and a higher log det; the greedy me
 maximises the log det of A = eps I + sum_{chosen} u u^T (d x d), which is monotone
 submodular: adding u gains log(1 + u^T A^-1 u), and that gain only shrinks as A grows.
 
-It scales by stochastic greedy in rounds: each round draws a random pool of unchosen rows,
+It scales by stochastic greedy in rounds: each round draws a random pool of unchosen rows
+(all of them while they are at most WHOLE_POOL: then it is plain greedy),
 scores them against A^-1 in one matrix product, then picks `batch` rows from the pool one at
 a time, each pick the pool's largest gain, the others' gains updated exactly after each pick
 (Sherman-Morrison: gain_x -= (x^T A^-1 u)^2 / (1 + gain_u)). Within a round A^-1 is kept as
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 CURATED_METHODS = ("greedy", "sentence", "random")  # greedy in gradient / sentence space
 BATCH = 256  # rows picked from one pool before a new pool is drawn
 POOL_FACTOR_MAX = 16  # at most this many pool rows per pick (bench/select_diverse.py)
+WHOLE_POOL = 8192  # up to this many rows left, the pool is all of them (plain greedy)
 REFRESH = 16  # rounds between two inversions of A (between them, A^-1 is updated)
 EPSILON = 0.01  # the stochastic-greedy tolerance: pool per pick ~ (N / size) ln(1 / EPSILON)
 
@@ -71,7 +73,8 @@ def greedy_rows(
             break
         picks = min(batch, size - len(chosen))
         free = np.flatnonzero(~taken)
-        pool = free if len(free) <= picks * per_pick else rng.choice(free, picks * per_pick, False)
+        whole = len(free) <= max(picks * per_pick, WHOLE_POOL)
+        pool = free if whole else rng.choice(free, picks * per_pick, replace=False)
         pool = np.sort(pool)
         x = take_unit(source, pool)
         if round_ % REFRESH == 0:

@@ -26,7 +26,7 @@ def test_deterministic_for_a_seed():
     x = planted()
     assert np.array_equal(greedy_rows(x, 60, seed=3), greedy_rows(x, 60, seed=3))
     # a pool smaller than the data (stochastic greedy) is reproducible too
-    big = np.random.default_rng(0).standard_normal((3000, 16))
+    big = np.random.default_rng(0).standard_normal((10_000, 16))  # beyond WHOLE_POOL rows
     assert np.array_equal(greedy_rows(big, 50, seed=7), greedy_rows(big, 50, seed=7))
     assert not np.array_equal(greedy_rows(big, 50, seed=7), greedy_rows(big, 50, seed=8))
 
