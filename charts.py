@@ -273,7 +273,7 @@ RUN_MARKERS = {  # a run's samples over the map: marked apart from the data's po
 
 def with_run_points(figure: go.Figure, points: list[dict[str, Any]], run_id: str) -> go.Figure:
     """A copy of a map figure with a run's samples drawn over it (core.filled.run_points:
-    x, y, decision, cluster, problem), one trace per decision with its own marker
+    x, y, decision, cluster, map_k, problem), one trace per decision with its own marker
     (RUN_MARKERS). The traces carry no customdata: they are not dataset rows, so a click on
     one selects nothing. Problems are HTML-escaped in the hovers."""
     out = go.Figure(figure)
@@ -290,7 +290,8 @@ def with_run_points(figure: go.Figure, points: list[dict[str, Any]], run_id: str
                 text=[
                     f"{decision}"
                     + (f" ({html.escape(p['reason_kind'])})" if p["reason_kind"] else "")
-                    + f" · cluster {p['cluster']}<br>{excerpt(p['problem'])}"
+                    + f" · cluster {p['cluster']} of the run's map (k = {p['map_k']})"
+                    + f"<br>{excerpt(p['problem'])}"
                     for p in shown
                 ],
                 hovertemplate="%{text}<extra></extra>",

@@ -181,9 +181,10 @@ def fill(ws: Workspace, run_id: str, decisions: tuple) -> dict:  # noqa: ARG001 
     return filled.fill_table(ws, run_id)
 
 
-def show_fill(table: dict) -> None:
+def show_fill(table: dict, *, live: bool = False) -> None:
     """What a run filled (filled.fill_table): the whole set's G-Vendi before and after, at
-    equal size, and one row per cluster of the map."""
+    equal size, and one row per cluster of the map. `live`: a run in progress, whose table
+    has no equal-size draws (they are measured once it is done)."""
     whole, equal = table["whole"], table["whole"]["equal_size"]
     c = st.columns(3)
     c[0].metric(
@@ -209,7 +210,10 @@ def show_fill(table: dict) -> None:
             "as many rows of the data would.",
         )
     else:
-        c[2].metric("At equal size", "-", help=f"Not measured: {whole['equal_size_note']}.")
+        why = (
+            "Measured once the run is done" if live else f"Not measured: {whole['equal_size_note']}"
+        )
+        c[2].metric("At equal size", "-", help=f"{why}.")
     frame = pd.DataFrame(
         [
             {
@@ -276,13 +280,13 @@ def run_live(run_id: str) -> None:
                 "G-Vendi now",
                 f"{summary['g_vendi_after']:.2f}" if summary["g_vendi_after"] else "-",
             )
-        try:
-            table = filled.fill_table(ws, run_id)
+        try:  # no equal-size draws at each stage's end: they would hold the run up
+            table = filled.fill_table(ws, run_id, repeats=0)
         except UserError:  # the run's features are gone: the run itself will say so
             return
         with so_far.container():
             st.markdown("**What the run filled so far**")
-            show_fill(table)
+            show_fill(table, live=True)
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
     done = ui.attempt(lambda: synthesis.run_synthesis(ws, run_id, api_key=key, on_update=update))

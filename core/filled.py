@@ -27,12 +27,10 @@ import numpy as np
 
 from core import synthesis
 from core.catalogue import CURATOR_REJECTED, ReviewedItem
-from core.config import FeatureConfig, ProxySpec, SynthesisSettings
 from core.errors import UserError
 from core.features import FeatureSet, find_features
 from core.files import Memo
 from core.layout import place
-from core.maps import clusters_for
 from core.records import read_columns
 from core.regions import Clustering, sparse_clusters
 from core.vendi import SecondMoment, score_with, spectrum, swapped, vendi, with_rows
@@ -44,8 +42,7 @@ _MOMENTS = Memo(size=4)  # the seed's second moment, by feature set: a live view
 
 def _features(ws: Workspace, run: dict[str, Any]) -> FeatureSet:
     """The seed features the run was made with; a UserError when they are gone."""
-    record = run["settings"]
-    proxy, config = ProxySpec(**record["proxy"]), FeatureConfig(**record["features"])
+    proxy, config, _ = synthesis.run_request(run)
     fs = find_features(ws, run["dataset"], proxy=proxy, config=config)
     if fs is None:
         raise UserError(
@@ -54,17 +51,6 @@ def _features(ws: Workspace, run: dict[str, Any]) -> FeatureSet:
             f"--proxy {proxy.name} --dim {config.dim})"
         )
     return fs
-
-
-def _settings(run: dict[str, Any]) -> SynthesisSettings:
-    record = run["settings"]["synthesis"]
-    return SynthesisSettings(**{**record, "clusters": tuple(record["clusters"])})
-
-
-def _map_clusters(fs: FeatureSet, run: dict[str, Any]) -> Clustering:
-    """The map's clusters that round 1 of the run used."""
-    seed = FeatureConfig(**run["settings"]["features"]).seed
-    return clusters_for(fs, k=_settings(run).map_k(fs.rows), seed=seed)
 
 
 def _placed(
@@ -130,8 +116,8 @@ def fill_table(
       of its accepted samples added); None for cluster None;
     - `whole`: G-Vendi of the seed (`rows_before` rows) and of the seed with every accepted
       sample (`rows_after`), `gain`, and `equal_size`: a comparison at equal size (below),
-      or None with `equal_size_note` saying why (nothing accepted yet, or as many accepted
-      as seed rows);
+      or None with `equal_size_note` saying why (nothing accepted yet, as many accepted
+      as seed rows, or `repeats` 0);
     - `accepted_without_features`: accepted items with no stored features (none, unless the
       run's files were removed): counted in their target's row, left out of G-Vendi.
 
@@ -148,9 +134,10 @@ def fill_table(
     run = synthesis.run_info(ws, run_id)
     items = ws.catalogue.items(run_id)
     fs = _features(ws, run)
-    clustering = _map_clusters(fs, run)
+    request = synthesis.run_request(run)
+    clustering = request.round1_clusters(fs)
     sizes = clustering.sizes()
-    sparse = sparse_clusters(sizes, _settings(run).sparse_below)
+    sparse = sparse_clusters(sizes, request.settings.sparse_below)
     vectors, landed, made_for = _placed(ws, run, items, clustering)
 
     rows: dict[int | None, dict[str, Any]] = {}
@@ -234,7 +221,9 @@ def _whole(fs: FeatureSet, accepted: np.ndarray, repeats: int, seed: int) -> dic
         out["equal_size_note"] = "nothing accepted yet"
     elif k >= fs.rows:
         out["equal_size_note"] = f"{k} accepted, not fewer than the {fs.rows} seed rows"
-    elif repeats:
+    elif not repeats:
+        out["equal_size_note"] = "repeats = 0: no draws asked for"
+    else:
         mean, sd = swapped(fs, moment, accepted, repeats=repeats, seed=seed)
         out["equal_size"] = {
             "rows": fs.rows,
@@ -254,8 +243,7 @@ def placeable_runs(ws: Workspace, dataset: str, fs: FeatureSet) -> list[str]:
     place on its map), newest first."""
     out = []
     for run in synthesis.list_runs(ws, dataset):
-        record = run["settings"]
-        proxy, config = ProxySpec(**record["proxy"]), FeatureConfig(**record["features"])
+        proxy, config, _ = synthesis.run_request(run)
         found = find_features(ws, dataset, proxy=proxy, config=config)
         if found is not None and found.key == fs.key:
             out.append(run["id"])
@@ -272,7 +260,8 @@ def run_points(
 ) -> dict[str, Any]:
     """Where a run's accepted samples (and, with `rejected`, its rejected ones) sit on the
     map of `fs` whose layout is `coords` (N x 2): `points`, one dict per item with features
-    (item_id, decision, reason_kind, cluster: the map cluster it landed in, x, y, problem),
+    (item_id, decision, reason_kind, cluster: the cluster it landed in of the run's round-1
+    map, whose k is `map_k` (not necessarily the k the map page shows), x, y, problem),
     placed by `core.layout.place` (its neighbours in feature space); `not_placed`: how many
     of the items asked for have no features (rejected before the acceptance stage: a
     failed request, no parse, no majority), so no place. A UserError when the run was made
@@ -291,7 +280,8 @@ def run_points(
     if shown:
         matrix = np.stack([vectors[i.item_id] for i in shown])
         where = place(fs, coords, matrix)
-        landed = np.argmax(matrix @ _map_clusters(fs, run).centroids.T, axis=1)
+        clustering = synthesis.run_request(run).round1_clusters(fs)
+        landed = np.argmax(matrix @ clustering.centroids.T, axis=1)
         for item, (x, y), c in zip(shown, where.tolist(), landed.tolist(), strict=True):
             points.append(
                 {
@@ -301,6 +291,7 @@ def run_points(
                     if item.decision == "rejected"
                     else None,
                     "cluster": int(c),
+                    "map_k": clustering.k,
                     "x": x,
                     "y": y,
                     "problem": item.problem,

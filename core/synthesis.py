@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,9 +31,12 @@ from core.catalogue import RunCounts, RunRow
 from core.config import FeatureConfig, ProxySpec, Runtime, SynthesisSettings
 from core.encoders import Samples, encoder_for
 from core.errors import Cancelled, UserError
+from core.features import FeatureSet
 from core.llm import LLMSettings
+from core.maps import clusters_for
 from core.prompts import load_templates
 from core.records import Record
+from core.regions import Clustering
 from core.synthesis_loop import Loop
 from core.synthesis_policy import check_clusters
 from core.vendi import unit_rows
@@ -77,6 +80,30 @@ def create_run(
     }
     ws.catalogue.add_run(run_id, info.id, record)
     return run_id
+
+
+class RunRequest(NamedTuple):
+    """The settings a run was created with (unpacks as `proxy, config, settings`)."""
+
+    proxy: ProxySpec
+    config: FeatureConfig
+    settings: SynthesisSettings
+
+    def round1_clusters(self, fs: FeatureSet) -> Clustering:
+        """The map's clusters that the run's round 1 uses, on its seed features `fs`: the
+        map at `SynthesisSettings.map_k` of the dataset, the features' seed."""
+        return clusters_for(fs, k=self.settings.map_k(fs.rows), seed=self.config.seed)
+
+
+def run_request(run: dict[str, Any]) -> RunRequest:
+    """The proxy, feature settings and synthesis settings of a run (a run_info dict)."""
+    record = run["settings"]
+    synthesis = record["synthesis"]
+    return RunRequest(
+        ProxySpec(**record["proxy"]),
+        FeatureConfig(**record["features"]),
+        SynthesisSettings(**{**synthesis, "clusters": tuple(synthesis["clusters"])}),
+    )
 
 
 def run_info(ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -185,8 +212,8 @@ def synthetic_features(
     records = synthetic_records(ws, dataset)
     stored: dict[str, np.ndarray] = {}
     for run in list_runs(ws, dataset):
-        record = run["settings"]
-        if ProxySpec(**record["proxy"]) != proxy or FeatureConfig(**record["features"]) != config:
+        request = run_request(run)
+        if (request.proxy, request.config) != (proxy, config):
             continue
         for item_id, vector in run_features(ws, run).items():
             stored[f"syn-{run['id']}-{item_id}"] = vector
@@ -221,12 +248,9 @@ def run_synthesis(
     info = run_info(ws, run_id)
     if info["state"] == "running":
         raise UserError(f"run {run_id} is running in another process (pid {info['pid']})")
-    record = info["settings"]
-    settings = SynthesisSettings(
-        **{**record["synthesis"], "clusters": tuple(record["synthesis"]["clusters"])}
-    )
+    request = run_request(info)
     llm = LLMSettings(
-        **record["llm"],
+        **info["settings"]["llm"],
         api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
     )
     ws.catalogue.set_run_state(run_id, "running", pid=os.getpid())
@@ -239,7 +263,7 @@ def run_synthesis(
             catalogue.set_run_state(run_id, state, error=error)
 
     try:
-        loop = Loop(ws, info, settings, llm, on_update)
+        loop = Loop(ws, info, request, llm, on_update)
         summary = loop.run()
     except Cancelled:
         stop("cancelled")

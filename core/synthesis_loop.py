@@ -19,12 +19,11 @@ import pyarrow.parquet as pq
 
 from core.answers import Verifier, majority_vote, verifier_named
 from core.catalogue import RunItem
-from core.config import FeatureConfig, ProxySpec, Runtime
+from core.config import Runtime
 from core.encoders import Samples, encoder_for
 from core.features import compute_features
 from core.files import atomic_target
 from core.llm import BudgetExhausted, ChatClient, LLMError, LLMSettings, RequestLog
-from core.maps import clusters_for
 from core.prompts import normalise_text, parse_problems, solve_prompt
 from core.regions import Clustering, spherical_kmeans
 from core.synthesis_policy import (
@@ -42,35 +41,35 @@ from core.vendi import g_vendi, unit_rows
 from core.workspace import Workspace
 
 if TYPE_CHECKING:
-    from core.synthesis import SynthesisSettings
+    from core.synthesis import RunRequest
 
 Job = tuple[str, list[dict[str, str]], int, dict[str, Any]]  # ChatClient.run_all's
 
 
 class Loop:
-    """The loop of the run `run` (a synthesis.run_info dict), with these settings and this
-    generator; `on_update(summary)` is called as stages end."""
+    """The loop of the run `run` (a synthesis.run_info dict), with its settings (`request`:
+    synthesis.run_request's) and this generator; `on_update(summary)` is called as stages
+    end."""
 
     def __init__(
         self,
         ws: Workspace,
         run: dict[str, Any],
-        settings: SynthesisSettings,
+        request: RunRequest,
         llm: LLMSettings,
         on_update: Callable[[dict[str, Any]], None],
     ):
         self.ws, self.catalogue = ws, ws.catalogue
         self.run_id, self.dataset = run["id"], run["dataset"]
-        self.settings, self.on_update = settings, on_update
+        self.request, self.on_update = request, on_update
+        self.proxy, self.config, self.settings = request
         record = run["settings"]
-        self.proxy = ProxySpec(**record["proxy"])
-        self.config = FeatureConfig(**record["features"])
         self.runtime = Runtime(**record["runtime"])
         self.templates = record["templates"]
         self.folder = ws.dataset(self.dataset).path.parent / "runs" / self.run_id
         self.folder.mkdir(parents=True, exist_ok=True)
         self.client = ChatClient(llm, RequestLog(self.folder / "requests.jsonl"))
-        self.verifier: Verifier = verifier_named(settings.verifier)
+        self.verifier: Verifier = verifier_named(self.settings.verifier)
         self.encoder = None  # the proxy, loaded when a candidate's features are not cached
         # Accepted by the loop so far (automatic decisions): what the target counts. It
         # starts at 0 on a resume too, so round 1 is planned as in the first try, and
@@ -174,8 +173,7 @@ class Loop:
             room=POOL_ROOM * self.settings.target + MIN_GROWTH,
         )
         self.g_before = self.g_now = g_vendi(pool.features)
-        first = clusters_for(fs, k=self.settings.map_k(fs.rows), seed=self.config.seed)
-        return pool, first
+        return pool, self.request.round1_clusters(fs)
 
     def _target_rows(self, first: Clustering) -> set[int]:
         """Targeted mode: the seed rows that define the target region."""

@@ -363,6 +363,7 @@ def test_a_run_s_problems_show_as_text_in_the_hovers():
                 "decision": "rejected",
                 "reason_kind": "<b>dup</b>",
                 "cluster": 2,
+                "map_k": 13,
                 "x": 0.5,
                 "y": 1.5,
                 "problem": "<script>alert(1)</script> <img src=x onerror=alert(2)>",
@@ -373,4 +374,6 @@ def test_a_run_s_problems_show_as_text_in_the_hovers():
     trace = figure.data[0]
     assert "<script>" not in trace.text[0] and "&lt;script&gt;" in trace.text[0]
     assert "<b>" not in trace.text[0] and "<img" not in trace.text[0]
+    # the run's own clusters, not the page's at its k
+    assert "cluster 2 of the run's map (k = 13)" in trace.text[0]
     assert trace.name == "rejected by run run&lt;1&gt; (1)"

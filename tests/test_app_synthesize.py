@@ -258,7 +258,11 @@ def test_what_the_run_filled_is_shown_while_it_runs_and_after(tmp_path, monkeypa
         app.button("Start a run").click()
         app.run()
     run_id = synthesis.list_runs(ws, "demo")[0]["id"]
-    assert any(t["state"] == "running" for t in drawn)  # live, as the run went
+    live = [t for t in drawn if t["state"] == "running"]
+    assert live  # drawn as the run went
+    # live: no equal-size draws at each stage's end (measured once the run is done)
+    assert any(t["counts"]["accepted"] for t in live)
+    assert all(t["whole"]["equal_size"] is None for t in live)
 
     def shown() -> pd.DataFrame:
         return next(d.value for d in app.at.dataframe if "made for it" in d.value.columns)

@@ -162,7 +162,9 @@ def test_the_equal_size_comparison_is_deterministic_for_a_seed(finished, ws):
     )
     assert first["sd"] > 0 and first["repeats"] == filled.REPEATS
     assert first["gain"] == pytest.approx(first["mean"] - first["seed_g_vendi"])
-    assert filled.fill_table(ws, run_id, repeats=0)["whole"]["equal_size"] is None
+    unmeasured = filled.fill_table(ws, run_id, repeats=0)["whole"]
+    assert unmeasured["equal_size"] is None
+    assert unmeasured["equal_size_note"] == "repeats = 0: no draws asked for"
 
 
 def test_swapped_is_the_score_of_the_set_with_the_rows_swapped(monkeypatch):
@@ -225,6 +227,12 @@ def test_run_points_places_the_accepted_and_optionally_the_rejected(finished, ws
     accepted = [i for i in items if i["decision"] == "accepted"]
     assert sorted(p["item_id"] for p in shown["points"]) == sorted(i["item_id"] for i in accepted)
     assert shown["not_placed"] == 0 and all(p["decision"] == "accepted" for p in shown["points"])
+    landed = {i["item_id"]: i["landed_cluster"] for i in accepted if i["round"] == 1}
+    assert landed and all(
+        p["cluster"] == landed[p["item_id"]] for p in shown["points"] if p["item_id"] in landed
+    )
+    # the clusters named are the run's round-1 map's, whose k the points say
+    assert {p["map_k"] for p in shown["points"]} == {default_k(fs.rows)}
     both = filled.run_points(ws, run_id, fs, coords, rejected=True)
     rejected = [i for i in items if i["decision"] == "rejected"]
     placed_rejected = [p for p in both["points"] if p["decision"] == "rejected"]
@@ -262,6 +270,8 @@ def test_cli_runs_run_is_the_core_table(finished, ws, cli):
     text = cli("runs", run_id, env=env).out
     table = filled.fill_table(ws, run_id)
     assert f"{table['counts']['items']} items" in text and "equal size: 360 rows" in text
+    unmeasured = cli("runs", run_id, "--repeats", "0", env=env).out
+    assert "equal size: none (repeats = 0: no draws asked for)" in unmeasured
     assert sum(1 for line in text.splitlines() if line.split()[0].isdigit()) == len(
         table["clusters"]
     )

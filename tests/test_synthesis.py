@@ -94,6 +94,17 @@ def check_counts(ws, run_id, summary) -> list[dict]:
     return items
 
 
+def test_a_run_s_settings_come_back_as_created_and_round_1_uses_the_map(ws):
+    run_id = create(ws, "http://127.0.0.1:9/v1", clusters=(1, 3), target=4, k=9)
+    request = synthesis.run_request(synthesis.run_info(ws, run_id))
+    assert request.proxy == TINY and request.config == CONFIG
+    assert request.settings == synthesis.SynthesisSettings(clusters=(1, 3), target=4, k=9)
+    fs = compute_features(ws, "demo", proxy=TINY, config=CONFIG)
+    first = request.round1_clusters(fs)
+    assert first.k == 9
+    assert np.array_equal(first.labels, clusters_for(fs, k=9, seed=CONFIG.seed).labels)
+
+
 def test_auto_run_survives_faults_and_accepts_only_thin_regions(ws):
     with FakeLLM(slow_seconds=5.0) as llm:
         llm.faults = ["ok"]  # the connection check; then the faults hit the run's requests
