@@ -276,19 +276,24 @@ def show_selection(rows: list[int], origin: str, clusters: dict[str, np.ndarray]
             )
 
 
+def plot_map(figure, key: str):
+    """Draw a map whose points, box and lasso selections rerun the page (read under `key`)."""
+    return st.plotly_chart(
+        figure,
+        key=key,
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        width="stretch",
+    )
+
+
 @st.fragment
 def explore() -> None:
     """The map, the cluster table and the sample browser: a selection reruns only this."""
     picked_clusters = st.session_state.get("map_clusters_picked", [])
     figure = figure_for(info, fs, k, config.seed, sparse, colour_by, tuple(picked_clusters))
     figure = run_overlay(figure)
-    event = st.plotly_chart(
-        figure,
-        key="map_plot",
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-        width="stretch",
-    )
+    event = plot_map(figure, "map_plot")
     if info.rows > charts.MAP_POINTS:
         st.caption(
             f"{charts.MAP_POINTS:,} of the {info.rows:,} samples are drawn (the sparse and the "
@@ -486,13 +491,7 @@ def explore_both(views: list[SpaceMap], found: dict) -> None:
                 None if source == f"{view.name} map" else lit,
                 TITLES[view.name],
             )
-            st.plotly_chart(
-                figure,
-                key=f"map_plot_{view.name}",
-                on_select="rerun",
-                selection_mode=("points", "box", "lasso"),
-                width="stretch",
-            )
+            plot_map(figure, f"map_plot_{view.name}")
     if info.rows > charts.MAP_POINTS:
         st.caption(
             f"{charts.MAP_POINTS:,} of the {info.rows:,} samples are drawn on each map over "
