@@ -44,7 +44,7 @@ if st.session_state[COLOUR] not in colour_options:  # a field the dataset no lon
     st.session_state[COLOUR] = "cluster"
 st.session_state[K] = min(max(int(st.session_state[K]), 2), max(2, info.rows))
 
-cols = st.columns([1, 2, 2, 1])
+cols = st.columns([1, 2, 2, 1.3], vertical_alignment="bottom")
 k = int(cols[0].number_input("Clusters (k)", 2, max(2, info.rows), key=K, on_change=save))
 sparse_below = cols[1].slider(
     "Sparse below percentile of cluster sizes",
