@@ -41,16 +41,17 @@ if TYPE_CHECKING:
 # instant.
 
 TINY = ProxySpec("tiny-random")
-CHUNK = 16384  # rows per feature chunk file
+CHUNK = 16384  # rows per block written
 
 
 def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
-    """A workspace whose dataset `big` has `features` as its tiny-random feature set."""
-    from core.encoders import encoder_for
-    from core.features import FeatureSet, _register, feature_key
+    """A workspace whose dataset `big` has `features` as its tiny-random feature set,
+    attached by `features-import` from a file written as `embed --out` writes one."""
+    from bench.scale_1m import write_features
+    from core.features import import_features
     from core.workspace import Workspace
 
-    rows = len(features)
+    rows, dim = features.shape
     data = folder / "big.jsonl"
     with open(data, "w") as f:
         for i in range(rows):
@@ -66,20 +67,11 @@ def workspace_with_features(folder: Path, features: np.ndarray) -> Workspace:
             )
     ws = Workspace(folder / "ws")
     ws.import_dataset(data, name="big")
-    info = ws.dataset("big")
-    encoder = encoder_for(TINY, FeatureConfig())
-    key = feature_key(info, encoder)
-    fs = FeatureSet(
-        key, info.path.parent / "features" / key, rows, features.shape[1], CHUNK, encoder
-    )
-    fs.folder.mkdir(parents=True)
-    for index, start in enumerate(range(0, rows, CHUNK)):
-        fs.write_chunk(index, features[start : start + CHUNK])
-    fs.complete = True
-    fs.facts = {"warning": "synthetic features for the benchmark"}
-    fs.save_manifest()
-    _register(ws, info, fs)
-    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random"}))
+    vectors = folder / "features.safetensors"
+    blocks = (features[start : start + CHUNK] for start in range(0, rows, CHUNK))
+    write_features(ws, vectors, blocks, rows, dim)
+    import_features(ws, "big", vectors)
+    ws.set_meta("feature_settings", json.dumps({"proxy": "tiny-random", "dim": dim}))
     ws.set_meta("active_dataset", "big")
     return ws
 
@@ -125,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.rows:,} x {args.dim} synthetic features")
     with tempfile.TemporaryDirectory() as tmp:
         ws = workspace_with_features(Path(tmp), features)
-        fs = find_features(ws, "big", proxy=TINY, config=FeatureConfig())
+        fs = find_features(ws, "big", proxy=TINY, config=FeatureConfig(dim=args.dim))
         fitted = min(args.fit_rows, args.rows)
         t = time.perf_counter()
         layout = layout_for(fs, layout_config)  # computed, then cached for the page

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,10 +142,12 @@ def problems(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def write_features(ws: Workspace, target: Path, rows: int, dim: int, *, seed: int = 0) -> None:
-    """Write the synthetic features (see `sphere_chunks`) of the dataset `big` to `target`
-    as this tool's `embed --out` on a cluster would: a .safetensors file whose header
-    names the data and the settings (tiny-random proxy, `dim` dims), so that
+def write_features(
+    ws: Workspace, target: Path, chunks: Iterable[np.ndarray], rows: int, dim: int
+) -> None:
+    """Write synthetic features (`chunks`: `rows` x `dim` in row blocks) of the dataset
+    `big` to `target` as this tool's `embed --out` on a cluster would: a .safetensors file
+    whose header names the data and the settings (tiny-random proxy, `dim` dims), so that
     `features-import` makes it the feature set synthesis can use. Streamed: memory holds
     one chunk."""
     from core.config import FeatureConfig, ProxySpec
@@ -157,7 +159,7 @@ def write_features(ws: Workspace, target: Path, rows: int, dim: int, *, seed: in
     recorded = recorded_settings(
         ws.dataset(NAME), encoder, dim=dim, facts={"warning": "synthetic features (benchmark)"}
     )
-    write_vectors(target, sphere_chunks(rows, dim, seed=seed), rows, dim, recorded)
+    write_vectors(target, chunks, rows, dim, recorded)
 
 
 def build_workspace(
@@ -180,7 +182,7 @@ def build_workspace(
     ws = Workspace(ws_root)
     vectors = folder / "features.safetensors"
     t = time.perf_counter()
-    write_features(ws, vectors, rows, dim, seed=seed)
+    write_features(ws, vectors, sphere_chunks(rows, dim, seed=seed), rows, dim)
     parts["write the features file (as embed --out)"] = (time.perf_counter() - t, float("nan"))
     parts["attach it (features-import)"] = run_verb(
         ["features-import", NAME, str(vectors)], ws_root
