@@ -158,7 +158,7 @@ def select_curated(
     random_draws = [rng.choice(len(kept), size, replace=False) for _ in range(draws)]
 
     def scores(rows: np.ndarray) -> dict[str, float]:
-        return {name: rows_score(source, rows, 1.0) for name, source in curated.items()}
+        return {name: rows_score(source, rows) for name, source in curated.items()}
 
     subsets: list[dict[str, Any]] = [
         {
@@ -168,9 +168,9 @@ def select_curated(
         }
         for name, rows in greedy.items()
     ]
-    if method == "random":  # the first draw
-        subsets.append({"subset": "random", "chosen": True, "g_vendi": scores(random_draws[0])})
     measured = [scores(rows) for rows in random_draws]
+    if method == "random":  # the first draw
+        subsets.append({"subset": "random", "chosen": True, "g_vendi": measured[0]})
     subsets.append(
         {
             "subset": "random subsets",
@@ -182,7 +182,7 @@ def select_curated(
     )
     chosen = random_draws[0] if method == "random" else greedy[space_of[method]]
     rows = kept[chosen]
-    g_vendi = rows_score(curated["gradient"], chosen, 1.0)
+    g_vendi = next(s["g_vendi"]["gradient"] for s in subsets if s["chosen"])  # scored above
     if save is not None:
         note = f"{method} selection of {size} rows, seed {seed}, G-Vendi {g_vendi:.2f}"
         save = ws.save_selection(dataset, save, rows.tolist(), note=note)["name"]
