@@ -989,7 +989,14 @@ def cmd_demo(args: argparse.Namespace) -> Result:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.config import SPACES, FeatureConfig, ProxySpec, Runtime, SynthesisSettings
+    from core.config import (
+        SELECTION_METHODS,
+        SPACES,
+        FeatureConfig,
+        ProxySpec,
+        Runtime,
+        SynthesisSettings,
+    )
     from core.llm import LLMSettings
 
     common = argparse.ArgumentParser(add_help=False)
@@ -1278,7 +1285,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--how",  # --method is the feature method's flag
-        choices=("greedy", "sentence", "random"),
+        choices=SELECTION_METHODS,
         default="greedy",
         help="greedy: log-det gain in gradient space; sentence: the same in sentence-embedding "
         "space; random: a uniform draw (default: %(default)s)",

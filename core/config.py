@@ -19,6 +19,8 @@ FEATURES_VERSION = 1  # bump when the features' numbers change for the same sett
 METHODS = ("factorized", "exact")  # the gradient feature methods
 SENTENCE = "sentence"  # the sentence-embedding baseline, stored and cached like features
 SPACES = ("gradient", SENTENCE)  # the spaces a map is drawn in (core/maps.py space_request)
+# how `select` chooses its rows (core/selection.py): greedy in gradient / sentence space
+SELECTION_METHODS = ("greedy", "sentence", "random")
 FILE = "file"  # vectors imported from a file (features-import); their proxy is their identity
 FILE_PREFIX = "file:"  # how such an identity starts: file:<hash of the file's contents>
 DEVICES = ("auto", "cpu", "cuda")  # the usual devices (cuda:N works too)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from core.config import Runtime
+from core.config import SELECTION_METHODS, Runtime
 from core.errors import UserError
 from core.progress import ProgressFn, no_progress, parts
 from core.rows import RowSource, Subset, rows_of, take_unit
@@ -37,7 +37,6 @@ from core.vendi import rows_score
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
-CURATED_METHODS = ("greedy", "sentence", "random")  # greedy in gradient / sentence space
 BATCH = 256  # rows picked from one pool before a new pool is drawn
 POOL_FACTOR_MAX = 16  # at most this many pool rows per pick (bench/select_diverse.py)
 WHOLE_POOL = 8192  # up to this many rows left, the pool is all of them (plain greedy)
@@ -127,9 +126,9 @@ def select_curated(
     [{subset, chosen, g_vendi: {space: value}, sd: {space: value} and draws (random only)}]}."""
     from core.curation import kept_mask
 
-    if method not in CURATED_METHODS:
+    if method not in SELECTION_METHODS:
         raise UserError(
-            f"unknown selection method {method!r} (methods: {', '.join(CURATED_METHODS)})"
+            f"unknown selection method {method!r} (methods: {', '.join(SELECTION_METHODS)})"
         )
     spaces = {"gradient": gradient} | ({"sentence": sentence} if sentence is not None else {})
     space_of = {"greedy": "gradient", "sentence": "sentence", "random": "gradient"}
