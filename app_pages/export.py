@@ -7,6 +7,7 @@ import streamlit as st
 import charts
 import ui
 from core import curation, diversity
+from core.config import SELECTION_METHODS
 from core.export import export_curated
 from core.progress import no_progress
 from core.regions import default_k
@@ -104,7 +105,7 @@ size = cols[0].number_input(
 )
 how = cols[1].radio(
     "Chosen by",
-    ["greedy", "sentence", "random"],
+    SELECTION_METHODS,
     key="exp_diverse_how",
     horizontal=True,
     format_func={
