@@ -109,6 +109,13 @@ def test_the_whole_path(app, tmp_path):
         def idle() -> None:
             browser_idle(page)
 
+        def pick_first_row(grid) -> None:
+            """Tick the first row's selection box of a table, once the grid has drawn it."""
+            grid.scroll_into_view_if_needed()
+            grid.locator('[role="gridcell"]').first.wait_for(state="attached")
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # under the 35 px header
+
         def shot(name: str, at: str | None = None) -> None:
             if at:  # the page scrolls inside the app, so bring the part worth seeing into view
                 text(at, exact=True).scroll_into_view_if_needed()
@@ -165,10 +172,7 @@ def test_the_whole_path(app, tmp_path):
         go("Map")
         plot = page.locator(".js-plotly-plot .nsewdrag").first
         plot.wait_for()
-        table = page.locator('[data-testid="stDataFrame"]').first
-        table.scroll_into_view_if_needed()
-        box = table.bounding_box()
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
+        pick_first_row(page.locator('[data-testid="stDataFrame"]').first)
         text("samples in cluster(s)").wait_for()
         idle()
         shot("4-map", at="Colour by")  # the picked cluster highlighted
@@ -188,10 +192,7 @@ def test_the_whole_path(app, tmp_path):
         page.get_by_role("button", name="Compute sentence embeddings").click()
         text("Where the spaces disagree", exact=True).wait_for()
         idle()
-        disagreeing = page.locator('[data-testid="stDataFrame"]').filter(has_text="spread over")
-        disagreeing.scroll_into_view_if_needed()
-        box = disagreeing.bounding_box()
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the top row's selection box
+        pick_first_row(page.locator('[data-testid="stDataFrame"]').filter(has_text="spread over"))
         picked = re.compile(r"(\d+) samples in cluster\(s\) (gradient|sentence) \d+")
         count = int(picked.search(text(picked).inner_text()).group(1))
         idle()
